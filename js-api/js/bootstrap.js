@@ -1,0 +1,459 @@
+// The global scope a worker sees, and the trampoline Rust calls per request.
+//
+// Runs once, while the V8 startup snapshot is built: it loads every deno ext
+// script the globals need, defines the globals, and leaves one non-enumerable
+// global, `__edgeInternal`, that `runtime.rs` takes away (and deletes, with
+// `Deno` and `__bootstrap`) when an isolate is created from the snapshot.
+
+import { core, internals, primordials } from "ext:core/mod.js";
+
+const {
+  ObjectDefineProperties,
+  ObjectDefineProperty,
+  ObjectFreeze,
+  ObjectPrototypeIsPrototypeOf,
+  ObjectSetPrototypeOf,
+  Promise,
+  PromisePrototypeThen,
+  PromiseWithResolvers,
+  SafeArrayIterator,
+  Symbol,
+  TypeError,
+  ObjectKeys,
+  PromisePrototypeCatch,
+} = primordials;
+
+const {
+  op_edge_log,
+  op_edge_req_body,
+  op_edge_req_headers,
+} = core.ops;
+
+// deno_crypto brands CryptoKey objects with this symbol (00_crypto.js).
+internals.kKeyObject = Symbol("kKeyObject");
+
+// deno_fetch's fetch() traces through deno_telemetry, which we do not ship.
+// These are inert stand-ins with the shape 26_fetch.js destructures.
+internals.__telemetry = {
+  builtinTracer: () => undefined,
+  ContextManager: {
+    active: () => undefined,
+    with: (_ctx, fn, thisArg, ...args) => fn.apply(thisArg, args),
+  },
+  DID_NOT_ENTER: Symbol("DID_NOT_ENTER"),
+  enterSpan: () => undefined,
+  exitSpan: () => undefined,
+  TRACING_ENABLED: false,
+  PROPAGATORS: [],
+};
+internals.__telemetryUtil = {
+  updateSpanFromClientResponse: () => {},
+  updateSpanFromError: () => {},
+  updateSpanFromRequest: () => {},
+};
+
+const load = (s) => core.loadExtScript(s);
+const webidl = load("ext:deno_webidl/00_webidl.js");
+load("ext:deno_web/00_infra.js");
+const url = load("ext:deno_web/00_url.js");
+const urlPattern = load("ext:deno_web/01_urlpattern.js");
+const consoleMod = load("ext:deno_web/01_console.js");
+const { DOMException } = load("ext:deno_web/01_dom_exception.js");
+const event = load("ext:deno_web/02_event.js");
+const timers = load("ext:deno_web/02_timers.js");
+const abortSignal = load("ext:deno_web/03_abort_signal.js");
+const base64 = load("ext:deno_web/05_base64.js");
+const streams = load("ext:deno_web/06_streams.js");
+const encoding = load("ext:deno_web/08_text_encoding.js");
+const file = load("ext:deno_web/09_file.js");
+const messagePort = load("ext:deno_web/13_message_port.js");
+const compression = load("ext:deno_web/14_compression.js");
+const performance = load("ext:deno_web/15_performance.js");
+const cryptoMod = load("ext:deno_crypto/00_crypto.js");
+const headers = load("ext:deno_fetch/20_headers.js");
+const formData = load("ext:deno_fetch/21_formdata.js");
+const body = load("ext:deno_fetch/22_body.js");
+const request = load("ext:deno_fetch/23_request.js");
+const response = load("ext:deno_fetch/23_response.js");
+const fetchMod = load("ext:deno_fetch/26_fetch.js");
+// Loaded here so that the snapshot holds them: otherwise they would be
+// compiled on first use in every isolate.
+load("ext:deno_web/10_filereader.js");
+load("ext:deno_web/12_location.js");
+load("ext:deno_web/01_broadcast_channel.js");
+load("ext:deno_web/01_mimesniff.js");
+load("ext:deno_web/02_structured_clone.js");
+load("ext:deno_web/04_global_interfaces.js");
+load("ext:deno_web/16_image_data.js");
+load("ext:deno_web/17_geometry.js");
+load("ext:deno_web/18_css_stylesheet.js");
+load("ext:deno_fetch/22_http_client.js");
+load("ext:deno_fetch/27_eventsource.js");
+load("ext:deno_net/02_tls.js");
+
+const {
+  fromInnerRequest,
+  newInnerRequest,
+} = request;
+const { InnerBody } = body;
+const {
+  readableStreamForRid,
+  resourceForReadableStream,
+  ReadableStreamPrototype,
+} = streams;
+
+// ---- console: every call goes to the server log with worker + request id.
+const workerConsole = new consoleMod.Console((msg, level) => {
+  // Console passes 0..3 (debug, info/log, warn, error); trim the newline.
+  const text = msg.length > 0 && msg[msg.length - 1] === "\n"
+    ? msg.slice(0, -1)
+    : msg;
+  op_edge_log(level, text);
+});
+
+// ---- fetch: a refused destination is a TypeError, as for a network error.
+function fetch(input, init = undefined) {
+  return PromisePrototypeCatch(fetchMod.fetch(input, init), (err) => {
+    if (err !== null && typeof err === "object" && err.name === "NotCapable") {
+      throw new TypeError(
+        "fetch() refused: this worker may not reach private, loopback or link-local addresses (allow_private_network = true permits it)",
+        { cause: err },
+      );
+    }
+    throw err;
+  });
+}
+
+// ---- the global scope: a ServiceWorkerGlobalScope-like EventTarget.
+class WorkerGlobalScope extends event.EventTarget {
+  constructor() {
+    super(webidl.illegalConstructorKey);
+  }
+}
+class Navigator {
+  get userAgent() {
+    return "edge-worker";
+  }
+}
+const navigator = new Navigator();
+
+class ExecutionContext {
+  #state;
+  constructor(state) {
+    this.#state = state;
+  }
+  waitUntil(promise) {
+    const state = this.#state;
+    state.pending++;
+    const done = () => {
+      state.pending--;
+      if (state.pending === 0 && state.idle !== null) {
+        state.idle.resolve();
+        state.idle = null;
+      }
+    };
+    PromisePrototypeThen(Promise.resolve(promise), done, (err) => {
+      reportRejection(err);
+      done();
+    });
+  }
+  passThroughOnException() {}
+}
+
+class FetchEvent extends event.Event {
+  #request;
+  #ctx;
+  #respond;
+  constructor(type, init) {
+    super(type, { cancelable: true });
+    this.#request = init.request;
+    this.#ctx = init.ctx;
+    this.#respond = init.respond;
+  }
+  get request() {
+    return this.#request;
+  }
+  respondWith(r) {
+    if (this.#respond === null) {
+      throw new DOMException("respondWith() was already called", "InvalidStateError");
+    }
+    const respond = this.#respond;
+    this.#respond = null;
+    respond(r);
+  }
+  waitUntil(p) {
+    this.#ctx.waitUntil(p);
+  }
+  passThroughOnException() {}
+}
+
+const propNE = core.propNonEnumerable;
+const propW = core.propWritable;
+ObjectDefineProperties(globalThis, {
+  AbortController: propNE(abortSignal.AbortController),
+  AbortSignal: propNE(abortSignal.AbortSignal),
+  Blob: propNE(file.Blob),
+  ByteLengthQueuingStrategy: propNE(streams.ByteLengthQueuingStrategy),
+  CompressionStream: propNE(compression.CompressionStream),
+  CountQueuingStrategy: propNE(streams.CountQueuingStrategy),
+  Crypto: propNE(cryptoMod.Crypto),
+  CryptoKey: propNE(cryptoMod.CryptoKey),
+  CustomEvent: propNE(event.CustomEvent),
+  DecompressionStream: propNE(compression.DecompressionStream),
+  DOMException: propNE(DOMException),
+  ErrorEvent: propNE(event.ErrorEvent),
+  Event: propNE(event.Event),
+  EventTarget: propNE(event.EventTarget),
+  ExecutionContext: propNE(ExecutionContext),
+  FetchEvent: propNE(FetchEvent),
+  File: propNE(file.File),
+  FormData: propNE(formData.FormData),
+  Headers: propNE(headers.Headers),
+  MessageChannel: propNE(messagePort.MessageChannel),
+  MessageEvent: propNE(event.MessageEvent),
+  MessagePort: propNE(messagePort.MessagePort),
+  Navigator: propNE(Navigator),
+  Performance: propNE(performance.Performance),
+  PromiseRejectionEvent: propNE(event.PromiseRejectionEvent),
+  ReadableByteStreamController: propNE(streams.ReadableByteStreamController),
+  ReadableStream: propNE(streams.ReadableStream),
+  ReadableStreamBYOBReader: propNE(streams.ReadableStreamBYOBReader),
+  ReadableStreamBYOBRequest: propNE(streams.ReadableStreamBYOBRequest),
+  ReadableStreamDefaultController: propNE(streams.ReadableStreamDefaultController),
+  ReadableStreamDefaultReader: propNE(streams.ReadableStreamDefaultReader),
+  Request: propNE(request.Request),
+  Response: propNE(response.Response),
+  SubtleCrypto: propNE(cryptoMod.SubtleCrypto),
+  TextDecoder: propNE(encoding.TextDecoder),
+  TextDecoderStream: propNE(encoding.TextDecoderStream),
+  TextEncoder: propNE(encoding.TextEncoder),
+  TextEncoderStream: propNE(encoding.TextEncoderStream),
+  TransformStream: propNE(streams.TransformStream),
+  TransformStreamDefaultController: propNE(streams.TransformStreamDefaultController),
+  URL: propNE(url.URL),
+  URLPattern: propNE(urlPattern.URLPattern),
+  URLSearchParams: propNE(url.URLSearchParams),
+  WorkerGlobalScope: propNE(WorkerGlobalScope),
+  WritableStream: propNE(streams.WritableStream),
+  WritableStreamDefaultController: propNE(streams.WritableStreamDefaultController),
+  WritableStreamDefaultWriter: propNE(streams.WritableStreamDefaultWriter),
+  atob: propW(base64.atob),
+  btoa: propW(base64.btoa),
+  clearInterval: propW(timers.clearInterval),
+  clearTimeout: propW(timers.clearTimeout),
+  console: propNE(workerConsole),
+  // A getter: the Crypto object is a cppgc object and must be created in the
+  // running isolate, never in the snapshot.
+  crypto: {
+    get() {
+      return cryptoMod.crypto;
+    },
+    enumerable: true,
+    configurable: true,
+  },
+  fetch: propW(fetch),
+  navigator: core.propReadOnly(navigator),
+  performance: propW(performance.performance),
+  reportError: propW(event.reportError),
+  self: core.propGetterOnly(() => globalThis),
+  setInterval: propW(timers.setInterval),
+  setTimeout: propW(timers.setTimeout),
+  structuredClone: propW(messagePort.structuredClone),
+  [webidl.brand]: propNE(webidl.brand),
+});
+ObjectSetPrototypeOf(globalThis, WorkerGlobalScope.prototype);
+
+// ---- per-request plumbing -------------------------------------------------
+
+function reportRejection(err) {
+  op_edge_log(3, "Uncaught (in promise) " + formatError(err));
+}
+
+function formatError(err) {
+  try {
+    if (err && typeof err === "object" && typeof err.stack === "string") {
+      return err.stack;
+    }
+    return consoleMod.inspect(err);
+  } catch {
+    return "<unprintable error>";
+  }
+}
+
+// The worker, once bound: set by `bind()` after its main module evaluated.
+let handlerObject = null;
+let handlerFetch = null;
+let workerEnv = null;
+
+// Request state of the one request this isolate runs at a time.
+function newRequestState() {
+  return { pending: 0, idle: null };
+}
+
+function makeRequest(reqId, method, href, hasBody) {
+  const bodyInner = hasBody
+    ? new InnerBody(readableStreamForRid(op_edge_req_body(reqId)))
+    : null;
+  const inner = newInnerRequest(
+    method,
+    href,
+    () => op_edge_req_headers(reqId),
+    bodyInner,
+    false,
+  );
+  return fromInnerRequest(inner, "immutable");
+}
+
+// Turns a Response into the tuple Rust reads:
+// [status, headerList | null, body, waitUntilDone | undefined]
+// headerList null means the single default text/plain header. body is a
+// string, a Uint8Array, a number (the rid of a stream resource) or null.
+function serialize(res, state) {
+  if (!ObjectPrototypeIsPrototypeOf(response.ResponsePrototype, res)) {
+    throw new TypeError(
+      "The handler did not return a Response (got " + typeof res + ")",
+    );
+  }
+  const done = waitUntilDone(state);
+  if (res[response.serveFastStatusKey] !== 0 && !res[response.serveFastConsumedKey]) {
+    const kind = res[response.serveFastHeaderKindKey];
+    if (kind === response.SERVE_FAST_HEADER_DEFAULT_TEXT) {
+      res[response.serveFastConsumedKey] = true;
+      return [res[response.serveFastStatusKey], null, res[response.serveFastBodyKey], done];
+    }
+  }
+  const inner = response.toInnerResponseForDenoServe(res);
+  if (inner.type === "error") {
+    throw new TypeError("The handler returned Response.error()");
+  }
+  let out = null;
+  const b = inner.body;
+  if (b !== null) {
+    const s = b.streamOrStatic;
+    if (ObjectPrototypeIsPrototypeOf(ReadableStreamPrototype, s)) {
+      out = resourceForReadableStream(s, b.length);
+    } else {
+      if (s.consumed) throw new TypeError("Response body already consumed");
+      s.consumed = true;
+      out = s.body;
+    }
+  }
+  return [inner.status, inner.headerList, out, done];
+}
+
+function waitUntilDone(state) {
+  if (state.pending === 0) return undefined;
+  const { promise, resolve } = PromiseWithResolvers();
+  state.idle = { resolve };
+  return promise;
+}
+
+function errorTuple(err) {
+  let message;
+  try {
+    message = err instanceof Error ? err.name + ": " + err.message : String(err);
+  } catch {
+    message = "<unprintable error>";
+  }
+  return [-1, message, formatError(err)];
+}
+
+function settle(r, state) {
+  try {
+    return serialize(r, state);
+  } catch (err) {
+    return errorTuple(err);
+  }
+}
+
+// Called by Rust for every request. Returns the tuple, or a promise of it
+// that never rejects (errors become `[-1, message, stack]`).
+function handle(reqId, method, href, hasBody) {
+  const state = newRequestState();
+  let result;
+  try {
+    const req = makeRequest(reqId, method, href, hasBody);
+    const ctx = new ExecutionContext(state);
+    if (handlerFetch !== null) {
+      result = handlerFetch.call(handlerObject, req, workerEnv, ctx);
+    } else {
+      result = dispatchFetchEvent(req, ctx);
+    }
+  } catch (err) {
+    return errorTuple(err);
+  }
+  if (result !== null && typeof result === "object" && typeof result.then === "function") {
+    return PromisePrototypeThen(
+      Promise.resolve(result),
+      (r) => settle(r, state),
+      errorTuple,
+    );
+  }
+  return settle(result, state);
+}
+
+function dispatchFetchEvent(req, ctx) {
+  let responded = null;
+  const ev = new FetchEvent("fetch", {
+    request: req,
+    ctx,
+    respond: (r) => {
+      responded = r;
+    },
+  });
+  globalThis.dispatchEvent(ev);
+  if (responded === null) {
+    throw new TypeError(
+      "No fetch handler responded: export default { fetch } or call event.respondWith()",
+    );
+  }
+  return responded;
+}
+
+// Called once per isolate, after its main module evaluated. `ns` is the main
+// module's namespace; `vars` the worker's vars.
+function bind(ns, vars) {
+  workerEnv = ObjectFreeze({ ...vars });
+  const def = ns.default;
+  if (def !== undefined && def !== null && typeof def.fetch === "function") {
+    handlerObject = def;
+    handlerFetch = def.fetch;
+    return "module";
+  }
+  if (event.listenerCount(globalThis, "fetch") > 0) {
+    // Service-worker syntax: vars are globals, as on Workers.
+    for (const k of new SafeArrayIterator(ObjectKeys(vars))) {
+      ObjectDefineProperty(globalThis, k, { value: vars[k], writable: false, configurable: true });
+    }
+    return "service-worker";
+  }
+  throw new TypeError(
+    "The worker has no fetch handler: export default { async fetch(request, env, ctx) { ... } } or addEventListener(\"fetch\", ...)",
+  );
+}
+
+// Per isolate, at creation from the snapshot (not kept by the snapshot).
+function init() {
+  performance.setTimeOrigin();
+  event.setEventTargetData(globalThis);
+  event.saveGlobalThisReference(globalThis);
+  core.setWasmStreamingCallback(fetchMod.handleWasmStreaming);
+  core.setUnhandledPromiseRejectionHandler((_promise, reason) => {
+    reportRejection(reason);
+    return true;
+  });
+  core.setReportExceptionCallback((err) => {
+    op_edge_log(3, "Uncaught " + formatError(err));
+  });
+  delete globalThis.Deno;
+  delete globalThis.__bootstrap;
+  delete globalThis.__edgeInternal;
+}
+
+
+ObjectDefineProperty(globalThis, "__edgeInternal", {
+  value: { init, bind, handle, formatError },
+  enumerable: false,
+  configurable: true,
+  writable: false,
+});

@@ -1,0 +1,29 @@
+//! The deno_core extensions a worker isolate is built from: ours (ops and the
+//! bootstrap that defines the globals) and a stand-in for deno_net's TLS file.
+//!
+//! This module is also compiled into `build.rs` (through `#[path]`) to make
+//! the startup snapshot, so it may only refer to its own submodules.
+
+pub mod body;
+pub mod list;
+pub mod ops;
+
+#[allow(unused_imports)]
+pub use ops::{LogSink, RequestSlot, WorkerLogContext};
+
+deno_core::extension!(
+  deno_net,
+  lazy_loaded_js = [dir "js/deno_net", "02_tls.js"],
+);
+
+deno_core::extension!(
+  edge_runtime,
+  deps = [deno_webidl, deno_web, deno_crypto, deno_fetch, deno_net],
+  ops = [
+    ops::op_edge_log,
+    ops::op_edge_req_headers,
+    ops::op_edge_req_body,
+  ],
+  esm_entry_point = "ext:edge_runtime/bootstrap.js",
+  esm = [dir "js", "bootstrap.js"],
+);

@@ -1,0 +1,81 @@
+//! Ops: the only way a worker's JavaScript reaches Rust. Request headers and
+//! body are handed over lazily, when the worker reads them.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use deno_core::op2;
+use deno_core::convert::ByteString;
+use deno_core::OpState;
+use deno_core::ResourceId;
+use deno_error::JsErrorBox;
+
+use super::body::{RequestBody, RequestBodyResource};
+
+/// Where `console.*` output of an isolate goes. The embedder decides (the
+/// server logs it with the worker name and request id).
+pub trait LogSink {
+  fn log(&self, ctx: &WorkerLogContext, level: u32, message: &str);
+}
+
+/// Who is logging: put in the isolate's `OpState` when it is bound to a
+/// worker and updated for each request.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerLogContext {
+  pub worker: Rc<str>,
+  pub request_id: u64,
+}
+
+/// The request an isolate is serving: its headers and body wait here until
+/// the worker's JavaScript asks for them.
+#[derive(Default)]
+pub struct RequestSlot {
+  pub id: u32,
+  pub headers: Option<http::HeaderMap>,
+  pub body: Option<RequestBody>,
+}
+
+#[op2(fast)]
+pub fn op_edge_log(state: &mut OpState, #[smi] level: u32, #[string] message: &str) {
+  let sink = state.try_borrow::<Rc<dyn LogSink>>().cloned();
+  let ctx = state.try_borrow::<WorkerLogContext>().cloned().unwrap_or_default();
+  match sink {
+    Some(sink) => sink.log(&ctx, level, message),
+    None => eprintln!("[{}] {}", ctx.worker, message),
+  }
+}
+
+fn slot_for(state: &mut OpState, id: u32) -> Result<&mut RequestSlot, JsErrorBox> {
+  match state.try_borrow_mut::<RequestSlot>() {
+    Some(slot) if slot.id == id => Ok(slot),
+    _ => Err(JsErrorBox::type_error("The request is no longer available")),
+  }
+}
+
+#[op2]
+pub fn op_edge_req_headers(
+  state: &mut OpState,
+  #[smi] id: u32,
+) -> Result<Vec<(ByteString, ByteString)>, JsErrorBox> {
+  let slot = slot_for(state, id)?;
+  let headers = slot.headers.take().unwrap_or_default();
+  let mut out = Vec::with_capacity(headers.len());
+  for (name, value) in headers.iter() {
+    out.push((ByteString::from(name.as_str()), ByteString::from(value.as_bytes())));
+  }
+  Ok(out)
+}
+
+#[op2(fast)]
+#[smi]
+pub fn op_edge_req_body(state: &mut OpState, #[smi] id: u32) -> Result<ResourceId, JsErrorBox> {
+  let slot = slot_for(state, id)?;
+  let body = slot
+    .body
+    .take()
+    .ok_or_else(|| JsErrorBox::type_error("The request body was already taken"))?;
+  Ok(state.resource_table.add(RequestBodyResource::new(body)))
+}
+
+/// Shared handle for ops that need the whole state.
+pub type SharedState = Rc<RefCell<OpState>>;

@@ -1,0 +1,35 @@
+//! What a worker's JavaScript sees: the V8 isolate with the Workers API
+//! (Request, Response, fetch, streams, crypto, timers, console, ...), built
+//! on deno_core and the deno ext crates, started from a snapshot.
+//!
+//! Knows nothing of sockets, TLS or hostnames: the server (`edge`) hands it
+//! a [`JsRequest`] and gets a [`JsResponse`] back.
+//!
+//! - [`Isolate`]: create blank, `bind` to a [`WorkerCode`], `call` per request.
+//! - [`loader`]: worker modules (JS, JSON, Wasm) and the shared code cache.
+//! - [`net`]: which addresses subrequests may reach.
+
+pub mod call;
+pub mod error;
+pub mod ext;
+pub mod loader;
+pub mod net;
+pub mod runtime;
+pub mod snapshot;
+
+pub use call::{CallState, JsBody, JsRequest, JsResponse, PendingCall, ResponseStream, StreamError, StreamShared};
+pub use deno_core::v8;
+pub use error::{JsApiError, JsException};
+pub use ext::body::{BodyTooLarge, BoxError, RequestBody};
+pub use ext::{LogSink, WorkerLogContext};
+pub use loader::{ModuleSource, WorkerCode};
+pub use net::NetPolicy;
+pub use runtime::{Isolate, IsolateConfig, IsolateStopper};
+
+/// Sets process-wide V8 flags; call once, before the first isolate.
+pub fn init_v8(flags: &[&str]) {
+  let mut args = vec!["edge".to_string()];
+  args.extend(flags.iter().map(|s| s.to_string()));
+  let _ = deno_core::v8_set_flags(args);
+  deno_core::JsRuntime::init_platform(None);
+}

@@ -1,0 +1,203 @@
+//! Module loading for workers: a worker imports modules relative to its main
+//! file (JS, JSON with `type: "json"`, and `.wasm` as a compiled
+//! `WebAssembly.Module`), from a [`ModuleSource`] the embedder provides, with
+//! V8's code cache shared by every isolate of the worker.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use deno_core::error::ModuleLoaderError;
+use deno_core::{
+  ModuleLoadOptions, ModuleLoadReferrer, ModuleLoadResponse, ModuleLoader, ModuleSourceCode,
+  ModuleSpecifier, ModuleType, RequestedModuleType, ResolutionKind, SourceCodeCacheInfo,
+};
+use deno_error::JsErrorBox;
+
+/// The module type our loader gives `.wasm` files; evaluated by
+/// [`wasm_module_evaluation`] into a module whose default export is a
+/// `WebAssembly.Module`.
+pub(crate) const WASM_MODULE_TYPE: &str = "edge-wasm-module";
+
+/// Where a worker's module files come from (a directory, an upload).
+pub trait ModuleSource: Send + Sync {
+  /// The bytes of the module at `url`, a URL under the worker's root.
+  fn read(&self, url: &ModuleSpecifier) -> Result<Arc<[u8]>, String>;
+}
+
+/// A worker's code: where its modules live and which one is the entry.
+/// Shared by all isolates of the worker, on every thread.
+pub struct WorkerCode {
+  /// The worker's name, used in logs.
+  pub name: Arc<str>,
+  /// URL of the folder imports must stay under, ending in `/`.
+  pub root: ModuleSpecifier,
+  /// URL of the main module.
+  pub main: ModuleSpecifier,
+  pub source: Box<dyn ModuleSource>,
+  /// The worker's `env` (module syntax) or globals (service-worker syntax).
+  pub vars: Vec<(String, String)>,
+  /// Module texts read so far and the V8 code cache made for them.
+  cache: Mutex<HashMap<ModuleSpecifier, CachedModule>>,
+}
+
+#[derive(Clone)]
+struct CachedModule {
+  bytes: Arc<[u8]>,
+  text: Option<Arc<str>>,
+  hash: u64,
+  code_cache: Option<Arc<[u8]>>,
+}
+
+impl WorkerCode {
+  pub fn new(
+    name: impl Into<Arc<str>>,
+    root: ModuleSpecifier,
+    main: ModuleSpecifier,
+    source: Box<dyn ModuleSource>,
+    vars: Vec<(String, String)>,
+  ) -> Self {
+    Self { name: name.into(), root, main, source, vars, cache: Mutex::new(HashMap::new()) }
+  }
+
+  fn module(&self, url: &ModuleSpecifier) -> Result<CachedModule, String> {
+    if let Some(m) = self.cache.lock().expect("module cache").get(url) {
+      return Ok(m.clone());
+    }
+    let bytes = self.source.read(url)?;
+    let text = if url.path().ends_with(".wasm") {
+      None
+    } else {
+      let s = std::str::from_utf8(&bytes).map_err(|_| format!("{url} is not UTF-8 text"))?;
+      Some(Arc::<str>::from(s))
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    let m = CachedModule { bytes, text, hash: h.finish(), code_cache: None };
+    self.cache.lock().expect("module cache").insert(url.clone(), m.clone());
+    Ok(m)
+  }
+
+  fn store_code_cache(&self, url: &ModuleSpecifier, hash: u64, data: &[u8]) {
+    if let Some(m) = self.cache.lock().expect("module cache").get_mut(url) {
+      if m.hash == hash {
+        m.code_cache = Some(Arc::from(data));
+      }
+    }
+  }
+}
+
+/// The loader of one isolate; it serves whichever worker the isolate is
+/// bound to (none while it waits blank in the supply).
+#[derive(Default)]
+pub(crate) struct WorkerLoader {
+  pub(crate) code: RefCell<Option<Arc<WorkerCode>>>,
+}
+
+impl WorkerLoader {
+  fn code(&self) -> Result<Arc<WorkerCode>, ModuleLoaderError> {
+    self.code.borrow().clone().ok_or_else(|| JsErrorBox::generic("no worker is bound to this isolate"))
+  }
+}
+
+impl ModuleLoader for WorkerLoader {
+  fn resolve(&self, specifier: &str, referrer: &str, _kind: ResolutionKind) -> Result<ModuleSpecifier, ModuleLoaderError> {
+    let code = self.code()?;
+    let is_relative = specifier.starts_with("./") || specifier.starts_with("../") || specifier.starts_with('/');
+    let url = if is_relative {
+      let base = ModuleSpecifier::parse(referrer).unwrap_or_else(|_| code.main.clone());
+      base.join(specifier).map_err(|e| JsErrorBox::type_error(format!("bad import \"{specifier}\": {e}")))?
+    } else {
+      match ModuleSpecifier::parse(specifier) {
+        Ok(u) if u.scheme() == code.root.scheme() => u,
+        _ => {
+          return Err(JsErrorBox::type_error(format!(
+            "cannot import \"{specifier}\" from {referrer}: workers import only files next to their main module (\"./x.js\")"
+          )))
+        }
+      }
+    };
+    if !url.as_str().starts_with(code.root.as_str()) {
+      return Err(JsErrorBox::type_error(format!(
+        "cannot import \"{specifier}\" from {referrer}: it is outside the worker's folder"
+      )));
+    }
+    Ok(url)
+  }
+
+  fn load(&self, url: &ModuleSpecifier, _referrer: Option<&ModuleLoadReferrer>, options: ModuleLoadOptions) -> ModuleLoadResponse {
+    ModuleLoadResponse::Sync(self.load_sync(url, &options.requested_module_type))
+  }
+
+  fn code_cache_ready(
+    &self,
+    url: ModuleSpecifier,
+    hash: u64,
+    code_cache: &[u8],
+  ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    if let Ok(code) = self.code() {
+      code.store_code_cache(&url, hash, code_cache);
+    }
+    Box::pin(std::future::ready(()))
+  }
+}
+
+impl WorkerLoader {
+  fn load_sync(&self, url: &ModuleSpecifier, requested: &RequestedModuleType) -> Result<deno_core::ModuleSource, ModuleLoaderError> {
+    let code = self.code()?;
+    let m = code.module(url).map_err(|e| JsErrorBox::type_error(format!("cannot load {url}: {e}")))?;
+    let path = url.path();
+    let is_json = path.ends_with(".json");
+    if *requested == RequestedModuleType::Json && !is_json {
+      return Err(JsErrorBox::type_error(format!("{url} was imported with type \"json\" but is not a .json file")));
+    }
+    if is_json && *requested != RequestedModuleType::Json {
+      return Err(JsErrorBox::type_error(format!(
+        "import {url} with {{ type: \"json\" }} to load it as JSON"
+      )));
+    }
+    let (module_type, source_code) = match (&m.text, is_json) {
+      (None, _) => (
+        ModuleType::Other(Cow::Borrowed(WASM_MODULE_TYPE)),
+        ModuleSourceCode::Bytes(deno_core::ModuleCodeBytes::Boxed(m.bytes.to_vec().into_boxed_slice())),
+      ),
+      (Some(text), true) => (ModuleType::Json, ModuleSourceCode::String(text.clone().into())),
+      (Some(text), false) => (ModuleType::JavaScript, ModuleSourceCode::String(text.clone().into())),
+    };
+    let cache = (module_type == ModuleType::JavaScript).then(|| SourceCodeCacheInfo {
+      hash: m.hash,
+      data: m.code_cache.as_ref().map(|c| Cow::Owned(c.to_vec())),
+    });
+    Ok(deno_core::ModuleSource::new(module_type, source_code, url, cache))
+  }
+}
+
+/// Evaluates our `.wasm` module type: compiles the bytes and makes them the
+/// module's default export, as Cloudflare Workers does.
+pub(crate) fn wasm_module_evaluation(
+  scope: &mut deno_core::v8::PinScope,
+  module_type: Cow<'_, str>,
+  name: &deno_core::FastString,
+  code: ModuleSourceCode,
+) -> Result<deno_core::CustomModuleEvaluationKind, JsErrorBox> {
+  use deno_core::v8;
+  if module_type != WASM_MODULE_TYPE {
+    return Err(JsErrorBox::type_error(format!("unknown module type {module_type} for {name}")));
+  }
+  let bytes = match &code {
+    ModuleSourceCode::Bytes(b) => b.as_bytes(),
+    ModuleSourceCode::String(s) => s.as_bytes(),
+  };
+  v8::tc_scope!(let tc, scope);
+  let Some(module) = v8::WasmModuleObject::compile(tc, bytes) else {
+    let msg = tc
+      .exception()
+      .map(|e| e.to_rust_string_lossy(tc))
+      .unwrap_or_else(|| "invalid WebAssembly".to_string());
+    return Err(JsErrorBox::type_error(format!("cannot compile {name}: {msg}")));
+  };
+  let value: v8::Local<v8::Value> = module.into();
+  Ok(deno_core::CustomModuleEvaluationKind::Synthetic(v8::Global::new(tc, value)))
+}

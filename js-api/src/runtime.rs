@@ -1,0 +1,383 @@
+//! One V8 isolate with the worker API: created blank from the snapshot, bound
+//! once to a worker (its modules evaluated), then called once per request.
+//!
+//! Several isolates live on one thread, so every method enters its isolate
+//! and exits it before returning; V8 wants entries and exits in LIFO order.
+
+use std::cell::Cell;
+use std::mem::ManuallyDrop;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use deno_core::{v8, JsRuntime, PollEventLoopOptions, RuntimeOptions};
+
+use crate::error::JsApiError;
+use crate::ext::list::{extensions, ExtOptions};
+use crate::ext::{LogSink, RequestSlot, WorkerLogContext};
+use crate::loader::{wasm_module_evaluation, WorkerCode, WorkerLoader};
+use crate::net::NetPolicy;
+
+/// Settings for making isolates; one per server, shared by its threads.
+#[derive(Clone)]
+pub struct IsolateConfig {
+  /// V8 heap cap in bytes; `None` leaves V8's default.
+  pub heap_limit_bytes: Option<usize>,
+  /// Options of deno_fetch for subrequests (user agent, root certificates).
+  pub fetch: deno_fetch::Options,
+}
+
+impl Default for IsolateConfig {
+  fn default() -> Self {
+    Self { heap_limit_bytes: None, fetch: deno_fetch::Options { user_agent: "edge-worker".into(), ..Default::default() } }
+  }
+}
+
+/// JS functions of our bootstrap, taken out of the global scope at creation.
+struct Internals {
+  bind: v8::Global<v8::Function>,
+  handle: v8::Global<v8::Function>,
+}
+
+/// A thread-safe handle to stop whatever the isolate runs (limits).
+#[derive(Clone)]
+pub struct IsolateStopper {
+  handle: v8::IsolateHandle,
+  /// Set when V8 reported the heap near its limit.
+  pub heap_exhausted: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl IsolateStopper {
+  /// Terminates running JS; returns false if the isolate is gone.
+  pub fn terminate(&self) -> bool {
+    self.handle.terminate_execution()
+  }
+}
+
+pub struct Isolate {
+  rt: ManuallyDrop<JsRuntime>,
+  internals: Internals,
+  loader: Rc<WorkerLoader>,
+  stopper: IsolateStopper,
+  worker: Option<Arc<WorkerCode>>,
+  next_request: u32,
+  /// An error left the event loop in an unknown state: do not reuse.
+  poisoned: Cell<bool>,
+}
+
+/// While alive, the isolate is V8's current one on this thread. Made by
+/// every public method of [`Isolate`], so callers never see it.
+struct Entered(*const v8::Isolate);
+
+impl Entered {
+  fn new(iso: &v8::Isolate) -> Self {
+    // SAFETY: paired with the `exit()` in `Drop for Entered`; guards are
+    // locals of one method, so they nest in LIFO order.
+    unsafe { iso.enter() };
+    Self(iso)
+  }
+}
+
+impl Drop for Entered {
+  fn drop(&mut self) {
+    // SAFETY: the pointer came from a live isolate owned by the `Isolate`
+    // whose method created this guard and is still running.
+    unsafe { (*self.0).exit() };
+  }
+}
+
+/// Polls `fut` with the isolate entered, exiting between polls so that
+/// other isolates of the thread can run in the meantime.
+struct EnterEachPoll<F> {
+  iso: *const v8::Isolate,
+  fut: std::pin::Pin<Box<F>>,
+}
+
+impl<F: std::future::Future> std::future::Future for EnterEachPoll<F> {
+  type Output = F::Output;
+  fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    // SAFETY: `iso` belongs to the isolate the inner future borrows
+    // mutably, so it outlives this future.
+    let _entered = Entered::new(unsafe { &*self.iso });
+    self.fut.as_mut().poll(cx)
+  }
+}
+
+impl Isolate {
+  /// Makes a blank isolate from the startup snapshot (about 2-3 ms).
+  pub fn new(config: &IsolateConfig) -> Result<Self, JsApiError> {
+    let loader = Rc::new(WorkerLoader::default());
+    let mut create_params = v8::CreateParams::default();
+    if let Some(max) = config.heap_limit_bytes {
+      create_params = create_params.heap_limits(0, max);
+    }
+    let ext = ExtOptions { fetch: config.fetch.clone(), ..Default::default() };
+    let mut rt = JsRuntime::try_new(RuntimeOptions {
+      startup_snapshot: Some(crate::snapshot::SNAPSHOT),
+      residual_lazy_js_sources: crate::snapshot::RESIDUAL_LAZY_JS,
+      residual_lazy_esm_sources: crate::snapshot::RESIDUAL_LAZY_ESM,
+      extensions: extensions(ext),
+      module_loader: Some(loader.clone()),
+      custom_module_evaluation_cb: Some(Box::new(wasm_module_evaluation)),
+      create_params: Some(create_params),
+      ..Default::default()
+    })
+    .map_err(|e| JsApiError::Create(e.to_string()))?;
+
+    let heap_exhausted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handle = rt.v8_isolate().thread_safe_handle();
+    {
+      let handle = handle.clone();
+      let flag = heap_exhausted.clone();
+      rt.add_near_heap_limit_callback(move |current, _initial| {
+        // Stop the script and give V8 room to unwind; the caller drops
+        // the isolate afterwards. Not raising the limit would abort the
+        // whole process.
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        handle.terminate_execution();
+        current * 2
+      });
+    }
+    let internals = take_internals(&mut rt).map_err(JsApiError::Create)?;
+    // SAFETY: JsRuntime::try_new entered the isolate; it is exited here and
+    // re-entered around each use (see `enter`).
+    unsafe { rt.v8_isolate().exit() };
+    Ok(Self {
+      rt: ManuallyDrop::new(rt),
+      internals,
+      loader,
+      stopper: IsolateStopper { handle, heap_exhausted },
+      worker: None,
+      next_request: 0,
+      poisoned: Cell::new(false),
+    })
+  }
+
+  fn entered(&mut self) -> Entered {
+    Entered::new(self.rt.v8_isolate())
+  }
+
+  pub fn stopper(&self) -> IsolateStopper {
+    self.stopper.clone()
+  }
+
+  pub fn worker(&self) -> Option<&Arc<WorkerCode>> {
+    self.worker.as_ref()
+  }
+
+  /// Whether the isolate may serve another request.
+  pub fn is_reusable(&self) -> bool {
+    !self.poisoned.get() && !self.stopper.heap_exhausted.load(std::sync::atomic::Ordering::SeqCst)
+  }
+
+  /// Marks the isolate as not to be reused.
+  pub fn poison(&self) {
+    self.poisoned.set(true);
+  }
+
+  /// After a termination: let the isolate run JS again (to unwind).
+  pub fn cancel_termination(&mut self) {
+    self.rt.v8_isolate().cancel_terminate_execution();
+  }
+
+  /// V8 heap in use, in bytes.
+  pub fn heap_used(&mut self) -> usize {
+    let _entered = self.entered();
+    self.rt.v8_isolate().get_heap_statistics().used_heap_size()
+  }
+
+  /// Binds a blank isolate to a worker: loads and evaluates its main module
+  /// and finds its fetch handler.
+  pub async fn bind(
+    &mut self,
+    code: Arc<WorkerCode>,
+    net: &NetPolicy,
+    log: Rc<dyn LogSink>,
+  ) -> Result<(), JsApiError> {
+    if self.worker.is_some() {
+      return Err(JsApiError::Load("this isolate is already bound to a worker".into()));
+    }
+    let iso: *const v8::Isolate = &**self.rt.v8_isolate();
+    let fut = self.bind_inner(code, net, log);
+    EnterEachPoll { iso, fut: Box::pin(fut) }.await
+  }
+
+  async fn bind_inner(
+    &mut self,
+    code: Arc<WorkerCode>,
+    net: &NetPolicy,
+    log: Rc<dyn LogSink>,
+  ) -> Result<(), JsApiError> {
+    *self.loader.code.borrow_mut() = Some(code.clone());
+    {
+      let state = self.rt.op_state();
+      let mut state = state.borrow_mut();
+      state.put(net.permissions());
+      state.put(log);
+      state.put(WorkerLogContext { worker: Rc::from(&*code.name), request_id: 0 });
+    }
+    let id = self.rt.load_main_es_module(&code.main).await.map_err(|e| JsApiError::from_core(e, true))?;
+    let eval = self.rt.mod_evaluate(id);
+    self
+      .rt
+      .with_event_loop_promise(Box::pin(eval), PollEventLoopOptions::default())
+      .await
+      .map_err(|e| JsApiError::from_core(e, true))?;
+    let ns = self.rt.get_module_namespace(id).map_err(|e| JsApiError::from_core(e, true))?;
+    self.call_bind(ns, &code)?;
+    self.worker = Some(code);
+    Ok(())
+  }
+
+  fn call_bind(&mut self, ns: v8::Global<v8::Object>, code: &WorkerCode) -> Result<(), JsApiError> {
+    deno_core::scope!(scope, &mut *self.rt);
+    v8::tc_scope!(let tc, scope);
+    let bind = v8::Local::new(tc, &self.internals.bind);
+    let ns: v8::Local<v8::Value> = v8::Local::new(tc, ns).into();
+    let vars = v8::Object::new(tc);
+    for (k, v) in &code.vars {
+      let (Some(k), Some(v)) = (v8::String::new(tc, k), v8::String::new(tc, v)) else {
+        return Err(JsApiError::Load("a var is too long".into()));
+      };
+      vars.set(tc, k.into(), v.into());
+    }
+    let undefined = v8::undefined(tc).into();
+    if bind.call(tc, undefined, &[ns, vars.into()]).is_none() {
+      if tc.has_terminated() {
+        return Err(JsApiError::Terminated);
+      }
+      let message = tc.exception().map(|e| e.to_rust_string_lossy(tc)).unwrap_or_default();
+      return Err(JsApiError::NoHandler(message.trim_start_matches("TypeError: ").to_string()));
+    }
+    Ok(())
+  }
+
+  /// Starts a request: calls the worker's handler. The answer is ready at
+  /// once for a handler that settles without waiting on I/O or timers;
+  /// otherwise drive it with [`Isolate::poll_call`].
+  pub fn call(&mut self, req: crate::call::JsRequest, request_id: u64) -> Result<crate::call::CallState, JsApiError> {
+    let _entered = self.entered();
+    self.next_request = self.next_request.wrapping_add(1);
+    let id = self.next_request;
+    let has_body = req.body.is_some();
+    {
+      let state = self.rt.op_state();
+      let mut state = state.borrow_mut();
+      state.put(RequestSlot { id, headers: Some(req.headers), body: req.body });
+      if let Some(ctx) = state.try_borrow_mut::<WorkerLogContext>() {
+        ctx.request_id = request_id;
+      }
+    }
+    let op_state = self.rt.op_state();
+    deno_core::scope!(scope, &mut *self.rt);
+    crate::call::invoke(scope, &self.internals.handle, &op_state, id, &req.method, &req.url, has_body)
+  }
+
+  /// Drives a pending call: runs the event loop until the handler's promise
+  /// settles.
+  pub fn poll_call(
+    &mut self,
+    cx: &mut Context<'_>,
+    pending: &crate::call::PendingCall,
+  ) -> Poll<Result<crate::call::JsResponse, JsApiError>> {
+    let _entered = self.entered();
+    if let Some(r) = self.settled(pending) {
+      return Poll::Ready(r);
+    }
+    let loop_state = self.rt.poll_event_loop(cx, PollEventLoopOptions::default());
+    if let Some(r) = self.settled(pending) {
+      return Poll::Ready(r);
+    }
+    match loop_state {
+      Poll::Pending => Poll::Pending,
+      Poll::Ready(Ok(())) => Poll::Ready(Err(JsApiError::NeverSettles)),
+      Poll::Ready(Err(e)) => {
+        self.poisoned.set(true);
+        Poll::Ready(Err(JsApiError::from_core(e, false)))
+      }
+    }
+  }
+
+  fn settled(&mut self, pending: &crate::call::PendingCall) -> Option<Result<crate::call::JsResponse, JsApiError>> {
+    let op_state = self.rt.op_state();
+    deno_core::scope!(scope, &mut *self.rt);
+    crate::call::settled(scope, pending, &op_state)
+  }
+
+  /// Runs the event loop for work that outlives the response (a streamed
+  /// body, `ctx.waitUntil`). Ready when `until` (a waitUntil promise) has
+  /// settled, or at once when the loop has nothing left to do.
+  pub fn poll_background(&mut self, cx: &mut Context<'_>, until: Option<&v8::Global<v8::Promise>>) -> Poll<Result<(), JsApiError>> {
+    let _entered = self.entered();
+    let r = self.rt.poll_event_loop(cx, PollEventLoopOptions::default());
+    let waiting = until.is_some_and(|p| {
+      deno_core::scope!(scope, &mut *self.rt);
+      v8::Local::new(scope, p).state() == v8::PromiseState::Pending
+    });
+    match r {
+      Poll::Ready(Err(e)) => {
+        self.poisoned.set(true);
+        Poll::Ready(Err(JsApiError::from_core(e, false)))
+      }
+      Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+      Poll::Pending if waiting => Poll::Pending,
+      Poll::Pending => Poll::Ready(Ok(())),
+    }
+  }
+
+  /// Whether the event loop still has work of its own (timers, ops) that a
+  /// streamed body may be waiting on.
+  pub fn poll_event_loop(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), JsApiError>> {
+    let _entered = self.entered();
+    match self.rt.poll_event_loop(cx, PollEventLoopOptions::default()) {
+      Poll::Ready(Err(e)) => {
+        self.poisoned.set(true);
+        Poll::Ready(Err(JsApiError::from_core(e, false)))
+      }
+      Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+      Poll::Pending => Poll::Pending,
+    }
+  }
+
+  /// Ends the request's hold on the isolate: its headers and body go.
+  pub fn finish_request(&mut self) {
+    let state = self.rt.op_state();
+    let mut state = state.borrow_mut();
+    if state.has::<RequestSlot>() {
+      state.take::<RequestSlot>();
+    }
+  }
+}
+
+impl Drop for Isolate {
+  fn drop(&mut self) {
+    // SAFETY: the isolate must be entered when it is disposed (rusty_v8
+    // checks it is the current one); it exits itself in its own drop.
+    unsafe { self.rt.v8_isolate().enter() };
+    // SAFETY: `rt` is not used after this.
+    unsafe { ManuallyDrop::drop(&mut self.rt) };
+  }
+}
+
+fn take_internals(rt: &mut JsRuntime) -> Result<Internals, String> {
+  let value = rt
+    .execute_script("ext:edge/init.js", "globalThis.__edgeInternal")
+    .map_err(|e| e.to_string())?;
+  deno_core::scope!(scope, rt);
+  let obj = v8::Local::new(scope, value);
+  let obj = v8::Local::<v8::Object>::try_from(obj).map_err(|_| "the snapshot lacks the edge bootstrap".to_string())?;
+  let mut funcs = Vec::with_capacity(3);
+  for name in ["init", "bind", "handle"] {
+    let key = v8::String::new(scope, name).ok_or("string")?;
+    let f = obj.get(scope, key.into()).ok_or("missing")?;
+    funcs.push(v8::Local::<v8::Function>::try_from(f).map_err(|_| format!("bootstrap lacks {name}()"))?);
+  }
+  let (init, bind, handle) = (funcs[0], funcs[1], funcs[2]);
+  v8::tc_scope!(let tc, scope);
+  let undefined = v8::undefined(tc).into();
+  if init.call(tc, undefined, &[]).is_none() {
+    let msg = tc.exception().map(|e| e.to_rust_string_lossy(tc)).unwrap_or_default();
+    return Err(format!("isolate init failed: {msg}"));
+  }
+  Ok(Internals { bind: v8::Global::new(tc, bind), handle: v8::Global::new(tc, handle) })
+}
