@@ -208,10 +208,28 @@ pub struct ResponseStream {
 pub struct StreamShared {
   finished: Cell<bool>,
   abandoned: Cell<bool>,
+  /// The body's reader, woken when the isolate abandons the stream.
   waker: RefCell<Option<Waker>>,
+  /// The task driving the isolate, woken when the body finishes.
+  drive_waker: RefCell<Option<Waker>>,
 }
 
 impl StreamShared {
+  /// The driving task wants to know when the body is finished.
+  pub fn set_drive_waker(&self, w: &Waker) {
+    let mut slot = self.drive_waker.borrow_mut();
+    if !slot.as_ref().is_some_and(|old| old.will_wake(w)) {
+      *slot = Some(w.clone());
+    }
+  }
+
+  fn finish(&self) {
+    self.finished.set(true);
+    if let Some(w) = self.drive_waker.borrow_mut().take() {
+      w.wake();
+    }
+  }
+
   /// The body was read to its end or dropped.
   pub fn is_finished(&self) -> bool {
     self.finished.get()
@@ -251,7 +269,7 @@ impl ResponseStream {
       return Poll::Ready(None);
     }
     if self.shared.abandoned.get() {
-      self.shared.finished.set(true);
+      self.shared.finish();
       return Poll::Ready(Some(Err(StreamError::Abandoned)));
     }
     let fut = self.read.get_or_insert_with(|| self.resource.clone().read(64 * 1024));
@@ -264,12 +282,12 @@ impl ResponseStream {
         self.read = None;
         match r {
           Ok(buf) if buf.is_empty() => {
-            self.shared.finished.set(true);
+            self.shared.finish();
             Poll::Ready(None)
           }
           Ok(buf) => Poll::Ready(Some(Ok(Bytes::copy_from_slice(&buf)))),
           Err(e) => {
-            self.shared.finished.set(true);
+            self.shared.finish();
             Poll::Ready(Some(Err(StreamError::Js(e.to_string()))))
           }
         }
@@ -280,7 +298,7 @@ impl ResponseStream {
 
 impl Drop for ResponseStream {
   fn drop(&mut self) {
-    self.shared.finished.set(true);
+    self.shared.finish();
     self.resource.clone().close();
   }
 }

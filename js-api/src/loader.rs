@@ -16,11 +16,6 @@ use deno_core::{
 };
 use deno_error::JsErrorBox;
 
-/// The module type our loader gives `.wasm` files; evaluated by
-/// [`wasm_module_evaluation`] into a module whose default export is a
-/// `WebAssembly.Module`.
-pub(crate) const WASM_MODULE_TYPE: &str = "edge-wasm-module";
-
 /// Where a worker's module files come from (a directory, an upload).
 pub trait ModuleSource: Send + Sync {
   /// The bytes of the module at `url`, a URL under the worker's root.
@@ -159,45 +154,25 @@ impl WorkerLoader {
       )));
     }
     let (module_type, source_code) = match (&m.text, is_json) {
-      (None, _) => (
-        ModuleType::Other(Cow::Borrowed(WASM_MODULE_TYPE)),
+      // A `.wasm` import gives a compiled WebAssembly.Module (as on
+      // Workers): a JS module compiles the bytes, loaded as a bytes module.
+      (None, _) if *requested == RequestedModuleType::Bytes => (
+        ModuleType::Bytes,
         ModuleSourceCode::Bytes(deno_core::ModuleCodeBytes::Boxed(m.bytes.to_vec().into_boxed_slice())),
       ),
+      (None, _) => {
+        let name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or("module.wasm");
+        let name = serde_json::to_string(&format!("./{name}")).unwrap_or_default();
+        let js = format!("import bytes from {name} with {{ type: \"bytes\" }};\nexport default new WebAssembly.Module(bytes);\n");
+        (ModuleType::JavaScript, ModuleSourceCode::String(js.into()))
+      }
       (Some(text), true) => (ModuleType::Json, ModuleSourceCode::String(text.clone().into())),
       (Some(text), false) => (ModuleType::JavaScript, ModuleSourceCode::String(text.clone().into())),
     };
-    let cache = (module_type == ModuleType::JavaScript).then(|| SourceCodeCacheInfo {
+    let cache = (module_type == ModuleType::JavaScript && m.text.is_some()).then(|| SourceCodeCacheInfo {
       hash: m.hash,
       data: m.code_cache.as_ref().map(|c| Cow::Owned(c.to_vec())),
     });
     Ok(deno_core::ModuleSource::new(module_type, source_code, url, cache))
   }
-}
-
-/// Evaluates our `.wasm` module type: compiles the bytes and makes them the
-/// module's default export, as Cloudflare Workers does.
-pub(crate) fn wasm_module_evaluation(
-  scope: &mut deno_core::v8::PinScope,
-  module_type: Cow<'_, str>,
-  name: &deno_core::FastString,
-  code: ModuleSourceCode,
-) -> Result<deno_core::CustomModuleEvaluationKind, JsErrorBox> {
-  use deno_core::v8;
-  if module_type != WASM_MODULE_TYPE {
-    return Err(JsErrorBox::type_error(format!("unknown module type {module_type} for {name}")));
-  }
-  let bytes = match &code {
-    ModuleSourceCode::Bytes(b) => b.as_bytes(),
-    ModuleSourceCode::String(s) => s.as_bytes(),
-  };
-  v8::tc_scope!(let tc, scope);
-  let Some(module) = v8::WasmModuleObject::compile(tc, bytes) else {
-    let msg = tc
-      .exception()
-      .map(|e| e.to_rust_string_lossy(tc))
-      .unwrap_or_else(|| "invalid WebAssembly".to_string());
-    return Err(JsErrorBox::type_error(format!("cannot compile {name}: {msg}")));
-  };
-  let value: v8::Local<v8::Value> = module.into();
-  Ok(deno_core::CustomModuleEvaluationKind::Synthetic(v8::Global::new(tc, value)))
 }

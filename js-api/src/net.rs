@@ -49,3 +49,27 @@ impl NetPolicy {
     PermissionsContainer::new(parser, perms)
   }
 }
+
+/// Root certificates for subrequests over HTTPS: the Mozilla roots plus any
+/// extra PEM certificates (a private CA, or a test's).
+pub struct RootCerts(deno_tls::rustls::RootCertStore);
+
+impl RootCerts {
+  pub fn with_extra_pem(pems: &[Vec<u8>]) -> Result<Self, String> {
+    let mut store = deno_tls::create_default_root_cert_store();
+    for pem in pems {
+      let mut reader = std::io::BufReader::new(&pem[..]);
+      for cert in deno_tls::rustls_pemfile::certs(&mut reader) {
+        let cert = cert.map_err(|e| format!("bad PEM certificate: {e}"))?;
+        store.add(cert).map_err(|e| format!("unusable CA certificate: {e}"))?;
+      }
+    }
+    Ok(Self(store))
+  }
+}
+
+impl deno_tls::RootCertStoreProvider for RootCerts {
+  fn get_or_try_init(&self) -> Result<&deno_tls::rustls::RootCertStore, deno_error::JsErrorBox> {
+    Ok(&self.0)
+  }
+}

@@ -15,7 +15,7 @@ use deno_core::{v8, JsRuntime, PollEventLoopOptions, RuntimeOptions};
 use crate::error::JsApiError;
 use crate::ext::list::{extensions, ExtOptions};
 use crate::ext::{LogSink, RequestSlot, WorkerLogContext};
-use crate::loader::{wasm_module_evaluation, WorkerCode, WorkerLoader};
+use crate::loader::{WorkerCode, WorkerLoader};
 use crate::net::NetPolicy;
 
 /// Settings for making isolates; one per server, shared by its threads.
@@ -23,13 +23,15 @@ use crate::net::NetPolicy;
 pub struct IsolateConfig {
   /// V8 heap cap in bytes; `None` leaves V8's default.
   pub heap_limit_bytes: Option<usize>,
-  /// Options of deno_fetch for subrequests (user agent, root certificates).
-  pub fetch: deno_fetch::Options,
+  /// `user-agent` of subrequests.
+  pub user_agent: String,
+  /// Roots trusted by subrequests over HTTPS; `None`: the Mozilla roots.
+  pub root_certs: Option<Arc<dyn deno_tls::RootCertStoreProvider>>,
 }
 
 impl Default for IsolateConfig {
   fn default() -> Self {
-    Self { heap_limit_bytes: None, fetch: deno_fetch::Options { user_agent: "edge-worker".into(), ..Default::default() } }
+    Self { heap_limit_bytes: None, user_agent: "edge-worker".into(), root_certs: None }
   }
 }
 
@@ -111,14 +113,18 @@ impl Isolate {
     if let Some(max) = config.heap_limit_bytes {
       create_params = create_params.heap_limits(0, max);
     }
-    let ext = ExtOptions { fetch: config.fetch.clone(), ..Default::default() };
+    let fetch = deno_fetch::Options {
+      user_agent: config.user_agent.clone(),
+      root_cert_store_provider: config.root_certs.clone(),
+      ..Default::default()
+    };
+    let ext = ExtOptions { fetch, ..Default::default() };
     let mut rt = JsRuntime::try_new(RuntimeOptions {
       startup_snapshot: Some(crate::snapshot::SNAPSHOT),
       residual_lazy_js_sources: crate::snapshot::RESIDUAL_LAZY_JS,
       residual_lazy_esm_sources: crate::snapshot::RESIDUAL_LAZY_ESM,
       extensions: extensions(ext),
       module_loader: Some(loader.clone()),
-      custom_module_evaluation_cb: Some(Box::new(wasm_module_evaluation)),
       create_params: Some(create_params),
       ..Default::default()
     })
@@ -304,29 +310,8 @@ impl Isolate {
     crate::call::settled(scope, pending, &op_state)
   }
 
-  /// Runs the event loop for work that outlives the response (a streamed
-  /// body, `ctx.waitUntil`). Ready when `until` (a waitUntil promise) has
-  /// settled, or at once when the loop has nothing left to do.
-  pub fn poll_background(&mut self, cx: &mut Context<'_>, until: Option<&v8::Global<v8::Promise>>) -> Poll<Result<(), JsApiError>> {
-    let _entered = self.entered();
-    let r = self.rt.poll_event_loop(cx, PollEventLoopOptions::default());
-    let waiting = until.is_some_and(|p| {
-      deno_core::scope!(scope, &mut *self.rt);
-      v8::Local::new(scope, p).state() == v8::PromiseState::Pending
-    });
-    match r {
-      Poll::Ready(Err(e)) => {
-        self.poisoned.set(true);
-        Poll::Ready(Err(JsApiError::from_core(e, false)))
-      }
-      Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-      Poll::Pending if waiting => Poll::Pending,
-      Poll::Pending => Poll::Ready(Ok(())),
-    }
-  }
-
-  /// Whether the event loop still has work of its own (timers, ops) that a
-  /// streamed body may be waiting on.
+  /// One turn of the event loop, for work after the response head (a
+  /// streamed body, waitUntil). Ready(Ok) means the loop has nothing left.
   pub fn poll_event_loop(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), JsApiError>> {
     let _entered = self.entered();
     match self.rt.poll_event_loop(cx, PollEventLoopOptions::default()) {
@@ -337,6 +322,13 @@ impl Isolate {
       Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
       Poll::Pending => Poll::Pending,
     }
+  }
+
+  /// Whether a promise (a waitUntil) has settled.
+  pub fn is_settled(&mut self, p: &v8::Global<v8::Promise>) -> bool {
+    let _entered = self.entered();
+    deno_core::scope!(scope, &mut *self.rt);
+    v8::Local::new(scope, p).state() != v8::PromiseState::Pending
   }
 
   /// Ends the request's hold on the isolate: its headers and body go.

@@ -33,6 +33,8 @@ pub enum BodyReadError {
 
 pub struct RequestBodyResource {
   body: AsyncRefCell<Pin<Box<RequestBody>>>,
+  /// Part of the last chunk that did not fit the reader's buffer.
+  leftover: std::cell::RefCell<Bytes>,
   cancel: CancelHandle,
   size_hint: (u64, Option<u64>),
 }
@@ -42,6 +44,7 @@ impl RequestBodyResource {
     let hint = body.size_hint();
     Self {
       body: AsyncRefCell::new(Box::pin(body)),
+      leftover: Default::default(),
       cancel: CancelHandle::default(),
       size_hint: (hint.lower(), hint.upper()),
     }
@@ -53,8 +56,16 @@ impl Resource for RequestBodyResource {
     "requestBody".into()
   }
 
-  fn read(self: Rc<Self>, _limit: usize) -> AsyncResult<BufView> {
+  fn read(self: Rc<Self>, limit: usize) -> AsyncResult<BufView> {
     Box::pin(async move {
+      let limit = limit.max(1);
+      {
+        let mut left = self.leftover.borrow_mut();
+        if !left.is_empty() {
+          let n = left.len().min(limit);
+          return Ok(BufView::from(left.split_to(n)));
+        }
+      }
       let mut body = RcRef::map(&self, |r| &r.body).borrow_mut().await;
       let cancel = RcRef::map(&self, |r| &r.cancel);
       let next = std::future::poll_fn(|cx| next_data(Pin::as_mut(&mut *body), cx));
@@ -62,7 +73,12 @@ impl Resource for RequestBodyResource {
         .await
         .map_err(|_| JsErrorBox::generic("The request body read was cancelled"))?;
       match chunk {
-        Ok(Some(bytes)) => Ok(BufView::from(bytes)),
+        Ok(Some(mut bytes)) => {
+          if bytes.len() > limit {
+            *self.leftover.borrow_mut() = bytes.split_off(limit);
+          }
+          Ok(BufView::from(bytes))
+        }
         Ok(None) => Ok(BufView::empty()),
         Err(e) => Err(JsErrorBox::from_err(classify(e))),
       }

@@ -1,0 +1,109 @@
+//! Response bodies: [`EdgeBody`] on the isolate's own thread (it may read a
+//! stream the isolate is still writing), and [`SendBody`] for embedders on
+//! other threads, fed through a channel.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use js_api::ResponseStream;
+use tokio::sync::mpsc;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body served on the thread that runs the worker.
+pub struct EdgeBody(Kind);
+
+enum Kind {
+  Full(Option<Bytes>),
+  Stream(Box<ResponseStream>),
+}
+
+impl EdgeBody {
+  pub fn empty() -> Self {
+    Self(Kind::Full(None))
+  }
+
+  pub fn full(b: Bytes) -> Self {
+    Self(Kind::Full((!b.is_empty()).then_some(b)))
+  }
+
+  pub fn stream(s: ResponseStream) -> Self {
+    Self(Kind::Stream(Box::new(s)))
+  }
+
+  /// Moves the body to another thread: a task on this thread pumps it into
+  /// a channel. Whole bodies move without a task.
+  pub fn into_send(self) -> SendBody {
+    match self.0 {
+      Kind::Full(b) => SendBody(SendKind::Full(b)),
+      Kind::Stream(mut s) => {
+        let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(4);
+        tokio::task::spawn_local(async move {
+          while let Some(chunk) = std::future::poll_fn(|cx| s.poll_chunk(cx)).await {
+            let chunk = chunk.map_err(|e| Box::new(e) as BoxError);
+            if tx.send(chunk).await.is_err() {
+              break;
+            }
+          }
+        });
+        SendBody(SendKind::Channel(rx))
+      }
+    }
+  }
+}
+
+impl Body for EdgeBody {
+  type Data = Bytes;
+  type Error = BoxError;
+
+  fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    match &mut self.get_mut().0 {
+      Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+      Kind::Stream(s) => s.poll_chunk(cx).map(|o| o.map(|r| r.map(Frame::data).map_err(|e| Box::new(e) as BoxError))),
+    }
+  }
+
+  fn is_end_stream(&self) -> bool {
+    matches!(self.0, Kind::Full(None))
+  }
+
+  fn size_hint(&self) -> SizeHint {
+    match &self.0 {
+      Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+      Kind::Stream(_) => SizeHint::default(),
+    }
+  }
+}
+
+/// A response body that may cross threads.
+pub struct SendBody(SendKind);
+
+enum SendKind {
+  Full(Option<Bytes>),
+  Channel(mpsc::Receiver<Result<Bytes, BoxError>>),
+}
+
+impl Body for SendBody {
+  type Data = Bytes;
+  type Error = BoxError;
+
+  fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    match &mut self.get_mut().0 {
+      SendKind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+      SendKind::Channel(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
+    }
+  }
+
+  fn is_end_stream(&self) -> bool {
+    matches!(self.0, SendKind::Full(None))
+  }
+
+  fn size_hint(&self) -> SizeHint {
+    match &self.0 {
+      SendKind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+      SendKind::Channel(_) => SizeHint::default(),
+    }
+  }
+}

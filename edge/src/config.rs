@@ -1,0 +1,237 @@
+//! The server's configuration: a TOML file (or a value built in code),
+//! checked by [`Config::validate`] with messages naming the file and field.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+  #[serde(default)]
+  pub listen: Listen,
+  #[serde(default)]
+  pub runtime: RuntimeConfig,
+  #[serde(default)]
+  pub fetch: FetchConfig,
+  #[serde(default)]
+  pub tls: Vec<TlsEntry>,
+  #[serde(default, rename = "worker")]
+  pub workers: Vec<WorkerConfig>,
+  /// Folder that relative paths are resolved against (the config file's).
+  #[serde(skip)]
+  pub base_dir: PathBuf,
+  /// Where the config came from, for error messages.
+  #[serde(skip)]
+  pub origin: String,
+  /// Development mode: error responses carry the exception's stack.
+  #[serde(skip)]
+  pub dev: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+  /// Plain HTTP/1.1 (and h2c) listener.
+  pub http: Option<SocketAddr>,
+  /// TLS listener, HTTP/1.1 and HTTP/2 by ALPN.
+  pub https: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+  /// Executor threads; 0 means one per core.
+  pub threads: usize,
+  /// Blank isolates kept ready per thread for cold starts.
+  pub blank_isolates: usize,
+  /// Isolates one worker may have per thread (each runs one request at a
+  /// time); further concurrent requests wait for one to be free.
+  pub max_isolates_per_worker: usize,
+  /// V8 heap cap per isolate, in MiB.
+  pub heap_mb: usize,
+}
+
+impl Default for RuntimeConfig {
+  fn default() -> Self {
+    Self { threads: 0, blank_isolates: 2, max_isolates_per_worker: 8, heap_mb: 128 }
+  }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchConfig {
+  /// Extra CA certificates (PEM files) trusted for subrequests over HTTPS.
+  pub ca_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsEntry {
+  /// Host names this certificate serves; `*.x` covers one label under x.
+  pub hosts: Vec<String>,
+  pub cert: Option<PathBuf>,
+  pub key: Option<PathBuf>,
+  /// Generate a certificate for `hosts` at start (development).
+  #[serde(default)]
+  pub self_signed: bool,
+  /// Served when the client sends no SNI or a name no entry has.
+  #[serde(default)]
+  pub default: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+  pub name: String,
+  /// Main module, relative to the config file.
+  pub main: PathBuf,
+  /// Host names routed to this worker: `a.example`, `*.a.example`, or `*`
+  /// (every host no other route claims).
+  #[serde(default)]
+  pub routes: Vec<String>,
+  #[serde(default)]
+  pub vars: BTreeMap<String, String>,
+  /// Let `fetch()` reach loopback and private addresses.
+  #[serde(default)]
+  pub allow_private_network: bool,
+}
+
+impl Config {
+  /// Reads, parses and validates a config file.
+  pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { file: origin.clone(), source: e })?;
+    let mut config = Self::parse(&text, &origin)?;
+    config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    if config.base_dir.as_os_str().is_empty() {
+      config.base_dir = PathBuf::from(".");
+    }
+    config.validate()?;
+    Ok(config)
+  }
+
+  /// Parses TOML text; `origin` names it in errors.
+  pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+    let mut config: Config =
+      toml::from_str(text).map_err(|e| ConfigError::Parse { file: origin.to_string(), message: e.to_string() })?;
+    config.origin = origin.to_string();
+    Ok(config)
+  }
+
+  /// A path from the config, made absolute against the config's folder.
+  pub fn resolve(&self, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+      p.to_path_buf()
+    } else {
+      self.base_dir.join(p)
+    }
+  }
+
+  fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { file: self.origin.clone(), field: field.into(), message: message.into() }
+  }
+
+  /// Checks everything that can be checked without starting: listeners,
+  /// certificates' files, workers' files, duplicate names and routes.
+  pub fn validate(&self) -> Result<(), ConfigError> {
+    if self.listen.http.is_none() && self.listen.https.is_none() {
+      return Err(self.invalid("listen", "set listen.http, listen.https or both"));
+    }
+    if self.listen.https.is_some() && self.tls.is_empty() {
+      return Err(self.invalid("tls", "listen.https needs at least one [[tls]] entry"));
+    }
+    if self.runtime.max_isolates_per_worker == 0 {
+      return Err(self.invalid("runtime.max_isolates_per_worker", "must be at least 1"));
+    }
+    if self.runtime.heap_mb < 8 {
+      return Err(self.invalid("runtime.heap_mb", "must be at least 8"));
+    }
+    for (i, ca) in self.fetch.ca_files.iter().enumerate() {
+      let p = self.resolve(ca);
+      if !p.is_file() {
+        return Err(self.invalid(format!("fetch.ca_files[{i}]"), format!("cannot read {}", p.display())));
+      }
+    }
+    let mut defaults = 0;
+    for (i, t) in self.tls.iter().enumerate() {
+      let field = |f: &str| format!("tls[{i}].{f}");
+      if t.hosts.is_empty() {
+        return Err(self.invalid(field("hosts"), "list at least one host"));
+      }
+      for h in &t.hosts {
+        check_host_pattern(h, false).map_err(|m| self.invalid(field("hosts"), m))?;
+      }
+      match (t.self_signed, &t.cert, &t.key) {
+        (true, None, None) => {}
+        (true, _, _) => return Err(self.invalid(field("self_signed"), "give either cert/key or self_signed, not both")),
+        (false, Some(c), Some(k)) => {
+          for (name, p) in [("cert", c), ("key", k)] {
+            let p = self.resolve(p);
+            std::fs::metadata(&p).map_err(|e| self.invalid(field(name), format!("cannot read {}: {e}", p.display())))?;
+          }
+        }
+        (false, _, _) => return Err(self.invalid(field("cert"), "give both cert and key (or self_signed = true)")),
+      }
+      if t.default {
+        defaults += 1;
+      }
+    }
+    if defaults > 1 {
+      return Err(self.invalid("tls", "only one entry may be default = true"));
+    }
+    let mut names = HashSet::new();
+    let mut routes: BTreeMap<String, &str> = BTreeMap::new();
+    for (i, w) in self.workers.iter().enumerate() {
+      let field = |f: &str| format!("worker[{i}].{f}");
+      if w.name.is_empty() || !w.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(self.invalid(field("name"), format!("{:?}: use letters, digits, '-' and '_'", w.name)));
+      }
+      if !names.insert(w.name.as_str()) {
+        return Err(self.invalid(field("name"), format!("two workers are named {:?}", w.name)));
+      }
+      let main = self.resolve(&w.main);
+      if !main.is_file() {
+        return Err(self.invalid(field("main"), format!("no such file: {}", main.display())));
+      }
+      for r in &w.routes {
+        check_host_pattern(r, true).map_err(|m| self.invalid(field("routes"), m))?;
+        let key = r.to_ascii_lowercase();
+        if let Some(other) = routes.insert(key, &w.name) {
+          return Err(self.invalid(
+            field("routes"),
+            format!("route {r:?} is claimed by both {other:?} and {:?}", w.name),
+          ));
+        }
+      }
+      for k in w.vars.keys() {
+        if k.is_empty() {
+          return Err(self.invalid(field("vars"), "a var needs a name"));
+        }
+      }
+    }
+    Ok(())
+  }
+}
+
+/// A host name, `*.` followed by one, or (for routes) a lone `*`.
+fn check_host_pattern(p: &str, allow_catch_all: bool) -> Result<(), String> {
+  if p == "*" {
+    return if allow_catch_all { Ok(()) } else { Err("\"*\" is not a host name".into()) };
+  }
+  let name = p.strip_prefix("*.").unwrap_or(p);
+  let ok = !name.is_empty()
+    && name.len() <= 253
+    && name.split('.').all(|l| {
+      !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-')
+    });
+  if ok {
+    Ok(())
+  } else {
+    Err(format!("{p:?} is not a host name (nor *.name)"))
+  }
+}

@@ -1,0 +1,103 @@
+//! Errors of the server, and the one place ([`RequestError::to_response`])
+//! that turns a failed request into an HTTP response.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use js_api::{JsApiError, JsException};
+
+use crate::body::EdgeBody;
+
+/// A configuration that cannot be used; names the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+  #[error("{file}: cannot read the config: {source}")]
+  Read { file: String, source: std::io::Error },
+  #[error("{file}: {message}")]
+  Parse { file: String, message: String },
+  #[error("{file}: {field}: {message}")]
+  Invalid { file: String, field: String, message: String },
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+  #[error(transparent)]
+  Config(#[from] ConfigError),
+  #[error("{file}: {field}: {message}")]
+  Tls { file: String, field: String, message: String },
+  #[error("cannot listen on {addr}: {source}")]
+  Bind { addr: std::net::SocketAddr, source: std::io::Error },
+  #[error("cannot start executor threads: {0}")]
+  Threads(std::io::Error),
+}
+
+/// Why a request got no response from its worker.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+  #[error("no Host header and no authority in the request")]
+  NoHost,
+  #[error("no worker serves the host {host:?}")]
+  NoRoute { host: String },
+  #[error("the host {host:?} is not covered by the TLS certificate of this connection")]
+  Misdirected { host: String },
+  #[error("no worker is named {name:?}")]
+  NoWorker { name: String },
+  #[error("worker {worker:?} failed to start: {error}")]
+  Startup { worker: String, error: JsApiError },
+  #[error("worker {worker:?}: {error}")]
+  Worker { worker: String, error: JsApiError },
+  #[error("the server is shutting down")]
+  ShuttingDown,
+  #[error("internal error: {0}")]
+  Internal(String),
+}
+
+impl RequestError {
+  pub fn status(&self) -> StatusCode {
+    match self {
+      Self::NoHost => StatusCode::BAD_REQUEST,
+      Self::NoRoute { .. } | Self::NoWorker { .. } => StatusCode::NOT_FOUND,
+      Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+      Self::Startup { .. } | Self::Worker { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+      Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+    }
+  }
+
+  fn exception(&self) -> Option<&JsException> {
+    match self {
+      Self::Startup { error: JsApiError::Startup(e) | JsApiError::Threw(e), .. } => Some(e),
+      Self::Worker { error: JsApiError::Threw(e) | JsApiError::Startup(e), .. } => Some(e),
+      _ => None,
+    }
+  }
+
+  /// The client's view: a plain-text status and explanation. In `dev`
+  /// mode the worker's stack trace is included; otherwise it only goes to
+  /// the log.
+  pub fn to_response(&self, dev: bool) -> Response<EdgeBody> {
+    let status = self.status();
+    let mut text = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    match self {
+      Self::Worker { worker, error: JsApiError::Threw(e) } => {
+        text.push_str(&format!("Worker {worker:?} threw an exception: {}\n", e.message));
+      }
+      Self::Startup { worker, error: JsApiError::Startup(e) } => {
+        text.push_str(&format!("Worker {worker:?} threw while starting: {}\n", e.message));
+      }
+      other => text.push_str(&format!("{other}\n")),
+    }
+    if dev {
+      if let Some(stack) = self.exception().and_then(|e| e.stack.as_deref()) {
+        text.push('\n');
+        text.push_str(stack);
+        text.push('\n');
+      }
+    }
+    let mut res = Response::new(EdgeBody::full(Bytes::from(text)));
+    *res.status_mut() = status;
+    res
+      .headers_mut()
+      .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    res
+  }
+}

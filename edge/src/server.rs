@@ -1,0 +1,148 @@
+//! Steps 1-3 of a request on the front door: a connection accepted on an
+//! executor thread, TLS if it came to the HTTPS listener, HTTP/1.1 or
+//! HTTP/2 by hyper, then each request routed by its host to a worker and run
+//! on this same thread.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use js_api::JsRequest;
+use tokio::net::TcpStream;
+
+use crate::body::EdgeBody;
+use crate::error::RequestError;
+use crate::executor::Executor;
+use crate::invoke::RunInfo;
+use crate::logging::RequestId;
+use crate::tls::CertEntry;
+
+/// hyper's executor for HTTP/2 streams: tasks stay on this thread.
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
+  fn execute(&self, fut: F) {
+    tokio::task::spawn_local(fut);
+  }
+}
+
+/// What a request needs to know about its connection.
+struct Conn {
+  tls: Option<Arc<CertEntry>>,
+  peer: SocketAddr,
+}
+
+pub async fn serve_tcp(exec: Rc<Executor>, tcp: TcpStream, peer: SocketAddr, tls: bool) {
+  if !tls {
+    serve_http(exec, TokioIo::new(tcp), Conn { tls: None, peer }, false).await;
+    return;
+  }
+  let Some(certs) = exec.shared.certs.clone() else {
+    return;
+  };
+  match crate::tls::accept(tcp, &certs, |_sni| {}).await {
+    Ok(acc) => {
+      let conn = Conn { tls: Some(acc.cert.clone()), peer };
+      serve_http(exec, TokioIo::new(acc.stream), conn, acc.h2).await;
+    }
+    Err(e) => tracing::debug!(%peer, "TLS: {e}"),
+  }
+}
+
+async fn serve_http<I>(exec: Rc<Executor>, io: TokioIo<I>, conn: Conn, h2_only: bool)
+where
+  I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+  let conn = Rc::new(conn);
+  let svc = hyper::service::service_fn(move |req| handle(exec.clone(), conn.clone(), req));
+  let mut builder = auto::Builder::new(LocalExec);
+  builder.http1().timer(TokioTimer::new()).keep_alive(true);
+  builder.http2().timer(TokioTimer::new());
+  let builder = if h2_only { builder.http2_only() } else { builder };
+  if let Err(e) = builder.serve_connection(io, svc).await {
+    tracing::debug!("connection ended: {e}");
+  }
+}
+
+async fn handle(exec: Rc<Executor>, conn: Rc<Conn>, req: Request<Incoming>) -> Result<Response<EdgeBody>, Infallible> {
+  let started = Instant::now();
+  let request_id = exec.next_request_id();
+  let method = req.method().clone();
+  let mut info = RunInfo::default();
+  let mut worker_name: Option<Arc<str>> = None;
+  let result = route_and_run(&exec, &conn, req, request_id, &mut info, &mut worker_name).await;
+  let res = match result {
+    Ok(res) => res,
+    Err(e) => {
+      match &e {
+        RequestError::Worker { error, .. } | RequestError::Startup { error, .. } => {
+          let stack = match error {
+            js_api::JsApiError::Threw(x) | js_api::JsApiError::Startup(x) => x.stack.as_deref().unwrap_or(""),
+            _ => "",
+          };
+          tracing::error!(%request_id, "{e}\n{stack}");
+        }
+        _ => tracing::debug!(%request_id, "{e}"),
+      }
+      e.to_response(exec.shared.config.dev)
+    }
+  };
+  tracing::debug!(
+    target: "access",
+    %request_id,
+    peer = %conn.peer,
+    worker = worker_name.as_deref().unwrap_or("-"),
+    %method,
+    status = res.status().as_u16(),
+    wall_us = started.elapsed().as_micros() as u64,
+    cpu_us = info.cpu.as_micros() as u64,
+    cold = info.cold,
+  );
+  Ok(res)
+}
+
+async fn route_and_run(
+  exec: &Rc<Executor>,
+  conn: &Conn,
+  req: Request<Incoming>,
+  request_id: RequestId,
+  info: &mut RunInfo,
+  worker_name: &mut Option<Arc<str>>,
+) -> Result<Response<EdgeBody>, RequestError> {
+  let (parts, body) = req.into_parts();
+  let host = parts
+    .uri
+    .authority()
+    .map(|a| a.as_str())
+    .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+    .filter(|h| !h.is_empty())
+    .ok_or(RequestError::NoHost)?
+    .to_string();
+  let bare = crate::routing::strip_port(&host);
+  if let Some(cert) = &conn.tls {
+    if !cert.covers(bare) {
+      return Err(RequestError::Misdirected { host: bare.to_string() });
+    }
+  }
+  let router = exec.shared.router();
+  let worker = router.route(&host).ok_or_else(|| RequestError::NoRoute { host: bare.to_string() })?.clone();
+  *worker_name = Some(worker.name.clone());
+  let scheme = if conn.tls.is_some() { "https" } else { "http" };
+  let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+  let url = format!("{scheme}://{host}{path}");
+  let body = if http_body::Body::is_end_stream(&body) {
+    None
+  } else {
+    Some(body.map_err(|e| Box::new(e) as js_api::BoxError).boxed_unsync())
+  };
+  let req = JsRequest { method: parts.method, url, headers: parts.headers, body };
+  exec.run(&worker, req, request_id, info).await
+}
