@@ -20,7 +20,6 @@ const {
   Symbol,
   TypeError,
   ObjectKeys,
-  PromisePrototypeCatch,
 } = primordials;
 
 const {
@@ -110,19 +109,6 @@ const workerConsole = new consoleMod.Console((msg, level) => {
     : msg;
   op_edge_log(level, text);
 });
-
-// ---- fetch: a refused destination is a TypeError, as for a network error.
-function fetch(input, init = undefined) {
-  return PromisePrototypeCatch(fetchMod.fetch(input, init), (err) => {
-    if (err !== null && typeof err === "object" && err.name === "NotCapable") {
-      throw new TypeError(
-        "fetch() refused: this worker may not reach private, loopback or link-local addresses (allow_private_network = true permits it)",
-        { cause: err },
-      );
-    }
-    throw err;
-  });
-}
 
 // ---- the global scope: a ServiceWorkerGlobalScope-like EventTarget.
 class WorkerGlobalScope extends event.EventTarget {
@@ -251,7 +237,7 @@ ObjectDefineProperties(globalThis, {
     enumerable: true,
     configurable: true,
   },
-  fetch: propW(fetch),
+  fetch: propW(fetchMod.fetch),
   navigator: core.propReadOnly(navigator),
   performance: propW(performance.performance),
   reportError: propW(event.reportError),

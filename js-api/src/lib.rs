@@ -26,8 +26,11 @@ pub use loader::{ModuleSource, WorkerCode};
 pub use net::NetPolicy;
 pub use runtime::{Isolate, IsolateConfig, IsolateStopper};
 
-/// Sets process-wide V8 flags; call once, before the first isolate.
+/// Sets process-wide V8 flags and the TLS crypto provider of subrequests;
+/// call once, before the first isolate.
 pub fn init_v8(flags: &[&str]) {
+  // Several rustls providers are compiled in (ours and deno's); pick one.
+  let _ = rustls::crypto::ring::default_provider().install_default();
   let mut args = vec!["edge".to_string()];
   args.extend(flags.iter().map(|s| s.to_string()));
   let _ = deno_core::v8_set_flags(args);

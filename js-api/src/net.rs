@@ -1,26 +1,16 @@
 //! Which addresses a worker's `fetch()` may reach. By default everything but
 //! this node's own networks (loopback, private, link-local, unique-local,
-//! CGNAT and unspecified), so that a worker cannot be used as a proxy into
-//! them. deno_fetch checks the URL host and every address a name resolves to.
+//! CGNAT, unspecified), so that a worker cannot be used as a proxy into
+//! them: IP-literal URLs are checked before the request is built, and host
+//! names are checked on every address they resolve to, which are then the
+//! only addresses connected to (no second lookup to race with).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
-use deno_permissions::{Permissions, PermissionsContainer, PermissionsOptions, RuntimePermissionDescriptorParser};
-
-/// Address ranges refused unless a worker opts in.
-pub const PRIVATE_RANGES: &[&str] = &[
-  "0.0.0.0/8",
-  "10.0.0.0/8",
-  "100.64.0.0/10",
-  "127.0.0.0/8",
-  "169.254.0.0/16",
-  "172.16.0.0/12",
-  "192.168.0.0/16",
-  "::/128",
-  "::1/128",
-  "fc00::/7",
-  "fe80::/10",
-];
+use deno_error::JsErrorBox;
+use deno_fetch::dns::{Resolve, Resolving};
+use deno_permissions::{PermissionsContainer, RuntimePermissionDescriptorParser};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetPolicy {
@@ -28,25 +18,86 @@ pub struct NetPolicy {
   pub allow_private_network: bool,
 }
 
-type Parser = RuntimePermissionDescriptorParser<sys_traits::impls::RealSys>;
+/// Whether an address belongs to a network a worker must not reach.
+pub fn is_private(ip: IpAddr) -> bool {
+  match ip {
+    IpAddr::V4(v4) => {
+      let o = v4.octets();
+      v4.is_private()
+        || v4.is_loopback()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64)
+    }
+    IpAddr::V6(v6) => {
+      if let Some(v4) = v6.to_ipv4_mapped() {
+        return is_private(IpAddr::V4(v4));
+      }
+      let s = v6.segments();
+      v6.is_loopback() || v6.is_unspecified() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
+    }
+  }
+}
 
-fn parser() -> Arc<Parser> {
-  static P: OnceLock<Arc<Parser>> = OnceLock::new();
-  P.get_or_init(|| Arc::new(RuntimePermissionDescriptorParser::new(sys_traits::impls::RealSys))).clone()
+const REFUSED: &str = "fetch() refused: this worker may not reach private, loopback or link-local addresses";
+
+/// deno_fetch's hook on every outgoing request: refuses IP-literal hosts in
+/// private ranges (names are handled by [`PublicOnlyResolver`]).
+fn refuse_private_literal(req: &mut http::Request<deno_fetch::ReqBody>) -> Result<(), JsErrorBox> {
+  let host = req.uri().host().unwrap_or("");
+  let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+  match bare.parse::<IpAddr>() {
+    Ok(ip) if is_private(ip) => Err(JsErrorBox::type_error(format!("{REFUSED} ({ip})"))),
+    _ => Ok(()),
+  }
+}
+
+/// Resolves names with the system resolver and drops private addresses;
+/// a name with only private addresses fails to resolve.
+#[derive(Debug)]
+struct PublicOnlyResolver;
+
+impl Resolve for PublicOnlyResolver {
+  fn resolve(&self, name: hyper_util::client::legacy::connect::dns::Name) -> Resolving {
+    Box::pin(async move {
+      let host = name.as_str().to_string();
+      let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+      let public: Vec<SocketAddr> = addrs.iter().copied().filter(|a| !is_private(a.ip())).collect();
+      if public.is_empty() && !addrs.is_empty() {
+        return Err(std::io::Error::new(
+          std::io::ErrorKind::PermissionDenied,
+          format!("{REFUSED} ({host} resolves to {})", addrs[0].ip()),
+        ));
+      }
+      Ok(public.into_iter())
+    })
+  }
 }
 
 impl NetPolicy {
-  /// The permissions deno_fetch consults for this policy.
-  pub fn permissions(&self) -> PermissionsContainer {
-    let parser = parser();
-    let opts = PermissionsOptions {
-      allow_net: Some(vec![]),
-      deny_net: (!self.allow_private_network).then(|| PRIVATE_RANGES.iter().map(|s| s.to_string()).collect()),
-      prompt: false,
+  /// deno_fetch options enforcing this policy, on top of `base`.
+  pub fn fetch_options(&self, base: &crate::runtime::IsolateConfig) -> deno_fetch::Options {
+    let mut o = deno_fetch::Options {
+      user_agent: base.user_agent.clone(),
+      root_cert_store_provider: base.root_certs.clone(),
       ..Default::default()
     };
-    let perms = Permissions::from_options(&*parser, &opts).expect("static permission ranges parse");
-    PermissionsContainer::new(parser, perms)
+    if !self.allow_private_network {
+      o.request_builder_hook = Some(refuse_private_literal);
+      o.resolver = deno_fetch::dns::Resolver::custom(Arc::new(PublicOnlyResolver));
+    }
+    o
+  }
+
+  /// deno_fetch reads permissions from OpState; the net policy above does
+  /// the checking, so these allow everything (with no prompts).
+  pub fn permissions(&self) -> PermissionsContainer {
+    type Parser = RuntimePermissionDescriptorParser<sys_traits::impls::RealSys>;
+    static P: OnceLock<Arc<Parser>> = OnceLock::new();
+    let parser = P.get_or_init(|| Arc::new(RuntimePermissionDescriptorParser::new(sys_traits::impls::RealSys)));
+    PermissionsContainer::allow_all(parser.clone())
   }
 }
 
@@ -69,7 +120,7 @@ impl RootCerts {
 }
 
 impl deno_tls::RootCertStoreProvider for RootCerts {
-  fn get_or_try_init(&self) -> Result<&deno_tls::rustls::RootCertStore, deno_error::JsErrorBox> {
+  fn get_or_try_init(&self) -> Result<&deno_tls::rustls::RootCertStore, JsErrorBox> {
     Ok(&self.0)
   }
 }

@@ -58,6 +58,7 @@ impl IsolateStopper {
 
 pub struct Isolate {
   rt: ManuallyDrop<JsRuntime>,
+  config: IsolateConfig,
   internals: Internals,
   loader: Rc<WorkerLoader>,
   stopper: IsolateStopper,
@@ -113,11 +114,9 @@ impl Isolate {
     if let Some(max) = config.heap_limit_bytes {
       create_params = create_params.heap_limits(0, max);
     }
-    let fetch = deno_fetch::Options {
-      user_agent: config.user_agent.clone(),
-      root_cert_store_provider: config.root_certs.clone(),
-      ..Default::default()
-    };
+    // Blank isolates may not fetch anywhere private; `bind` sets the
+    // worker's own policy.
+    let fetch = NetPolicy::default().fetch_options(config);
     let ext = ExtOptions { fetch, ..Default::default() };
     let mut rt = JsRuntime::try_new(RuntimeOptions {
       startup_snapshot: Some(crate::snapshot::SNAPSHOT),
@@ -150,6 +149,7 @@ impl Isolate {
     unsafe { rt.v8_isolate().exit() };
     Ok(Self {
       rt: ManuallyDrop::new(rt),
+      config: config.clone(),
       internals,
       loader,
       stopper: IsolateStopper { handle, heap_exhausted },
@@ -171,9 +171,10 @@ impl Isolate {
     self.worker.as_ref()
   }
 
-  /// Whether the isolate may serve another request.
+  /// Whether the isolate may serve another request of its worker.
   pub fn is_reusable(&self) -> bool {
-    !self.poisoned.get() && !self.stopper.heap_exhausted.load(std::sync::atomic::Ordering::SeqCst)
+    self.worker.is_some()
+      && !self.poisoned.get() && !self.stopper.heap_exhausted.load(std::sync::atomic::Ordering::SeqCst)
   }
 
   /// Marks the isolate as not to be reused.
@@ -219,6 +220,7 @@ impl Isolate {
       let state = self.rt.op_state();
       let mut state = state.borrow_mut();
       state.put(net.permissions());
+      state.put(net.fetch_options(&self.config));
       state.put(log);
       state.put(WorkerLogContext { worker: Rc::from(&*code.name), request_id: 0 });
     }
