@@ -139,9 +139,6 @@ impl Config {
   /// Checks everything that can be checked without starting: listeners,
   /// certificates' files, workers' files, duplicate names and routes.
   pub fn validate(&self) -> Result<(), ConfigError> {
-    if self.listen.http.is_none() && self.listen.https.is_none() {
-      return Err(self.invalid("listen", "set listen.http, listen.https or both"));
-    }
     if self.listen.https.is_some() && self.tls.is_empty() {
       return Err(self.invalid("tls", "listen.https needs at least one [[tls]] entry"));
     }

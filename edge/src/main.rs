@@ -79,6 +79,9 @@ fn main() -> anyhow::Result<()> {
       }
     }
   };
+  if config.listen.http.is_none() && config.listen.https.is_none() {
+    anyhow::bail!("{}: listen: set listen.http, listen.https or both", config.origin);
+  }
   let engine = Engine::start(config)?;
   if let Some(a) = engine.http_addr() {
     tracing::info!("listening on http://{a}");

@@ -102,6 +102,8 @@ const {
 } = streams;
 
 // ---- console: every call goes to the server log with worker + request id.
+// Log lines are plain text: no ANSI colours in inspected values.
+consoleMod.setNoColorFns(() => true, () => true);
 const workerConsole = new consoleMod.Console((msg, level) => {
   // Console passes 0..3 (debug, info/log, warn, error); trim the newline.
   const text = msg.length > 0 && msg[msg.length - 1] === "\n"

@@ -1,0 +1,12 @@
+//! The integration tests: one binary (every test binary links V8), real
+//! sockets, real TLS clients, real isolates.
+
+mod support;
+
+mod config;
+mod fetch;
+mod library;
+mod routing;
+mod streaming;
+mod tls;
+mod workers_api;

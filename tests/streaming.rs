@@ -1,0 +1,103 @@
+//! Bodies stream both ways: a response reaches the client chunk by chunk
+//! before the stream ends, and a large upload echoed back keeps memory flat.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+use crate::support::{examples_dir, rss_bytes, Fixture, Upstream, H1};
+
+#[tokio::test]
+async fn response_chunks_arrive_before_the_stream_ends() {
+  let up = Upstream::start(None).await;
+  let f = Fixture::new();
+  // The second chunk waits on the upstream's /gate, which the test opens
+  // only after it has received the first chunk.
+  f.file(
+    "s.js",
+    r#"export default {
+  fetch(req, env) {
+    if (new URL(req.url).pathname === "/quick") return new Response("quick");
+    const enc = new TextEncoder();
+    const body = new ReadableStream({
+      async start(c) {
+        c.enqueue(enc.encode("first;"));
+        await (await fetch(env.UP + "/gate")).text();
+        c.enqueue(enc.encode("second;"));
+        c.close();
+      },
+    });
+    return new Response(body);
+  },
+};"#,
+  );
+  let engine = f.start(&format!(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"s\"\nmain = \"s.js\"\nroutes = [\"s.test\"]\nallow_private_network = true\n[worker.vars]\nUP = \"http://{}\"\n",
+    up.addr
+  ));
+  let mut c = H1::connect(engine.http_addr().unwrap()).await;
+  let req = http::Request::get("/").header("host", "s.test").body(crate::support::empty()).unwrap();
+  let res = c.send(req).await;
+  assert_eq!(res.status(), 200);
+  let mut body = res.into_body();
+  let first = body.frame().await.expect("a first frame").expect("frame").into_data().unwrap();
+  assert_eq!(first, Bytes::from_static(b"first;"));
+  // The second chunk cannot exist before this: the gate is still shut.
+  up.gate.notify_one();
+  let rest = body.collect().await.unwrap().to_bytes();
+  assert_eq!(rest, Bytes::from_static(b"second;"));
+  // The isolate is back in the pool and serves again.
+  let r = c.get("s.test", "/quick").await;
+  assert_eq!((r.status, r.body.as_str()), (200, "quick"));
+}
+
+#[tokio::test]
+async fn the_streaming_example_sends_its_chunks() {
+  let f = Fixture::new();
+  let engine = f.start(&format!(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"stream\"\nmain = \"{}\"\nroutes = [\"st.test\"]\n",
+    examples_dir().join("stream/index.js").display()
+  ));
+  let r = H1::connect(engine.http_addr().unwrap()).await.get("st.test", "/?chunks=3&delay=1").await;
+  assert_eq!(r.body, "chunk 0\nchunk 1\nchunk 2\n");
+}
+
+#[tokio::test]
+async fn large_upload_echoed_back_keeps_memory_flat() {
+  const MB: usize = 1 << 20;
+  const TOTAL: usize = 200 * MB;
+  let f = Fixture::new();
+  let engine = f.start(&format!(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"echo\"\nmain = \"{}\"\nroutes = [\"echo.test\"]\n",
+    examples_dir().join("echo/index.js").display()
+  ));
+  let mut c = H1::connect(engine.http_addr().unwrap()).await;
+  // Warm up (first isolate, allocator pools), then measure.
+  let r = c.get("echo.test", "/").await;
+  assert_eq!(r.status, 200);
+  let before = rss_bytes();
+
+  let chunk = Bytes::from(vec![7u8; MB]);
+  let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>>(2);
+  tokio::spawn(async move {
+    for _ in 0..TOTAL / MB {
+      if tx.send(Ok(http_body::Frame::data(chunk.clone()))).await.is_err() {
+        return;
+      }
+    }
+  });
+  let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+  let req = http::Request::post("/").header("host", "echo.test").body(BodyExt::boxed(body)).unwrap();
+  let res = c.send(req).await;
+  assert_eq!(res.status(), 200);
+  let mut body = res.into_body();
+  let (mut received, mut peak) = (0usize, 0u64);
+  while let Some(frame) = body.frame().await {
+    let data = frame.expect("frame").into_data().unwrap_or_default();
+    assert!(data.iter().all(|&b| b == 7));
+    received += data.len();
+    peak = peak.max(rss_bytes());
+  }
+  assert_eq!(received, TOTAL);
+  let grew = peak.saturating_sub(before);
+  assert!(grew < 64 * MB as u64, "resident memory grew by {} MB while echoing 200 MB", grew / MB as u64);
+}
