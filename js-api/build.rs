@@ -30,8 +30,7 @@ fn main() {
 
   // Lazy scripts that nothing loaded while the snapshot was made stay
   // loadable at run time from these sources.
-  let consumed: std::collections::HashSet<&str> =
-    output.consumed_lazy_specifiers.iter().map(String::as_str).collect();
+  let consumed: std::collections::HashSet<&str> = output.consumed_lazy_specifiers.iter().map(String::as_str).collect();
   let mut js = String::from("pub static RESIDUAL_LAZY_JS: &[(&str, &str)] = &[\n");
   let mut esm = String::from("pub static RESIDUAL_LAZY_ESM: &[(&str, &str)] = &[\n");
   for e in ext::list::extensions(Default::default()) {

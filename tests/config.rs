@@ -9,7 +9,9 @@ fn err(f: &Fixture, toml: &str) -> String {
 
 #[test]
 fn missing_file_is_named() {
-  let e = edge::Config::load(std::path::Path::new("/nonexistent/edge.toml")).unwrap_err().to_string();
+  let e = edge::Config::load(std::path::Path::new("/nonexistent/edge.toml"))
+    .unwrap_err()
+    .to_string();
   assert!(e.contains("/nonexistent/edge.toml") && e.contains("cannot read"), "{e}");
 }
 
@@ -45,7 +47,10 @@ main = "w.js"
 routes = ["X.test"]
 "#,
   );
-  assert!(e.contains("edge.toml") && e.contains("worker[1].routes") && e.contains("\"a\"") && e.contains("\"b\""), "{e}");
+  assert!(
+    e.contains("edge.toml") && e.contains("worker[1].routes") && e.contains("\"a\"") && e.contains("\"b\""),
+    "{e}"
+  );
 }
 
 #[test]
@@ -62,7 +67,10 @@ cert = "missing.pem"
 key = "missing.key"
 "#,
   );
-  assert!(e.contains("edge.toml") && e.contains("tls[0].cert") && e.contains("missing.pem"), "{e}");
+  assert!(
+    e.contains("edge.toml") && e.contains("tls[0].cert") && e.contains("missing.pem"),
+    "{e}"
+  );
 }
 
 #[test]
@@ -82,13 +90,19 @@ key = "bad.key"
     )
     .expect("files exist, so the config parses");
   let e = edge::Engine::start(c).err().expect("start must fail").to_string();
-  assert!(e.contains("edge.toml") && e.contains("tls[0].cert") && e.contains("no PEM certificate"), "{e}");
+  assert!(
+    e.contains("edge.toml") && e.contains("tls[0].cert") && e.contains("no PEM certificate"),
+    "{e}"
+  );
 }
 
 #[test]
 fn missing_worker_main_is_named() {
   let f = Fixture::new();
-  let e = err(&f, "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"a\"\nmain = \"nope.js\"\n");
+  let e = err(
+    &f,
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"a\"\nmain = \"nope.js\"\n",
+  );
   assert!(e.contains("worker[0].main") && e.contains("nope.js"), "{e}");
 }
 

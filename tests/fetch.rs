@@ -56,7 +56,11 @@ async fn private_addresses_are_refused_with_a_type_error() {
     let r = get(engine.http_addr().unwrap(), "p.test", &format!("/probe{i}")).await;
     assert_eq!(r.status, 502, "{target}: {}", r.body);
     assert!(r.body.starts_with("TypeError:"), "{target}: {}", r.body);
-    assert!(r.body.contains("private") || r.body.contains("fetch failed"), "{target}: {}", r.body);
+    assert!(
+      r.body.contains("private") || r.body.contains("fetch failed"),
+      "{target}: {}",
+      r.body
+    );
     drop(engine);
   }
   assert!(up.seen().is_empty(), "the upstream was never reached: {:?}", up.seen());

@@ -48,10 +48,15 @@ routes = ["*"]
 async fn unknown_host_is_404_with_an_explanation() {
   let f = Fixture::new();
   f.file("a.js", worker("a"));
-  let engine = f.start("[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"a\"\nmain = \"a.js\"\nroutes = [\"a.test\"]\n");
+  let engine =
+    f.start("[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"a\"\nmain = \"a.js\"\nroutes = [\"a.test\"]\n");
   let r = get(engine.http_addr().unwrap(), "nobody.test:9999", "/").await;
   assert_eq!(r.status, 404);
-  assert!(r.body.contains("no worker serves the host \"nobody.test\""), "{}", r.body);
+  assert!(
+    r.body.contains("no worker serves the host \"nobody.test\""),
+    "{}",
+    r.body
+  );
   // The server keeps serving.
   assert_eq!(get(engine.http_addr().unwrap(), "a.test", "/").await.status, 200);
 }

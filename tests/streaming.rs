@@ -35,11 +35,20 @@ async fn response_chunks_arrive_before_the_stream_ends() {
     up.addr
   ));
   let mut c = H1::connect(engine.http_addr().unwrap()).await;
-  let req = http::Request::get("/").header("host", "s.test").body(crate::support::empty()).unwrap();
+  let req = http::Request::get("/")
+    .header("host", "s.test")
+    .body(crate::support::empty())
+    .unwrap();
   let res = c.send(req).await;
   assert_eq!(res.status(), 200);
   let mut body = res.into_body();
-  let first = body.frame().await.expect("a first frame").expect("frame").into_data().unwrap();
+  let first = body
+    .frame()
+    .await
+    .expect("a first frame")
+    .expect("frame")
+    .into_data()
+    .unwrap();
   assert_eq!(first, Bytes::from_static(b"first;"));
   // The second chunk cannot exist before this: the gate is still shut.
   up.gate.notify_one();
@@ -57,7 +66,10 @@ async fn the_streaming_example_sends_its_chunks() {
     "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"stream\"\nmain = \"{}\"\nroutes = [\"st.test\"]\n",
     examples_dir().join("stream/index.js").display()
   ));
-  let r = H1::connect(engine.http_addr().unwrap()).await.get("st.test", "/?chunks=3&delay=1").await;
+  let r = H1::connect(engine.http_addr().unwrap())
+    .await
+    .get("st.test", "/?chunks=3&delay=1")
+    .await;
   assert_eq!(r.body, "chunk 0\nchunk 1\nchunk 2\n");
 }
 
@@ -77,7 +89,8 @@ async fn large_upload_echoed_back_keeps_memory_flat() {
   let before = rss_bytes();
 
   let chunk = Bytes::from(vec![7u8; MB]);
-  let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>>(2);
+  let (tx, rx) =
+    tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>>(2);
   tokio::spawn(async move {
     for _ in 0..TOTAL / MB {
       if tx.send(Ok(http_body::Frame::data(chunk.clone()))).await.is_err() {
@@ -86,7 +99,10 @@ async fn large_upload_echoed_back_keeps_memory_flat() {
     }
   });
   let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-  let req = http::Request::post("/").header("host", "echo.test").body(BodyExt::boxed(body)).unwrap();
+  let req = http::Request::post("/")
+    .header("host", "echo.test")
+    .body(BodyExt::boxed(body))
+    .unwrap();
   let res = c.send(req).await;
   assert_eq!(res.status(), 200);
   let mut body = res.into_body();
@@ -99,5 +115,9 @@ async fn large_upload_echoed_back_keeps_memory_flat() {
   }
   assert_eq!(received, TOTAL);
   let grew = peak.saturating_sub(before);
-  assert!(grew < 64 * MB as u64, "resident memory grew by {} MB while echoing 200 MB", grew / MB as u64);
+  assert!(
+    grew < 64 * MB as u64,
+    "resident memory grew by {} MB while echoing 200 MB",
+    grew / MB as u64
+  );
 }

@@ -57,19 +57,28 @@ async fn sni_picks_the_certificate_and_host_the_worker() {
   let (engine, a_cert, b_cert, w_cert) = two_hosts(&f);
   let addr = engine.https_addr().unwrap();
 
-  let tls = tls_connect(addr, Some("a.test"), std::slice::from_ref(&a_cert), &[]).await.expect("a.test handshake");
+  let tls = tls_connect(addr, Some("a.test"), std::slice::from_ref(&a_cert), &[])
+    .await
+    .expect("a.test handshake");
   let r = H1::over(tls).await.get("a.test", "/x?y=1").await;
   assert_eq!((r.status, r.body.as_str()), (200, "a:https://a.test/x?y=1"));
 
-  let tls = tls_connect(addr, Some("b.test"), std::slice::from_ref(&b_cert), &[]).await.expect("b.test handshake");
+  let tls = tls_connect(addr, Some("b.test"), std::slice::from_ref(&b_cert), &[])
+    .await
+    .expect("b.test handshake");
   let r = H1::over(tls).await.get("b.test", "/").await;
   assert_eq!(r.body, "b:https://b.test/");
 
   // b.test is not served with a.test's certificate.
-  let e = tls_connect(addr, Some("b.test"), &[a_cert], &[]).await.err().expect("a client trusting only a.test's certificate");
+  let e = tls_connect(addr, Some("b.test"), &[a_cert], &[])
+    .await
+    .map(|_| ())
+    .expect_err("a client trusting only a.test's certificate");
   assert!(e.to_string().contains("invalid peer certificate"), "{e}");
 
-  let tls = tls_connect(addr, Some("shop.w.test"), &[w_cert], &[]).await.expect("wildcard handshake");
+  let tls = tls_connect(addr, Some("shop.w.test"), &[w_cert], &[])
+    .await
+    .expect("wildcard handshake");
   let r = H1::over(tls).await.get("shop.w.test", "/").await;
   assert_eq!(r.body, "w:https://shop.w.test/");
 }
@@ -79,13 +88,21 @@ async fn unknown_server_name_fails_the_handshake_with_unrecognized_name() {
   let f = Fixture::new();
   let (engine, a_cert, ..) = two_hosts(&f);
   let addr = engine.https_addr().unwrap();
-  let e = tls_connect(addr, Some("nobody.test"), std::slice::from_ref(&a_cert), &[]).await.err().expect("no certificate");
+  let e = tls_connect(addr, Some("nobody.test"), std::slice::from_ref(&a_cert), &[])
+    .await
+    .map(|_| ())
+    .expect_err("no certificate");
   assert!(e.to_string().contains("UnrecognisedName"), "{e}");
   // Without SNI and without a default certificate: the same.
-  let e = tls_connect(addr, None, std::slice::from_ref(&a_cert), &[]).await.err().expect("no SNI, no default");
+  let e = tls_connect(addr, None, std::slice::from_ref(&a_cert), &[])
+    .await
+    .map(|_| ())
+    .expect_err("no SNI, no default");
   assert!(e.to_string().contains("UnrecognisedName"), "{e}");
   // And the server still serves others.
-  let tls = tls_connect(addr, Some("a.test"), &[a_cert], &[]).await.expect("a.test still served");
+  let tls = tls_connect(addr, Some("a.test"), &[a_cert], &[])
+    .await
+    .expect("a.test still served");
   assert_eq!(H1::over(tls).await.get("a.test", "/").await.status, 200);
 }
 
@@ -93,7 +110,9 @@ async fn unknown_server_name_fails_the_handshake_with_unrecognized_name() {
 async fn host_not_covered_by_the_connection_certificate_is_421() {
   let f = Fixture::new();
   let (engine, a_cert, ..) = two_hosts(&f);
-  let tls = tls_connect(engine.https_addr().unwrap(), Some("a.test"), &[a_cert], &[]).await.unwrap();
+  let tls = tls_connect(engine.https_addr().unwrap(), Some("a.test"), &[a_cert], &[])
+    .await
+    .unwrap();
   let mut c = H1::over(tls).await;
   let r = c.get("b.test", "/").await;
   assert_eq!(r.status, 421);
@@ -105,7 +124,10 @@ async fn host_not_covered_by_the_connection_certificate_is_421() {
 #[tokio::test]
 async fn default_certificate_serves_clients_without_sni() {
   let f = Fixture::new();
-  f.file("h.js", "export default { fetch() { return new Response('default ok') } }");
+  f.file(
+    "h.js",
+    "export default { fetch() { return new Response('default ok') } }",
+  );
   let engine = f.start(
     r#"
 [listen]
@@ -121,7 +143,9 @@ routes = ["localhost"]
 "#,
   );
   let pems = engine.certificates_pem();
-  let tls = tls_connect(engine.https_addr().unwrap(), None, &pems, &[]).await.expect("no-SNI handshake");
+  let tls = tls_connect(engine.https_addr().unwrap(), None, &pems, &[])
+    .await
+    .expect("no-SNI handshake");
   assert_eq!(H1::over(tls).await.get("localhost", "/").await.body, "default ok");
 }
 
@@ -130,10 +154,9 @@ async fn http2_by_alpn() {
   let f = Fixture::new();
   let (engine, a_cert, ..) = two_hosts(&f);
   let mut h2 = H2::connect(engine.https_addr().unwrap(), "a.test", &[a_cert]).await;
-  let (r1, r2) = tokio::join!(
-    async { h2.clone_handle().get("https://a.test/one").await },
-    async { h2.clone_handle().get("https://a.test/two").await }
-  );
+  let (r1, r2) = tokio::join!(async { h2.clone_handle().get("https://a.test/one").await }, async {
+    h2.clone_handle().get("https://a.test/two").await
+  });
   assert_eq!(r1.version, http::Version::HTTP_2);
   assert_eq!(r1.body, "a:https://a.test/one");
   assert_eq!(r2.body, "a:https://a.test/two");

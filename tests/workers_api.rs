@@ -53,7 +53,11 @@ async fn startup_error_is_500_and_other_workers_serve() {
   let a = engine.http_addr().unwrap();
   let r = get(a, "bad.test", "/").await;
   assert_eq!(r.status, 500);
-  assert!(r.body.contains("threw while starting") && r.body.contains("cannot start"), "{}", r.body);
+  assert!(
+    r.body.contains("threw while starting") && r.body.contains("cannot start"),
+    "{}",
+    r.body
+  );
   assert_eq!(get(a, "good.test", "/").await.body, "good");
   assert_eq!(get(a, "bad.test", "/").await.status, 500);
 }
@@ -61,7 +65,10 @@ async fn startup_error_is_500_and_other_workers_serve() {
 #[tokio::test]
 async fn service_worker_syntax_with_vars_as_globals() {
   let f = Fixture::new();
-  f.file("sw.js", std::fs::read_to_string(examples_dir().join("sw/index.js")).unwrap());
+  f.file(
+    "sw.js",
+    std::fs::read_to_string(examples_dir().join("sw/index.js")).unwrap(),
+  );
   let engine = one_worker(&f, "sw", "sw.js", "[worker.vars]\nGREETING = \"ahoy\"\n");
   let r = get(engine.http_addr().unwrap(), "sw.test", "/").await;
   assert_eq!(r.body, "service worker says ahoy to GET\n");
@@ -70,7 +77,10 @@ async fn service_worker_syntax_with_vars_as_globals() {
 #[tokio::test]
 async fn env_vars_reach_the_handler() {
   let f = Fixture::new();
-  f.file("e.js", "export default { fetch(req, env) { return Response.json({ env, frozen: Object.isFrozen(env) }) } }");
+  f.file(
+    "e.js",
+    "export default { fetch(req, env) { return Response.json({ env, frozen: Object.isFrozen(env) }) } }",
+  );
   let engine = one_worker(&f, "e", "e.js", "[worker.vars]\nA = \"1\"\nB = \"two\"\n");
   let r = get(engine.http_addr().unwrap(), "e.test", "/").await;
   assert_eq!(r.body, r#"{"env":{"A":"1","B":"two"},"frozen":true}"#);
@@ -93,7 +103,15 @@ async fn wait_until_runs_after_the_response() {
   },
 };"#,
   );
-  let engine = one_worker(&f, "w", "w.js", &format!("allow_private_network = true\n[worker.vars]\nUP = \"http://{}\"\n", up.addr));
+  let engine = one_worker(
+    &f,
+    "w",
+    "w.js",
+    &format!(
+      "allow_private_network = true\n[worker.vars]\nUP = \"http://{}\"\n",
+      up.addr
+    ),
+  );
   let r = get(engine.http_addr().unwrap(), "w.test", "/").await;
   assert_eq!(r.body, "sent first");
   for _ in 0..100 {
@@ -120,7 +138,10 @@ async fn relative_js_json_and_wasm_imports() {
 async fn imports_outside_the_worker_folder_are_refused() {
   let f = Fixture::new();
   f.file("secret.js", "export const s = 1;");
-  f.file("w/main.js", "import { s } from '../secret.js'; export default { fetch() { return new Response(String(s)) } }");
+  f.file(
+    "w/main.js",
+    "import { s } from '../secret.js'; export default { fetch() { return new Response(String(s)) } }",
+  );
   let engine = one_worker(&f, "w", "w/main.js", "");
   let r = get(engine.http_addr().unwrap(), "w.test", "/").await;
   assert_eq!(r.status, 500);
@@ -132,12 +153,24 @@ async fn console_goes_to_the_log_with_worker_and_request_id() {
   let f = Fixture::new();
   f.file("c.js", "export default { fetch() { console.log('hello from', 'console-worker', 42); console.error(new Error('logged error')); return new Response('ok') } }");
   let engine = one_worker(&f, "consoletest", "c.js", "");
-  assert_eq!(get(engine.http_addr().unwrap(), "consoletest.test", "/").await.body, "ok");
+  assert_eq!(
+    get(engine.http_addr().unwrap(), "consoletest.test", "/").await.body,
+    "ok"
+  );
   let logs = logs();
-  let line = logs.lines().find(|l| l.contains("hello from console-worker 42")).unwrap_or_else(|| panic!("console.log line in the log:\n{logs}"));
-  assert!(line.contains("worker=\"consoletest\"") && line.contains("request_id="), "{line}");
+  let line = logs
+    .lines()
+    .find(|l| l.contains("hello from console-worker 42"))
+    .unwrap_or_else(|| panic!("console.log line in the log:\n{logs}"));
+  assert!(
+    line.contains("worker=\"consoletest\"") && line.contains("request_id="),
+    "{line}"
+  );
   assert!(line.contains("INFO"), "{line}");
-  assert!(logs.lines().any(|l| l.contains("logged error") && l.contains("ERROR")), "console.error is an error");
+  assert!(
+    logs.lines().any(|l| l.contains("logged error") && l.contains("ERROR")),
+    "console.error is an error"
+  );
 }
 
 #[tokio::test]
@@ -150,10 +183,22 @@ async fn globals_persist_between_warm_requests_and_stay_per_worker() {
     "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n[[worker]]\nname = \"a\"\nmain = \"a.js\"\nroutes = [\"a.test\"]\n[[worker]]\nname = \"b\"\nmain = \"b.js\"\nroutes = [\"b.test\"]\n",
   );
   let mut c = H1::connect(engine.http_addr().unwrap()).await;
-  assert_eq!(c.get("a.test", "/").await.body, r#"{"n":1,"shared":1,"other":"string"}"#);
-  assert_eq!(c.get("a.test", "/").await.body, r#"{"n":2,"shared":1,"other":"string"}"#);
-  assert_eq!(c.get("b.test", "/").await.body, r#"{"n":1,"shared":1,"other":"undefined"}"#);
-  assert_eq!(c.get("a.test", "/").await.body, r#"{"n":3,"shared":1,"other":"string"}"#);
+  assert_eq!(
+    c.get("a.test", "/").await.body,
+    r#"{"n":1,"shared":1,"other":"string"}"#
+  );
+  assert_eq!(
+    c.get("a.test", "/").await.body,
+    r#"{"n":2,"shared":1,"other":"string"}"#
+  );
+  assert_eq!(
+    c.get("b.test", "/").await.body,
+    r#"{"n":1,"shared":1,"other":"undefined"}"#
+  );
+  assert_eq!(
+    c.get("a.test", "/").await.body,
+    r#"{"n":3,"shared":1,"other":"string"}"#
+  );
 }
 
 #[tokio::test]
@@ -199,7 +244,10 @@ export default {
   assert_eq!(v["bootstrap"], "undefined");
   assert_eq!(v["process"], "undefined");
   assert_eq!(v["require"], "undefined");
-  assert_eq!(v["hex"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  assert_eq!(
+    v["hex"],
+    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+  );
   assert_eq!(v["uuid"], true);
   assert_eq!(v["random"], 8);
   assert_eq!(v["elapsed"], true);
@@ -214,13 +262,18 @@ export default {
 #[tokio::test]
 async fn request_headers_method_and_json_body_reach_the_worker() {
   let f = Fixture::new();
-  f.file("api.js", std::fs::read_to_string(examples_dir().join("api/index.js")).unwrap());
+  f.file(
+    "api.js",
+    std::fs::read_to_string(examples_dir().join("api/index.js")).unwrap(),
+  );
   let engine = one_worker(&f, "api", "api.js", "");
   let mut c = H1::connect(engine.http_addr().unwrap()).await;
   let req = http::Request::post("/")
     .header("host", "api.test")
     .header("content-type", "application/json")
-    .body(crate::support::body(r#"{"id":7,"items":[{"name":"a","price":2,"qty":3},{"name":"b","price":1}]}"#))
+    .body(crate::support::body(
+      r#"{"id":7,"items":[{"name":"a","price":2,"qty":3},{"name":"b","price":1}]}"#,
+    ))
     .unwrap();
   let r = crate::support::collect(c.send(req).await).await;
   assert_eq!(r.body, r#"{"id":7,"count":2,"total":7,"names":["A","B"]}"#);

@@ -61,7 +61,9 @@ impl Body for EdgeBody {
   fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
     match &mut self.get_mut().0 {
       Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-      Kind::Stream(s) => s.poll_chunk(cx).map(|o| o.map(|r| r.map(Frame::data).map_err(|e| Box::new(e) as BoxError))),
+      Kind::Stream(s) => s
+        .poll_chunk(cx)
+        .map(|o| o.map(|r| r.map(Frame::data).map_err(|e| Box::new(e) as BoxError))),
     }
   }
 

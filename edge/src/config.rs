@@ -58,7 +58,12 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
   fn default() -> Self {
-    Self { threads: 0, blank_isolates: 2, max_isolates_per_worker: 8, heap_mb: 128 }
+    Self {
+      threads: 0,
+      blank_isolates: 2,
+      max_isolates_per_worker: 8,
+      heap_mb: 128,
+    }
   }
 }
 
@@ -105,7 +110,10 @@ impl Config {
   /// Reads, parses and validates a config file.
   pub fn load(path: &Path) -> Result<Self, ConfigError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { file: origin.clone(), source: e })?;
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+      file: origin.clone(),
+      source: e,
+    })?;
     let mut config = Self::parse(&text, &origin)?;
     config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     if config.base_dir.as_os_str().is_empty() {
@@ -117,8 +125,10 @@ impl Config {
 
   /// Parses TOML text; `origin` names it in errors.
   pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-    let mut config: Config =
-      toml::from_str(text).map_err(|e| ConfigError::Parse { file: origin.to_string(), message: e.to_string() })?;
+    let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+      file: origin.to_string(),
+      message: e.to_string(),
+    })?;
     config.origin = origin.to_string();
     Ok(config)
   }
@@ -133,7 +143,11 @@ impl Config {
   }
 
   fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { file: self.origin.clone(), field: field.into(), message: message.into() }
+    ConfigError::Invalid {
+      file: self.origin.clone(),
+      field: field.into(),
+      message: message.into(),
+    }
   }
 
   /// Checks everything that can be checked without starting: listeners,
@@ -165,11 +179,14 @@ impl Config {
       }
       match (t.self_signed, &t.cert, &t.key) {
         (true, None, None) => {}
-        (true, _, _) => return Err(self.invalid(field("self_signed"), "give either cert/key or self_signed, not both")),
+        (true, _, _) => {
+          return Err(self.invalid(field("self_signed"), "give either cert/key or self_signed, not both"))
+        }
         (false, Some(c), Some(k)) => {
           for (name, p) in [("cert", c), ("key", k)] {
             let p = self.resolve(p);
-            std::fs::metadata(&p).map_err(|e| self.invalid(field(name), format!("cannot read {}: {e}", p.display())))?;
+            std::fs::metadata(&p)
+              .map_err(|e| self.invalid(field(name), format!("cannot read {}: {e}", p.display())))?;
           }
         }
         (false, _, _) => return Err(self.invalid(field("cert"), "give both cert and key (or self_signed = true)")),
@@ -185,7 +202,12 @@ impl Config {
     let mut routes: BTreeMap<String, &str> = BTreeMap::new();
     for (i, w) in self.workers.iter().enumerate() {
       let field = |f: &str| format!("worker[{i}].{f}");
-      if w.name.is_empty() || !w.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+      if w.name.is_empty()
+        || !w
+          .name
+          .chars()
+          .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+      {
         return Err(self.invalid(field("name"), format!("{:?}: use letters, digits, '-' and '_'", w.name)));
       }
       if !names.insert(w.name.as_str()) {
@@ -218,7 +240,11 @@ impl Config {
 /// A host name, `*.` followed by one, or (for routes) a lone `*`.
 fn check_host_pattern(p: &str, allow_catch_all: bool) -> Result<(), String> {
   if p == "*" {
-    return if allow_catch_all { Ok(()) } else { Err("\"*\" is not a host name".into()) };
+    return if allow_catch_all {
+      Ok(())
+    } else {
+      Err("\"*\" is not a host name".into())
+    };
   }
   let name = p.strip_prefix("*.").unwrap_or(p);
   let ok = !name.is_empty()

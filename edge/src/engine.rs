@@ -60,7 +60,9 @@ impl Engine {
       let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)
         .map_err(|e| StartError::Bind { addr, source: e })?;
       let _ = sock.set_reuse_address(true);
-      sock.bind(&addr.into()).map_err(|e| StartError::Bind { addr, source: e })?;
+      sock
+        .bind(&addr.into())
+        .map_err(|e| StartError::Bind { addr, source: e })?;
       sock.listen(1024).map_err(|e| StartError::Bind { addr, source: e })?;
       Ok(sock.into())
     };
@@ -84,7 +86,11 @@ impl Engine {
       workers.push(worker);
     }
     let router = Router::new(routes, &workers);
-    let certs = if config.tls.is_empty() { None } else { Some(Arc::new(CertStore::from_config(&config)?)) };
+    let certs = if config.tls.is_empty() {
+      None
+    } else {
+      Some(Arc::new(CertStore::from_config(&config)?))
+    };
     let isolate_config = isolate_config(&config)?;
     let threads = match config.runtime.threads {
       0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -92,7 +98,12 @@ impl Engine {
     };
     let http_addr = listeners.http.as_ref().and_then(|l| l.local_addr().ok());
     let https_addr = listeners.https.as_ref().and_then(|l| l.local_addr().ok());
-    let shared = Arc::new(Shared { config, isolate_config, router: RwLock::new(Arc::new(router)), certs });
+    let shared = Arc::new(Shared {
+      config,
+      isolate_config,
+      router: RwLock::new(Arc::new(router)),
+      certs,
+    });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut executors = Vec::with_capacity(threads);
@@ -104,10 +115,18 @@ impl Engine {
     drop(ready_tx);
     for _ in 0..threads {
       if ready_rx.recv().is_err() {
-        return Err(StartError::Threads(std::io::Error::other("an executor thread failed to start")));
+        return Err(StartError::Threads(std::io::Error::other(
+          "an executor thread failed to start",
+        )));
       }
     }
-    Ok(Self { shared, executors, shutdown, http_addr, https_addr })
+    Ok(Self {
+      shared,
+      executors,
+      shutdown,
+      http_addr,
+      https_addr,
+    })
   }
 
   /// The bound plain-HTTP address (useful with port 0).
@@ -122,7 +141,12 @@ impl Engine {
 
   /// PEM certificates in use (self-signed ones included), in config order.
   pub fn certificates_pem(&self) -> Vec<String> {
-    self.shared.certs.iter().flat_map(|c| c.entries().iter().map(|e| e.cert_pem.clone())).collect()
+    self
+      .shared
+      .certs
+      .iter()
+      .flat_map(|c| c.entries().iter().map(|e| e.cert_pem.clone()))
+      .collect()
   }
 
   /// Runs `req` through the worker named `worker`, from any thread. The
@@ -132,14 +156,24 @@ impl Engine {
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
   {
-    let w = self.shared.router().by_name(worker).cloned().ok_or_else(|| RequestError::NoWorker { name: worker.into() })?;
+    let w = self
+      .shared
+      .router()
+      .by_name(worker)
+      .cloned()
+      .ok_or_else(|| RequestError::NoWorker { name: worker.into() })?;
     let (parts, body) = req.into_parts();
     let body: Option<RequestBody> = if body.is_end_stream() {
       None
     } else {
       Some(body.map_err(Into::into).boxed_unsync())
     };
-    let req = JsRequest { method: parts.method, url: parts.uri.to_string(), headers: parts.headers, body };
+    let req = JsRequest {
+      method: parts.method,
+      url: parts.uri.to_string(),
+      headers: parts.headers,
+      body,
+    };
     // The same worker goes to the same thread, where its isolates are warm.
     let idx = {
       use std::hash::{Hash, Hasher};
@@ -177,7 +211,10 @@ impl Drop for Engine {
 }
 
 fn isolate_config(config: &Config) -> Result<IsolateConfig, StartError> {
-  let mut ic = IsolateConfig { heap_limit_bytes: Some(config.runtime.heap_mb << 20), ..Default::default() };
+  let mut ic = IsolateConfig {
+    heap_limit_bytes: Some(config.runtime.heap_mb << 20),
+    ..Default::default()
+  };
   if !config.fetch.ca_files.is_empty() {
     let mut pems = Vec::new();
     for (i, p) in config.fetch.ca_files.iter().enumerate() {

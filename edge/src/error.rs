@@ -15,7 +15,11 @@ pub enum ConfigError {
   #[error("{file}: {message}")]
   Parse { file: String, message: String },
   #[error("{file}: {field}: {message}")]
-  Invalid { file: String, field: String, message: String },
+  Invalid {
+    file: String,
+    field: String,
+    message: String,
+  },
 }
 
 /// Why the server could not start.
@@ -24,9 +28,16 @@ pub enum StartError {
   #[error(transparent)]
   Config(#[from] ConfigError),
   #[error("{file}: {field}: {message}")]
-  Tls { file: String, field: String, message: String },
+  Tls {
+    file: String,
+    field: String,
+    message: String,
+  },
   #[error("cannot listen on {addr}: {source}")]
-  Bind { addr: std::net::SocketAddr, source: std::io::Error },
+  Bind {
+    addr: std::net::SocketAddr,
+    source: std::io::Error,
+  },
   #[error("cannot start executor threads: {0}")]
   Threads(std::io::Error),
 }
@@ -65,8 +76,14 @@ impl RequestError {
 
   fn exception(&self) -> Option<&JsException> {
     match self {
-      Self::Startup { error: JsApiError::Startup(e) | JsApiError::Threw(e), .. } => Some(e),
-      Self::Worker { error: JsApiError::Threw(e) | JsApiError::Startup(e), .. } => Some(e),
+      Self::Startup {
+        error: JsApiError::Startup(e) | JsApiError::Threw(e),
+        ..
+      } => Some(e),
+      Self::Worker {
+        error: JsApiError::Threw(e) | JsApiError::Startup(e),
+        ..
+      } => Some(e),
       _ => None,
     }
   }
@@ -78,10 +95,16 @@ impl RequestError {
     let status = self.status();
     let mut text = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
     match self {
-      Self::Worker { worker, error: JsApiError::Threw(e) } => {
+      Self::Worker {
+        worker,
+        error: JsApiError::Threw(e),
+      } => {
         text.push_str(&format!("Worker {worker:?} threw an exception: {}\n", e.message));
       }
-      Self::Startup { worker, error: JsApiError::Startup(e) } => {
+      Self::Startup {
+        worker,
+        error: JsApiError::Startup(e),
+      } => {
         text.push_str(&format!("Worker {worker:?} threw while starting: {}\n", e.message));
       }
       other => text.push_str(&format!("{other}\n")),
@@ -95,9 +118,10 @@ impl RequestError {
     }
     let mut res = Response::new(EdgeBody::full(Bytes::from(text)));
     *res.status_mut() = status;
-    res
-      .headers_mut()
-      .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    res.headers_mut().insert(
+      http::header::CONTENT_TYPE,
+      HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     res
   }
 }

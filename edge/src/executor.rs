@@ -93,7 +93,10 @@ pub fn spawn(
   let thread = std::thread::Builder::new()
     .name(format!("edge-exec-{index}"))
     .spawn(move || thread_main(index, shared, listeners, rx, shutdown, ready))?;
-  Ok(ExecutorHandle { jobs: tx, thread: Some(thread) })
+  Ok(ExecutorHandle {
+    jobs: tx,
+    thread: Some(thread),
+  })
 }
 
 fn thread_main(
@@ -124,7 +127,12 @@ fn thread_main(
     while pool.blank_ready() < shared.config.runtime.blank_isolates {
       tokio::task::yield_now().await;
     }
-    let exec = Rc::new(Executor { index, shared: shared.clone(), pool: pool.clone(), next_request: Cell::new(0) });
+    let exec = Rc::new(Executor {
+      index,
+      shared: shared.clone(),
+      pool: pool.clone(),
+      next_request: Cell::new(0),
+    });
     if let Some(l) = listeners.http {
       spawn_accept(exec.clone(), l, false);
     }
@@ -150,7 +158,10 @@ fn thread_main(
 }
 
 fn spawn_accept(exec: Rc<Executor>, listener: std::net::TcpListener, tls: bool) {
-  let listener = match listener.set_nonblocking(true).and_then(|_| tokio::net::TcpListener::from_std(listener)) {
+  let listener = match listener
+    .set_nonblocking(true)
+    .and_then(|_| tokio::net::TcpListener::from_std(listener))
+  {
     Ok(l) => l,
     Err(e) => {
       tracing::error!("executor {}: cannot use its listener: {e}", exec.index);

@@ -58,14 +58,22 @@ pub async fn run(
         lease.isolate().poison();
       }
       lease.isolate().finish_request();
-      return Err(RequestError::Worker { worker: worker.name.to_string(), error });
+      return Err(RequestError::Worker {
+        worker: worker.name.to_string(),
+        error,
+      });
     }
   };
   Ok(respond(lease, res, cpu, request_id))
 }
 
 fn respond(mut lease: Lease, res: JsResponse, cpu: CpuMeter, request_id: RequestId) -> Response<EdgeBody> {
-  let JsResponse { status, headers, body, wait_until } = res;
+  let JsResponse {
+    status,
+    headers,
+    body,
+    wait_until,
+  } = res;
   let (body, shared) = match body {
     JsBody::Empty => (EdgeBody::empty(), None),
     JsBody::Bytes(b) => (EdgeBody::full(b), None),

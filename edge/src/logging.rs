@@ -15,7 +15,9 @@ pub enum LogFormat {
 pub fn init(format: LogFormat) {
   use tracing_subscriber::EnvFilter;
   let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-  let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+  let builder = tracing_subscriber::fmt()
+    .with_env_filter(filter)
+    .with_writer(std::io::stderr);
   let _ = match format {
     LogFormat::Text => builder.try_init(),
     LogFormat::Json => builder.json().try_init(),

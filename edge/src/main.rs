@@ -11,7 +11,11 @@ use edge::logging::LogFormat;
 use edge::Engine;
 
 #[derive(Parser)]
-#[command(name = "edge", version, about = "An edge worker runtime: JavaScript and WebAssembly workers on V8, routed by host name")]
+#[command(
+  name = "edge",
+  version,
+  about = "An edge worker runtime: JavaScript and WebAssembly workers on V8, routed by host name"
+)]
 struct Cli {
   #[command(subcommand)]
   command: Command,
@@ -45,7 +49,9 @@ enum Command {
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
-  s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?}: use NAME=VALUE"))
+  s.split_once('=')
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .ok_or_else(|| format!("{s:?}: use NAME=VALUE"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,9 +68,15 @@ fn main() -> anyhow::Result<()> {
     Command::Dev { main, port, host, vars } => {
       let main = main.canonicalize().with_context(|| format!("{}", main.display()))?;
       let name = main.file_stem().and_then(|s| s.to_str()).unwrap_or("worker");
-      let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+      let name: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
       Config {
-        listen: Listen { http: Some(SocketAddr::new(host, port)), https: None },
+        listen: Listen {
+          http: Some(SocketAddr::new(host, port)),
+          https: None,
+        },
         workers: vec![WorkerConfig {
           name,
           main,

@@ -98,7 +98,12 @@ impl Pool {
         });
         if let Some(iso) = slot.idle.pop() {
           self.stats.warm_starts.set(self.stats.warm_starts.get() + 1);
-          return Ok(Lease { pool: self.clone(), worker: worker.clone(), isolate: Some(iso), cold: false });
+          return Ok(Lease {
+            pool: self.clone(),
+            worker: worker.clone(),
+            isolate: Some(iso),
+            cold: false,
+          });
         }
         if slot.live < self.max_per_worker {
           slot.live += 1;
@@ -120,12 +125,23 @@ impl Pool {
         return Err(RequestError::Internal(e.to_string()));
       }
     };
-    let mut lease = Lease { pool: self.clone(), worker: worker.clone(), isolate: Some(iso), cold: true };
-    let bound = lease.isolate().bind(worker.code.clone(), &worker.net, self.log.clone()).await;
+    let mut lease = Lease {
+      pool: self.clone(),
+      worker: worker.clone(),
+      isolate: Some(iso),
+      cold: true,
+    };
+    let bound = lease
+      .isolate()
+      .bind(worker.code.clone(), &worker.net, self.log.clone())
+      .await;
     if let Err(error) = bound {
       // Not reusable: it may hold half of the worker's state.
       lease.isolate().poison();
-      return Err(RequestError::Startup { worker: worker.name.to_string(), error });
+      return Err(RequestError::Startup {
+        worker: worker.name.to_string(),
+        error,
+      });
     }
     Ok(lease)
   }

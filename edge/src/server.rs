@@ -50,7 +50,10 @@ pub async fn serve_tcp(exec: Rc<Executor>, tcp: TcpStream, peer: SocketAddr, tls
   };
   match crate::tls::accept(tcp, &certs, |_sni| {}).await {
     Ok(acc) => {
-      let conn = Conn { tls: Some(acc.cert.clone()), peer };
+      let conn = Conn {
+        tls: Some(acc.cert.clone()),
+        peer,
+      };
       serve_http(exec, TokioIo::new(acc.stream), conn, acc.h2).await;
     }
     Err(e) => tracing::debug!(%peer, "TLS: {e}"),
@@ -133,7 +136,10 @@ async fn route_and_run(
     }
   }
   let router = exec.shared.router();
-  let worker = router.route(&host).ok_or_else(|| RequestError::NoRoute { host: bare.to_string() })?.clone();
+  let worker = router
+    .route(&host)
+    .ok_or_else(|| RequestError::NoRoute { host: bare.to_string() })?
+    .clone();
   *worker_name = Some(worker.name.clone());
   let scheme = if conn.tls.is_some() { "https" } else { "http" };
   let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -143,6 +149,11 @@ async fn route_and_run(
   } else {
     Some(body.map_err(|e| Box::new(e) as js_api::BoxError).boxed_unsync())
   };
-  let req = JsRequest { method: parts.method, url, headers: parts.headers, body };
+  let req = JsRequest {
+    method: parts.method,
+    url,
+    headers: parts.headers,
+    body,
+  };
   exec.run(&worker, req, request_id, info).await
 }

@@ -50,7 +50,12 @@ pub struct CertStore {
 
 impl CertStore {
   pub fn from_config(config: &Config) -> Result<Self, StartError> {
-    let mut store = Self { entries: Vec::new(), exact: HashMap::new(), wildcard: HashMap::new(), default: None };
+    let mut store = Self {
+      entries: Vec::new(),
+      exact: HashMap::new(),
+      wildcard: HashMap::new(),
+      default: None,
+    };
     for (i, t) in config.tls.iter().enumerate() {
       let err = |field: &str, message: String| StartError::Tls {
         file: config.origin.clone(),
@@ -61,7 +66,8 @@ impl CertStore {
         let ck = rcgen::generate_simple_self_signed(t.hosts.clone())
           .map_err(|e| err("self_signed", format!("cannot generate a certificate: {e}")))?;
         let pem = ck.cert.pem();
-        let key = PrivateKeyDer::try_from(ck.key_pair.serialize_der()).map_err(|e| err("self_signed", e.to_string()))?;
+        let key =
+          PrivateKeyDer::try_from(ck.key_pair.serialize_der()).map_err(|e| err("self_signed", e.to_string()))?;
         (vec![ck.cert.der().clone()], key, pem)
       } else {
         let cert_path = config.resolve(t.cert.as_deref().unwrap_or(std::path::Path::new("")));
@@ -72,7 +78,10 @@ impl CertStore {
           .collect::<Result<_, _>>()
           .map_err(|e| err("cert", format!("{}: {e}", cert_path.display())))?;
         if certs.is_empty() {
-          return Err(err("cert", format!("{}: no PEM certificate in it", cert_path.display())));
+          return Err(err(
+            "cert",
+            format!("{}: no PEM certificate in it", cert_path.display()),
+          ));
         }
         let key_pem =
           std::fs::read(&key_path).map_err(|e| err("key", format!("cannot read {}: {e}", key_path.display())))?;
@@ -99,7 +108,11 @@ impl CertStore {
       if t.default {
         store.default = Some(idx);
       }
-      store.entries.push(Arc::new(CertEntry { hosts: t.hosts.clone(), server_config: Arc::new(sc), cert_pem }));
+      store.entries.push(Arc::new(CertEntry {
+        hosts: t.hosts.clone(),
+        server_config: Arc::new(sc),
+        cert_pem,
+      }));
     }
     Ok(store)
   }
@@ -158,7 +171,10 @@ pub async fn accept(
     let _ = io.shutdown().await;
     return Err(HandshakeError::UnknownName(sni));
   };
-  let stream = start.into_stream(cert.server_config.clone()).await.map_err(HandshakeError::Tls)?;
+  let stream = start
+    .into_stream(cert.server_config.clone())
+    .await
+    .map_err(HandshakeError::Tls)?;
   let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
   Ok(Accepted { stream, cert, sni, h2 })
 }

@@ -25,21 +25,29 @@ impl Worker {
       message,
     };
     let main = config.resolve(&w.main);
-    let main = main.canonicalize().map_err(|e| invalid(format!("{}: {e}", main.display())))?;
-    let root = main.parent().ok_or_else(|| invalid("the main module has no folder".into()))?;
+    let main = main
+      .canonicalize()
+      .map_err(|e| invalid(format!("{}: {e}", main.display())))?;
+    let root = main
+      .parent()
+      .ok_or_else(|| invalid("the main module has no folder".into()))?;
     let root_url = Url::from_directory_path(root).map_err(|_| invalid(format!("bad folder {}", root.display())))?;
     let main_url = Url::from_file_path(&main).map_err(|_| invalid(format!("bad path {}", main.display())))?;
     let code = WorkerCode::new(
       w.name.as_str(),
       root_url,
       main_url,
-      Box::new(DiskSource { root: root.to_path_buf() }),
+      Box::new(DiskSource {
+        root: root.to_path_buf(),
+      }),
       w.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     );
     Ok(Arc::new(Self {
       name: Arc::from(w.name.as_str()),
       code: Arc::new(code),
-      net: NetPolicy { allow_private_network: w.allow_private_network },
+      net: NetPolicy {
+        allow_private_network: w.allow_private_network,
+      },
     }))
   }
 }

@@ -85,7 +85,9 @@ pub(crate) fn invoke(
       return Err(JsApiError::Terminated);
     }
     return match promise.state() {
-      v8::PromiseState::Pending => Ok(CallState::Pending(PendingCall { promise: v8::Global::new(tc, promise) })),
+      v8::PromiseState::Pending => Ok(CallState::Pending(PendingCall {
+        promise: v8::Global::new(tc, promise),
+      })),
       _ => {
         let value = promise.result(tc);
         read_tuple(tc, value, op_state).map(CallState::Ready)
@@ -115,7 +117,10 @@ pub(crate) fn settled(
 }
 
 fn exception(message: &str) -> JsException {
-  JsException { message: message.to_string(), stack: None }
+  JsException {
+    message: message.to_string(),
+    stack: None,
+  }
 }
 
 /// Reads `[status, headerList|null, body, waitUntil]` or the error tuple
@@ -130,7 +135,10 @@ fn read_tuple(
   let status = arr.get_index(scope, 0).ok_or_else(bad)?;
   let status = status.int32_value(scope).ok_or_else(bad)?;
   if status < 0 {
-    let message = arr.get_index(scope, 1).map(|v| v.to_rust_string_lossy(scope)).unwrap_or_default();
+    let message = arr
+      .get_index(scope, 1)
+      .map(|v| v.to_rust_string_lossy(scope))
+      .unwrap_or_default();
     let stack = arr
       .get_index(scope, 2)
       .filter(|v| v.is_string())
@@ -143,7 +151,10 @@ fn read_tuple(
   let mut headers = HeaderMap::new();
   let list = arr.get_index(scope, 1).ok_or_else(bad)?;
   if list.is_null() {
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain;charset=UTF-8"));
+    headers.insert(
+      http::header::CONTENT_TYPE,
+      HeaderValue::from_static("text/plain;charset=UTF-8"),
+    );
   } else {
     let list = v8::Local::<v8::Array>::try_from(list).map_err(|_| bad())?;
     let mut buf = Vec::new();
@@ -152,8 +163,12 @@ fn read_tuple(
       let pair = v8::Local::<v8::Array>::try_from(pair).map_err(|_| bad())?;
       let name = pair.get_index(scope, 0).ok_or_else(bad)?;
       let value = pair.get_index(scope, 1).ok_or_else(bad)?;
-      let name = latin1(scope, name, &mut buf).and_then(|b| HeaderName::from_bytes(b).ok()).ok_or_else(bad)?;
-      let value = latin1(scope, value, &mut buf).and_then(|b| HeaderValue::from_bytes(b).ok()).ok_or_else(bad)?;
+      let name = latin1(scope, name, &mut buf)
+        .and_then(|b| HeaderName::from_bytes(b).ok())
+        .ok_or_else(bad)?;
+      let value = latin1(scope, value, &mut buf)
+        .and_then(|b| HeaderValue::from_bytes(b).ok())
+        .ok_or_else(bad)?;
       headers.append(name, value);
     }
   }
@@ -182,7 +197,12 @@ fn read_tuple(
   let wait_until = wait
     .and_then(|w| v8::Local::<v8::Promise>::try_from(w).ok())
     .map(|p| v8::Global::new(scope, p));
-  Ok(JsResponse { status, headers, body, wait_until })
+  Ok(JsResponse {
+    status,
+    headers,
+    body,
+    wait_until,
+  })
 }
 
 /// A header name or value (a JS ByteString) as bytes.
@@ -256,7 +276,11 @@ pub enum StreamError {
 
 impl ResponseStream {
   fn new(resource: Rc<dyn Resource>) -> Self {
-    Self { resource, read: None, shared: Rc::default() }
+    Self {
+      resource,
+      read: None,
+      shared: Rc::default(),
+    }
   }
 
   pub fn shared(&self) -> Rc<StreamShared> {
@@ -307,7 +331,13 @@ impl http_body::Body for ResponseStream {
   type Data = Bytes;
   type Error = StreamError;
 
-  fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, StreamError>>> {
-    self.get_mut().poll_chunk(cx).map(|o| o.map(|r| r.map(http_body::Frame::data)))
+  fn poll_frame(
+    self: Pin<&mut Self>,
+    cx: &mut Context<'_>,
+  ) -> Poll<Option<Result<http_body::Frame<Bytes>, StreamError>>> {
+    self
+      .get_mut()
+      .poll_chunk(cx)
+      .map(|o| o.map(|r| r.map(http_body::Frame::data)))
   }
 }

@@ -61,7 +61,10 @@ impl JsApiError {
         if startup {
           Self::Load(text)
         } else {
-          Self::Threw(JsException { message: text, stack: None })
+          Self::Threw(JsException {
+            message: text,
+            stack: None,
+          })
         }
       }
     }

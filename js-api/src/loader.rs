@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use deno_core::error::ModuleLoaderError;
 use deno_core::{
-  ModuleLoadOptions, ModuleLoadReferrer, ModuleLoadResponse, ModuleLoader, ModuleSourceCode,
-  ModuleSpecifier, ModuleType, RequestedModuleType, ResolutionKind, SourceCodeCacheInfo,
+  ModuleLoadOptions, ModuleLoadReferrer, ModuleLoadResponse, ModuleLoader, ModuleSourceCode, ModuleSpecifier,
+  ModuleType, RequestedModuleType, ResolutionKind, SourceCodeCacheInfo,
 };
 use deno_error::JsErrorBox;
 
@@ -54,7 +54,14 @@ impl WorkerCode {
     source: Box<dyn ModuleSource>,
     vars: Vec<(String, String)>,
   ) -> Self {
-    Self { name: name.into(), root, main, source, vars, cache: Mutex::new(HashMap::new()) }
+    Self {
+      name: name.into(),
+      root,
+      main,
+      source,
+      vars,
+      cache: Mutex::new(HashMap::new()),
+    }
   }
 
   fn module(&self, url: &ModuleSpecifier) -> Result<CachedModule, String> {
@@ -70,7 +77,12 @@ impl WorkerCode {
     };
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
-    let m = CachedModule { bytes, text, hash: h.finish(), code_cache: None };
+    let m = CachedModule {
+      bytes,
+      text,
+      hash: h.finish(),
+      code_cache: None,
+    };
     self.cache.lock().expect("module cache").insert(url.clone(), m.clone());
     Ok(m)
   }
@@ -93,17 +105,28 @@ pub(crate) struct WorkerLoader {
 
 impl WorkerLoader {
   fn code(&self) -> Result<Arc<WorkerCode>, ModuleLoaderError> {
-    self.code.borrow().clone().ok_or_else(|| JsErrorBox::generic("no worker is bound to this isolate"))
+    self
+      .code
+      .borrow()
+      .clone()
+      .ok_or_else(|| JsErrorBox::generic("no worker is bound to this isolate"))
   }
 }
 
 impl ModuleLoader for WorkerLoader {
-  fn resolve(&self, specifier: &str, referrer: &str, _kind: ResolutionKind) -> Result<ModuleSpecifier, ModuleLoaderError> {
+  fn resolve(
+    &self,
+    specifier: &str,
+    referrer: &str,
+    _kind: ResolutionKind,
+  ) -> Result<ModuleSpecifier, ModuleLoaderError> {
     let code = self.code()?;
     let is_relative = specifier.starts_with("./") || specifier.starts_with("../") || specifier.starts_with('/');
     let url = if is_relative {
       let base = ModuleSpecifier::parse(referrer).unwrap_or_else(|_| code.main.clone());
-      base.join(specifier).map_err(|e| JsErrorBox::type_error(format!("bad import \"{specifier}\": {e}")))?
+      base
+        .join(specifier)
+        .map_err(|e| JsErrorBox::type_error(format!("bad import \"{specifier}\": {e}")))?
     } else {
       match ModuleSpecifier::parse(specifier) {
         Ok(u) if u.scheme() == code.root.scheme() => u,
@@ -122,7 +145,12 @@ impl ModuleLoader for WorkerLoader {
     Ok(url)
   }
 
-  fn load(&self, url: &ModuleSpecifier, _referrer: Option<&ModuleLoadReferrer>, options: ModuleLoadOptions) -> ModuleLoadResponse {
+  fn load(
+    &self,
+    url: &ModuleSpecifier,
+    _referrer: Option<&ModuleLoadReferrer>,
+    options: ModuleLoadOptions,
+  ) -> ModuleLoadResponse {
     ModuleLoadResponse::Sync(self.load_sync(url, &options.requested_module_type))
   }
 
@@ -140,13 +168,21 @@ impl ModuleLoader for WorkerLoader {
 }
 
 impl WorkerLoader {
-  fn load_sync(&self, url: &ModuleSpecifier, requested: &RequestedModuleType) -> Result<deno_core::ModuleSource, ModuleLoaderError> {
+  fn load_sync(
+    &self,
+    url: &ModuleSpecifier,
+    requested: &RequestedModuleType,
+  ) -> Result<deno_core::ModuleSource, ModuleLoaderError> {
     let code = self.code()?;
-    let m = code.module(url).map_err(|e| JsErrorBox::type_error(format!("cannot load {url}: {e}")))?;
+    let m = code
+      .module(url)
+      .map_err(|e| JsErrorBox::type_error(format!("cannot load {url}: {e}")))?;
     let path = url.path();
     let is_json = path.ends_with(".json");
     if *requested == RequestedModuleType::Json && !is_json {
-      return Err(JsErrorBox::type_error(format!("{url} was imported with type \"json\" but is not a .json file")));
+      return Err(JsErrorBox::type_error(format!(
+        "{url} was imported with type \"json\" but is not a .json file"
+      )));
     }
     if is_json && *requested != RequestedModuleType::Json {
       return Err(JsErrorBox::type_error(format!(
@@ -161,9 +197,14 @@ impl WorkerLoader {
         ModuleSourceCode::Bytes(deno_core::ModuleCodeBytes::Boxed(m.bytes.to_vec().into_boxed_slice())),
       ),
       (None, _) => {
-        let name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or("module.wasm");
+        let name = url
+          .path_segments()
+          .and_then(|mut s| s.next_back())
+          .unwrap_or("module.wasm");
         let name = serde_json::to_string(&format!("./{name}")).unwrap_or_default();
-        let js = format!("import bytes from {name} with {{ type: \"bytes\" }};\nexport default new WebAssembly.Module(bytes);\n");
+        let js = format!(
+          "import bytes from {name} with {{ type: \"bytes\" }};\nexport default new WebAssembly.Module(bytes);\n"
+        );
         (ModuleType::JavaScript, ModuleSourceCode::String(js.into()))
       }
       (Some(text), true) => (ModuleType::Json, ModuleSourceCode::String(text.clone().into())),

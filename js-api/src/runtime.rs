@@ -31,7 +31,11 @@ pub struct IsolateConfig {
 
 impl Default for IsolateConfig {
   fn default() -> Self {
-    Self { heap_limit_bytes: None, user_agent: "edge-worker".into(), root_certs: None }
+    Self {
+      heap_limit_bytes: None,
+      user_agent: "edge-worker".into(),
+      root_certs: None,
+    }
   }
 }
 
@@ -117,7 +121,10 @@ impl Isolate {
     // Blank isolates may not fetch anywhere private; `bind` sets the
     // worker's own policy.
     let fetch = NetPolicy::default().fetch_options(config);
-    let ext = ExtOptions { fetch, ..Default::default() };
+    let ext = ExtOptions {
+      fetch,
+      ..Default::default()
+    };
     let mut rt = JsRuntime::try_new(RuntimeOptions {
       startup_snapshot: Some(crate::snapshot::SNAPSHOT),
       residual_lazy_js_sources: crate::snapshot::RESIDUAL_LAZY_JS,
@@ -174,7 +181,8 @@ impl Isolate {
   /// Whether the isolate may serve another request of its worker.
   pub fn is_reusable(&self) -> bool {
     self.worker.is_some()
-      && !self.poisoned.get() && !self.stopper.heap_exhausted.load(std::sync::atomic::Ordering::SeqCst)
+      && !self.poisoned.get()
+      && !self.stopper.heap_exhausted.load(std::sync::atomic::Ordering::SeqCst)
   }
 
   /// Marks the isolate as not to be reused.
@@ -195,18 +203,17 @@ impl Isolate {
 
   /// Binds a blank isolate to a worker: loads and evaluates its main module
   /// and finds its fetch handler.
-  pub async fn bind(
-    &mut self,
-    code: Arc<WorkerCode>,
-    net: &NetPolicy,
-    log: Rc<dyn LogSink>,
-  ) -> Result<(), JsApiError> {
+  pub async fn bind(&mut self, code: Arc<WorkerCode>, net: &NetPolicy, log: Rc<dyn LogSink>) -> Result<(), JsApiError> {
     if self.worker.is_some() {
       return Err(JsApiError::Load("this isolate is already bound to a worker".into()));
     }
     let iso: *const v8::Isolate = &**self.rt.v8_isolate();
     let fut = self.bind_inner(code, net, log);
-    EnterEachPoll { iso, fut: Box::pin(fut) }.await
+    EnterEachPoll {
+      iso,
+      fut: Box::pin(fut),
+    }
+    .await
   }
 
   async fn bind_inner(
@@ -222,16 +229,26 @@ impl Isolate {
       state.put(net.permissions());
       state.put(net.fetch_options(&self.config));
       state.put(log);
-      state.put(WorkerLogContext { worker: Rc::from(&*code.name), request_id: 0 });
+      state.put(WorkerLogContext {
+        worker: Rc::from(&*code.name),
+        request_id: 0,
+      });
     }
-    let id = self.rt.load_main_es_module(&code.main).await.map_err(|e| JsApiError::from_core(e, true))?;
+    let id = self
+      .rt
+      .load_main_es_module(&code.main)
+      .await
+      .map_err(|e| JsApiError::from_core(e, true))?;
     let eval = self.rt.mod_evaluate(id);
     self
       .rt
       .with_event_loop_promise(Box::pin(eval), PollEventLoopOptions::default())
       .await
       .map_err(|e| JsApiError::from_core(e, true))?;
-    let ns = self.rt.get_module_namespace(id).map_err(|e| JsApiError::from_core(e, true))?;
+    let ns = self
+      .rt
+      .get_module_namespace(id)
+      .map_err(|e| JsApiError::from_core(e, true))?;
     self.call_bind(ns, &code)?;
     self.worker = Some(code);
     Ok(())
@@ -255,7 +272,9 @@ impl Isolate {
         return Err(JsApiError::Terminated);
       }
       let message = tc.exception().map(|e| e.to_rust_string_lossy(tc)).unwrap_or_default();
-      return Err(JsApiError::NoHandler(message.trim_start_matches("TypeError: ").to_string()));
+      return Err(JsApiError::NoHandler(
+        message.trim_start_matches("TypeError: ").to_string(),
+      ));
     }
     Ok(())
   }
@@ -271,14 +290,26 @@ impl Isolate {
     {
       let state = self.rt.op_state();
       let mut state = state.borrow_mut();
-      state.put(RequestSlot { id, headers: Some(req.headers), body: req.body });
+      state.put(RequestSlot {
+        id,
+        headers: Some(req.headers),
+        body: req.body,
+      });
       if let Some(ctx) = state.try_borrow_mut::<WorkerLogContext>() {
         ctx.request_id = request_id;
       }
     }
     let op_state = self.rt.op_state();
     deno_core::scope!(scope, &mut *self.rt);
-    crate::call::invoke(scope, &self.internals.handle, &op_state, id, &req.method, &req.url, has_body)
+    crate::call::invoke(
+      scope,
+      &self.internals.handle,
+      &op_state,
+      id,
+      &req.method,
+      &req.url,
+      has_body,
+    )
   }
 
   /// Drives a pending call: runs the event loop until the handler's promise
@@ -373,5 +404,8 @@ fn take_internals(rt: &mut JsRuntime) -> Result<Internals, String> {
     let msg = tc.exception().map(|e| e.to_rust_string_lossy(tc)).unwrap_or_default();
     return Err(format!("isolate init failed: {msg}"));
   }
-  Ok(Internals { bind: v8::Global::new(tc, bind), handle: v8::Global::new(tc, handle) })
+  Ok(Internals {
+    bind: v8::Global::new(tc, bind),
+    handle: v8::Global::new(tc, handle),
+  })
 }

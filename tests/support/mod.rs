@@ -131,7 +131,12 @@ pub struct Got {
 pub async fn collect(res: Response<hyper::body::Incoming>) -> Got {
   let (parts, b) = res.into_parts();
   let bytes = b.collect().await.expect("response body").to_bytes();
-  Got { status: parts.status.as_u16(), headers: parts.headers, body: String::from_utf8_lossy(&bytes).into_owned(), version: parts.version }
+  Got {
+    status: parts.status.as_u16(),
+    headers: parts.headers,
+    body: String::from_utf8_lossy(&bytes).into_owned(),
+    version: parts.version,
+  }
 }
 
 /// An HTTP/1.1 connection to `addr`.
@@ -149,7 +154,9 @@ impl H1 {
   where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
   {
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.expect("h1 handshake");
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+      .await
+      .expect("h1 handshake");
     tokio::spawn(async move {
       let _ = conn.await;
     });
@@ -207,7 +214,11 @@ pub struct H2 {
 impl H2 {
   pub async fn connect(addr: SocketAddr, sni: &str, pems: &[String]) -> Self {
     let tls = tls_connect(addr, Some(sni), pems, &[b"h2"]).await.expect("tls");
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "server chose h2 by ALPN");
+    assert_eq!(
+      tls.get_ref().1.alpn_protocol(),
+      Some(&b"h2"[..]),
+      "server chose h2 by ALPN"
+    );
     let (send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tls))
       .await
       .expect("h2 handshake");
@@ -219,7 +230,9 @@ impl H2 {
 
   /// Another handle on the same connection (for concurrent streams).
   pub fn clone_handle(&self) -> Self {
-    Self { send: self.send.clone() }
+    Self {
+      send: self.send.clone(),
+    }
   }
 
   pub async fn get(&mut self, url: &str) -> Got {
@@ -260,7 +273,11 @@ impl Upstream {
               if path == "/gate" {
                 gate.notified().await;
               }
-              let via = req.headers().get("x-via").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+              let via = req
+                .headers()
+                .get("x-via")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
               Ok::<_, std::convert::Infallible>(
                 Response::builder()
                   .header("x-upstream", "yes")

@@ -4,8 +4,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use deno_core::op2;
 use deno_core::convert::ByteString;
+use deno_core::op2;
 use deno_core::OpState;
 use deno_core::ResourceId;
 use deno_error::JsErrorBox;
@@ -53,10 +53,7 @@ fn slot_for(state: &mut OpState, id: u32) -> Result<&mut RequestSlot, JsErrorBox
 }
 
 #[op2]
-pub fn op_edge_req_headers(
-  state: &mut OpState,
-  #[smi] id: u32,
-) -> Result<Vec<(ByteString, ByteString)>, JsErrorBox> {
+pub fn op_edge_req_headers(state: &mut OpState, #[smi] id: u32) -> Result<Vec<(ByteString, ByteString)>, JsErrorBox> {
   let slot = slot_for(state, id)?;
   let headers = slot.headers.take().unwrap_or_default();
   let mut out = Vec::with_capacity(headers.len());
