@@ -54,6 +54,14 @@ pub struct RuntimeConfig {
   pub max_isolates_per_worker: usize,
   /// V8 heap cap per isolate, in MiB.
   pub heap_mb: usize,
+  /// Isolates bound to workers, over all threads; past it the least
+  /// recently used idle one is dropped.
+  pub max_isolates: usize,
+  /// Heap of idle isolates, over all threads, in MiB; past it the least
+  /// recently used idle one is dropped.
+  pub max_heap_mb: usize,
+  /// An isolate idle this long is dropped.
+  pub idle_timeout_s: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -63,6 +71,9 @@ impl Default for RuntimeConfig {
       blank_isolates: 2,
       max_isolates_per_worker: 8,
       heap_mb: 128,
+      max_isolates: 4096,
+      max_heap_mb: 8192,
+      idle_timeout_s: 300,
     }
   }
 }
@@ -158,6 +169,12 @@ impl Config {
     }
     if self.runtime.max_isolates_per_worker == 0 {
       return Err(self.invalid("runtime.max_isolates_per_worker", "must be at least 1"));
+    }
+    if self.runtime.max_isolates == 0 {
+      return Err(self.invalid("runtime.max_isolates", "must be at least 1"));
+    }
+    if self.runtime.idle_timeout_s == 0 {
+      return Err(self.invalid("runtime.idle_timeout_s", "must be at least 1"));
     }
     if self.runtime.heap_mb < 8 {
       return Err(self.invalid("runtime.heap_mb", "must be at least 8"));

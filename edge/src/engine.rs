@@ -15,6 +15,8 @@ use crate::body::SendBody;
 use crate::config::Config;
 use crate::error::{RequestError, StartError};
 use crate::executor::{ExecutorHandle, Job, Listeners};
+use crate::pool::PoolLimits;
+use crate::stats::{Stats, StatsSnapshot};
 use crate::routing::Router;
 use crate::tls::CertStore;
 use crate::worker::Worker;
@@ -22,6 +24,8 @@ use crate::worker::Worker;
 /// State every executor thread reads.
 pub struct Shared {
   pub config: Config,
+  pub pool_limits: PoolLimits,
+  pub stats: Arc<Stats>,
   pub isolate_config: IsolateConfig,
   pub router: RwLock<Arc<Router>>,
   pub certs: Option<Arc<CertStore>>,
@@ -98,8 +102,18 @@ impl Engine {
     };
     let http_addr = listeners.http.as_ref().and_then(|l| l.local_addr().ok());
     let https_addr = listeners.https.as_ref().and_then(|l| l.local_addr().ok());
+    let rt = &config.runtime;
+    let pool_limits = PoolLimits {
+      blank_target: rt.blank_isolates,
+      max_per_worker: rt.max_isolates_per_worker,
+      max_isolates: rt.max_isolates.div_ceil(threads),
+      max_idle_heap: (rt.max_heap_mb << 20).div_ceil(threads),
+      idle_timeout: std::time::Duration::from_secs(rt.idle_timeout_s),
+    };
     let shared = Arc::new(Shared {
       config,
+      pool_limits,
+      stats: Arc::new(Stats::default()),
       isolate_config,
       router: RwLock::new(Arc::new(router)),
       certs,
@@ -137,6 +151,11 @@ impl Engine {
   /// The bound TLS address.
   pub fn https_addr(&self) -> Option<std::net::SocketAddr> {
     self.https_addr
+  }
+
+  /// The engine's counters (cold and warm starts, evictions, ...).
+  pub fn stats(&self) -> StatsSnapshot {
+    self.shared.stats.snapshot()
   }
 
   /// PEM certificates in use (self-signed ones included), in config order.

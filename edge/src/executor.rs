@@ -116,12 +116,7 @@ fn thread_main(
   };
   let local = tokio::task::LocalSet::new();
   let pool = local.block_on(&rt, async {
-    let pool = Pool::new(
-      shared.isolate_config.clone(),
-      Rc::new(ConsoleSink),
-      shared.config.runtime.blank_isolates,
-      shared.config.runtime.max_isolates_per_worker,
-    );
+    let pool = Pool::new(shared.isolate_config.clone(), Rc::new(ConsoleSink), shared.pool_limits.clone(), shared.stats.clone());
     // Fill the blank supply before taking traffic.
     pool.schedule_refill();
     while pool.blank_ready() < shared.config.runtime.blank_isolates {

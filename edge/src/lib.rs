@@ -24,6 +24,7 @@ pub mod logging;
 pub mod pool;
 pub mod routing;
 pub mod server;
+pub mod stats;
 pub mod tls;
 pub mod worker;
 

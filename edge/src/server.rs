@@ -48,7 +48,13 @@ pub async fn serve_tcp(exec: Rc<Executor>, tcp: TcpStream, peer: SocketAddr, tls
   let Some(certs) = exec.shared.certs.clone() else {
     return;
   };
-  match crate::tls::accept(tcp, &certs, |_sni| {}).await {
+  // Warm the worker of the named host while the handshake completes.
+  let warm = |sni: Option<&str>| {
+    if let Some(worker) = sni.and_then(|name| exec.shared.router().route(name).cloned()) {
+      exec.pool.prewarm(&worker);
+    }
+  };
+  match crate::tls::accept(tcp, &certs, warm).await {
     Ok(acc) => {
       let conn = Conn {
         tls: Some(acc.cert.clone()),
