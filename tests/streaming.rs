@@ -79,7 +79,7 @@ async fn large_upload_echoed_back_keeps_memory_flat() {
   const TOTAL: usize = 200 * MB;
   let f = Fixture::new();
   let engine = f.start(&format!(
-    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"echo\"\nmain = \"{}\"\nroutes = [\"echo.test\"]\n",
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"echo\"\nmain = \"{}\"\nroutes = [\"echo.test\"]\n[worker.limits]\nrequest_body_mb = 256\n",
     examples_dir().join("echo/index.js").display()
   ));
   let mut c = H1::connect(engine.http_addr().unwrap()).await;

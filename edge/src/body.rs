@@ -5,9 +5,12 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use js_api::ResponseStream;
+use js_api::{BodyTooLarge, RequestBody, ResponseStream};
 use tokio::sync::mpsc;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -108,4 +111,68 @@ impl Body for SendBody {
       SendKind::Channel(_) => SizeHint::default(),
     }
   }
+}
+
+/// A request body that fails once it passes `limit` bytes, and says so in
+/// `over` (the request then gets 413 whatever the worker did).
+pub struct LimitedBody<B> {
+  inner: B,
+  seen: u64,
+  limit: u64,
+  over: Arc<AtomicBool>,
+}
+
+impl<B> Body for LimitedBody<B>
+where
+  B: Body<Data = Bytes> + Unpin,
+  B::Error: Into<BoxError>,
+{
+  type Data = Bytes;
+  type Error = BoxError;
+
+  fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    let this = self.get_mut();
+    match Pin::new(&mut this.inner).poll_frame(cx) {
+      Poll::Ready(Some(Ok(frame))) => {
+        if let Some(d) = frame.data_ref() {
+          this.seen += d.len() as u64;
+          if this.seen > this.limit {
+            this.over.store(true, Ordering::SeqCst);
+            return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit: this.limit }))));
+          }
+        }
+        Poll::Ready(Some(Ok(frame)))
+      }
+      Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+      Poll::Ready(None) => Poll::Ready(None),
+      Poll::Pending => Poll::Pending,
+    }
+  }
+
+  fn is_end_stream(&self) -> bool {
+    self.inner.is_end_stream()
+  }
+
+  fn size_hint(&self) -> SizeHint {
+    self.inner.size_hint()
+  }
+}
+
+/// The request body as the isolate takes it: `None` for an empty body;
+/// refused at once when its declared length is over `limit`.
+#[allow(clippy::type_complexity)]
+pub fn request_body<B>(body: B, limit: u64) -> Result<(Option<RequestBody>, Option<Arc<AtomicBool>>), BodyTooLarge>
+where
+  B: Body<Data = Bytes> + Unpin + Send + 'static,
+  B::Error: Into<BoxError>,
+{
+  if body.is_end_stream() {
+    return Ok((None, None));
+  }
+  if body.size_hint().lower() > limit {
+    return Err(BodyTooLarge { limit });
+  }
+  let over = Arc::new(AtomicBool::new(false));
+  let limited = LimitedBody { inner: body, seen: 0, limit, over: over.clone() };
+  Ok((Some(http_body_util::BodyExt::boxed_unsync(limited)), Some(over)))
 }

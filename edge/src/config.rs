@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::ConfigError;
+use crate::limits::{Limits, LimitsConfig};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +19,9 @@ pub struct Config {
   pub runtime: RuntimeConfig,
   #[serde(default)]
   pub fetch: FetchConfig,
+  /// Default limits of every worker's requests.
+  #[serde(default)]
+  pub limits: LimitsConfig,
   #[serde(default)]
   pub tls: Vec<TlsEntry>,
   #[serde(default, rename = "worker")]
@@ -52,8 +56,6 @@ pub struct RuntimeConfig {
   /// Isolates one worker may have per thread (each runs one request at a
   /// time); further concurrent requests wait for one to be free.
   pub max_isolates_per_worker: usize,
-  /// V8 heap cap per isolate, in MiB.
-  pub heap_mb: usize,
   /// Isolates bound to workers, over all threads; past it the least
   /// recently used idle one is dropped.
   pub max_isolates: usize,
@@ -70,7 +72,6 @@ impl Default for RuntimeConfig {
       threads: 0,
       blank_isolates: 2,
       max_isolates_per_worker: 8,
-      heap_mb: 128,
       max_isolates: 4096,
       max_heap_mb: 8192,
       idle_timeout_s: 300,
@@ -115,6 +116,9 @@ pub struct WorkerConfig {
   /// Let `fetch()` reach loopback and private addresses.
   #[serde(default)]
   pub allow_private_network: bool,
+  /// This worker's own limits (fields not set come from `[limits]`).
+  #[serde(default)]
+  pub limits: LimitsConfig,
 }
 
 impl Config {
@@ -161,6 +165,26 @@ impl Config {
     }
   }
 
+  /// The limits of `w`: its own, then the server's, then the defaults.
+  pub fn limits_of(&self, w: &WorkerConfig) -> Limits {
+    Limits::default().with(&self.limits).with(&w.limits)
+  }
+
+  fn check_limits(&self, field: &str, l: &LimitsConfig) -> Result<(), ConfigError> {
+    let checks = [
+      ("cpu_ms", l.cpu_ms, 1),
+      ("memory_mb", l.memory_mb, 16),
+      ("wall_ms", l.wall_ms, 1),
+      ("request_body_mb", l.request_body_mb, 0),
+    ];
+    for (name, v, min) in checks {
+      if v.is_some_and(|v| v < min) {
+        return Err(self.invalid(format!("{field}.{name}"), format!("must be at least {min}")));
+      }
+    }
+    Ok(())
+  }
+
   /// Checks everything that can be checked without starting: listeners,
   /// certificates' files, workers' files, duplicate names and routes.
   pub fn validate(&self) -> Result<(), ConfigError> {
@@ -176,9 +200,7 @@ impl Config {
     if self.runtime.idle_timeout_s == 0 {
       return Err(self.invalid("runtime.idle_timeout_s", "must be at least 1"));
     }
-    if self.runtime.heap_mb < 8 {
-      return Err(self.invalid("runtime.heap_mb", "must be at least 8"));
-    }
+    self.check_limits("limits", &self.limits)?;
     for (i, ca) in self.fetch.ca_files.iter().enumerate() {
       let p = self.resolve(ca);
       if !p.is_file() {
@@ -244,6 +266,7 @@ impl Config {
           ));
         }
       }
+      self.check_limits(&field("limits"), &w.limits)?;
       for k in w.vars.keys() {
         if k.is_empty() {
           return Err(self.invalid(field("vars"), "a var needs a name"));

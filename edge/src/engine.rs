@@ -7,14 +7,14 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::BodyExt;
-use js_api::{IsolateConfig, JsRequest, RequestBody};
+use js_api::{IsolateConfig, JsRequest};
 use tokio::sync::{oneshot, watch};
 
 use crate::body::SendBody;
 use crate::config::Config;
 use crate::error::{RequestError, StartError};
 use crate::executor::{ExecutorHandle, Job, Listeners};
+use crate::limits::Watchdog;
 use crate::pool::PoolLimits;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::routing::Router;
@@ -24,6 +24,8 @@ use crate::worker::Worker;
 /// State every executor thread reads.
 pub struct Shared {
   pub config: Config,
+  /// Stops JS that runs past its CPU deadline, on every executor.
+  pub watchdog: Watchdog,
   pub pool_limits: PoolLimits,
   pub stats: Arc<Stats>,
   pub isolate_config: IsolateConfig,
@@ -110,8 +112,10 @@ impl Engine {
       max_idle_heap: (rt.max_heap_mb << 20).div_ceil(threads),
       idle_timeout: std::time::Duration::from_secs(rt.idle_timeout_s),
     };
+    let watchdog = Watchdog::start().map_err(StartError::Threads)?;
     let shared = Arc::new(Shared {
       config,
+      watchdog,
       pool_limits,
       stats: Arc::new(Stats::default()),
       isolate_config,
@@ -182,11 +186,16 @@ impl Engine {
       .cloned()
       .ok_or_else(|| RequestError::NoWorker { name: worker.into() })?;
     let (parts, body) = req.into_parts();
-    let body: Option<RequestBody> = if body.is_end_stream() {
-      None
-    } else {
-      Some(body.map_err(Into::into).boxed_unsync())
-    };
+    let (body, body_over) = crate::body::request_body(Box::pin(body), w.limits.request_body_bytes).map_err(|e| {
+      RequestError::Limit {
+        worker: worker.into(),
+        hit: crate::limits::LimitHit {
+          kind: crate::limits::LimitKind::Body,
+          limit: format!("{} MB", e.limit >> 20),
+          reached: "the declared length is larger".into(),
+        },
+      }
+    })?;
     let req = JsRequest {
       method: parts.method,
       url: parts.uri.to_string(),
@@ -203,7 +212,7 @@ impl Engine {
     let (reply, rx) = oneshot::channel();
     self.executors[idx]
       .jobs
-      .send(Job::Request { worker: w, req, reply })
+      .send(Job::Request { worker: w, req, body_over, reply })
       .map_err(|_| RequestError::ShuttingDown)?;
     rx.await.map_err(|_| RequestError::ShuttingDown)?
   }
@@ -231,7 +240,7 @@ impl Drop for Engine {
 
 fn isolate_config(config: &Config) -> Result<IsolateConfig, StartError> {
   let mut ic = IsolateConfig {
-    heap_limit_bytes: Some(config.runtime.heap_mb << 20),
+    memory_limit_bytes: crate::limits::Limits::default().with(&config.limits).memory_bytes,
     ..Default::default()
   };
   if !config.fetch.ca_files.is_empty() {

@@ -6,6 +6,7 @@ use http::{HeaderValue, Response, StatusCode};
 use js_api::{JsApiError, JsException};
 
 use crate::body::EdgeBody;
+use crate::limits::{LimitHit, LimitKind};
 
 /// A configuration that cannot be used; names the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,8 @@ pub enum RequestError {
   Startup { worker: String, error: JsApiError },
   #[error("worker {worker:?}: {error}")]
   Worker { worker: String, error: JsApiError },
+  #[error("worker {worker:?}: {hit}")]
+  Limit { worker: String, hit: LimitHit },
   #[error("the server is shutting down")]
   ShuttingDown,
   #[error("internal error: {0}")]
@@ -71,6 +74,12 @@ impl RequestError {
       Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
       Self::Startup { .. } | Self::Worker { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
       Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+      Self::Limit { hit, .. } => match hit.kind {
+        LimitKind::Cpu | LimitKind::Memory => StatusCode::SERVICE_UNAVAILABLE,
+        LimitKind::Wall => StatusCode::GATEWAY_TIMEOUT,
+        LimitKind::Body => StatusCode::PAYLOAD_TOO_LARGE,
+        LimitKind::Subrequests => StatusCode::INTERNAL_SERVER_ERROR,
+      },
     }
   }
 
@@ -118,6 +127,9 @@ impl RequestError {
     }
     let mut res = Response::new(EdgeBody::full(Bytes::from(text)));
     *res.status_mut() = status;
+    if let Self::Limit { hit, .. } = self {
+      res.headers_mut().insert("edge-limit", HeaderValue::from_static(hit.kind.as_str()));
+    }
     res.headers_mut().insert(
       http::header::CONTENT_TYPE,
       HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::body::{EdgeBody, SendBody};
 use crate::engine::Shared;
 use crate::error::RequestError;
-use crate::invoke::RunInfo;
+use crate::invoke::{BodyOverLimit, RunInfo};
+use crate::limits::Watch;
 use crate::logging::{ConsoleSink, RequestId};
 use crate::pool::Pool;
 use crate::worker::Worker;
@@ -25,6 +26,7 @@ pub enum Job {
   Request {
     worker: Arc<Worker>,
     req: JsRequest,
+    body_over: Option<BodyOverLimit>,
     reply: oneshot::Sender<Result<Response<SendBody>, RequestError>>,
   },
 }
@@ -48,6 +50,8 @@ impl Listeners {
 /// The per-thread state every request on the thread uses.
 pub struct Executor {
   pub index: usize,
+  /// This thread's CPU deadline, read by the watchdog.
+  pub watch: Arc<Watch>,
   pub shared: Arc<Shared>,
   pub pool: Rc<Pool>,
   next_request: Cell<u64>,
@@ -66,10 +70,11 @@ impl Executor {
     &self,
     worker: &Arc<Worker>,
     req: JsRequest,
+    body_over: Option<BodyOverLimit>,
     request_id: RequestId,
     info: &mut RunInfo,
   ) -> Result<Response<EdgeBody>, RequestError> {
-    crate::invoke::run(&self.pool, worker, req, request_id, info).await
+    crate::invoke::run(&self.pool, &self.watch, worker, req, body_over, request_id, info).await
   }
 }
 
@@ -124,6 +129,7 @@ fn thread_main(
     }
     let exec = Rc::new(Executor {
       index,
+      watch: shared.watchdog.watch_this_thread(),
       shared: shared.clone(),
       pool: pool.clone(),
       next_request: Cell::new(0),
@@ -183,12 +189,12 @@ fn spawn_accept(exec: Rc<Executor>, listener: std::net::TcpListener, tls: bool) 
 
 fn run_job(exec: &Rc<Executor>, job: Job) {
   match job {
-    Job::Request { worker, req, reply } => {
+    Job::Request { worker, req, body_over, reply } => {
       let exec = exec.clone();
       tokio::task::spawn_local(async move {
         let request_id = exec.next_request_id();
         let mut info = RunInfo::default();
-        let res = exec.run(&worker, req, request_id, &mut info).await;
+        let res = exec.run(&worker, req, body_over, request_id, &mut info).await;
         let _ = reply.send(res.map(|r| r.map(EdgeBody::into_send)));
       });
     }

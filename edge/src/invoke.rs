@@ -1,18 +1,21 @@
 //! Steps 5 and 6 of a request: run the worker's handler in the leased
-//! isolate, counting its CPU time, and turn its Response into hyper's. Work
-//! that outlives the response head (a streamed body, `ctx.waitUntil`) keeps
-//! the lease in a task on this thread until it is done.
+//! isolate under its limits, and turn its Response into hyper's. Work that
+//! outlives the response head (a streamed body, `ctx.waitUntil`) keeps the
+//! lease in a task on this thread until it is done, under the same limits.
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use http::Response;
+use http::{HeaderValue, Response};
 use js_api::{CallState, JsApiError, JsBody, JsRequest, JsResponse, StreamShared};
+use tokio::time::Instant;
 
 use crate::body::EdgeBody;
 use crate::error::RequestError;
-use crate::limits::CpuMeter;
+use crate::limits::{CpuMeter, LimitHit, LimitKind, Limits, Watch};
 use crate::logging::RequestId;
 use crate::pool::{Lease, Pool};
 use crate::worker::Worker;
@@ -24,56 +27,147 @@ pub struct RunInfo {
   pub cpu: Duration,
 }
 
-/// How long work may continue after the response head (streams, waitUntil).
-const BACKGROUND_WALL: Duration = Duration::from_secs(30);
+/// Set by the request body when it grew past its limit.
+pub type BodyOverLimit = Arc<AtomicBool>;
 
 /// Runs one request through `worker` on this thread.
 pub async fn run(
   pool: &Rc<Pool>,
-  worker: &std::sync::Arc<Worker>,
+  watch: &Arc<Watch>,
+  worker: &Arc<Worker>,
   req: JsRequest,
+  body_over: Option<BodyOverLimit>,
   request_id: RequestId,
   info: &mut RunInfo,
 ) -> Result<Response<EdgeBody>, RequestError> {
-  let mut lease = pool.acquire(worker).await?;
+  let limits = worker.limits;
+  let deadline = Instant::now() + limits.wall;
+  let mut flight = None;
+  let ran = tokio::time::timeout_at(deadline, call(pool, watch, worker, req, &mut flight, info)).await;
+  let over = |f: &Option<BodyOverLimit>| f.as_ref().is_some_and(|b| b.load(Ordering::SeqCst));
+  let limit_err = |hit: LimitHit| RequestError::Limit { worker: worker.name.to_string(), hit };
+  let Ok(result) = ran else {
+    // The handler is still pending: its isolate is not reused.
+    if let Some(f) = flight.as_mut() {
+      discard(f);
+    }
+    if over(&body_over) {
+      return Err(limit_err(body_hit(&limits)));
+    }
+    return Err(limit_err(LimitHit {
+      kind: LimitKind::Wall,
+      limit: format!("{} ms", limits.wall.as_millis()),
+      reached: "the response did not start in time".into(),
+    }));
+  };
+  let Some(mut flight) = flight else {
+    // No isolate was had: the error says why.
+    return Err(result.err().unwrap_or_else(|| RequestError::Internal("no isolate for the request".into())));
+  };
+  if let Some(hit) = flight.limit_hit(&limits) {
+    discard(&mut flight);
+    return Err(limit_err(hit));
+  }
+  if over(&body_over) {
+    flight.lease.isolate().finish_request();
+    return Err(limit_err(body_hit(&limits)));
+  }
+  let res = match result {
+    Ok(res) => res,
+    Err(error) => {
+      flight.lease.isolate().finish_request();
+      return Err(error);
+    }
+  };
+  let subrequests_hit = flight.lease.isolate().take_subrequest_limit_hit();
+  let mut out = respond(flight, res, deadline, request_id);
+  if subrequests_hit {
+    out.headers_mut().insert("edge-limit", HeaderValue::from_static("subrequests"));
+  }
+  Ok(out)
+}
+
+/// A request holding its isolate.
+struct Flight {
+  lease: Lease,
+  cpu: CpuMeter,
+  watch: Arc<Watch>,
+}
+
+impl Flight {
+  /// The CPU or memory limit this request went over, if any.
+  fn limit_hit(&self, limits: &Limits) -> Option<LimitHit> {
+    let memory = self.lease_stopper().memory.clone();
+    if memory.exceeded() {
+      return Some(LimitHit {
+        kind: LimitKind::Memory,
+        limit: format!("{} MB", limits.memory_bytes >> 20),
+        reached: format!("heap or buffers past the budget ({} MB in ArrayBuffers)", memory.array_buffer_bytes() >> 20),
+      });
+    }
+    self.cpu.exceeded().then(|| self.cpu.hit())
+  }
+
+  fn lease_stopper(&self) -> js_api::IsolateStopper {
+    self.lease.isolate_ref().stopper()
+  }
+}
+
+/// Drops the isolate once the request lets go of it.
+fn discard(f: &mut Flight) {
+  let iso = f.lease.isolate();
+  iso.poison();
+  iso.cancel_termination();
+  iso.finish_request();
+}
+
+fn body_hit(limits: &Limits) -> LimitHit {
+  LimitHit {
+    kind: LimitKind::Body,
+    limit: format!("{} MB", limits.request_body_bytes >> 20),
+    reached: "the request body is larger".into(),
+  }
+}
+
+/// Acquires an isolate and calls the handler until its response is ready.
+async fn call(
+  pool: &Rc<Pool>,
+  watch: &Arc<Watch>,
+  worker: &Arc<Worker>,
+  req: JsRequest,
+  flight: &mut Option<Flight>,
+  info: &mut RunInfo,
+) -> Result<JsResponse, RequestError> {
+  let lease = pool.acquire(worker).await?;
   info.cold = lease.cold;
-  let mut cpu = CpuMeter::default();
-  let started = cpu.measure(|| lease.isolate().call(req, request_id.0));
+  let f = flight.insert(Flight { lease, cpu: CpuMeter::new(worker.limits.cpu), watch: watch.clone() });
+  let stopper = f.lease.isolate().stopper();
+  let started = {
+    let (cpu, lease, watch) = (&mut f.cpu, &mut f.lease, &f.watch);
+    cpu.measure(watch, &stopper, || lease.isolate().call(req, 0))
+  };
   let result = match started {
     Ok(CallState::Ready(r)) => Ok(r),
     Ok(CallState::Pending(p)) => {
       std::future::poll_fn(|cx| {
-        let iso = lease.isolate();
-        cpu.measure(|| iso.poll_call(cx, &p))
+        let (cpu, lease, watch) = (&mut f.cpu, &mut f.lease, &f.watch);
+        cpu.measure(watch, &stopper, || lease.isolate().poll_call(cx, &p))
       })
       .await
     }
     Err(e) => Err(e),
   };
-  info.cpu = cpu.used();
-  let res = match result {
-    Ok(res) => res,
-    Err(error) => {
-      if matches!(error, JsApiError::Terminated) {
-        lease.isolate().poison();
-      }
-      lease.isolate().finish_request();
-      return Err(RequestError::Worker {
-        worker: worker.name.to_string(),
-        error,
-      });
+  info.cpu = f.cpu.used();
+  result.map_err(|error| {
+    if matches!(error, JsApiError::Terminated) {
+      f.lease.isolate().poison();
     }
-  };
-  Ok(respond(lease, res, cpu, request_id))
+    RequestError::Worker { worker: worker.name.to_string(), error }
+  })
 }
 
-fn respond(mut lease: Lease, res: JsResponse, cpu: CpuMeter, request_id: RequestId) -> Response<EdgeBody> {
-  let JsResponse {
-    status,
-    headers,
-    body,
-    wait_until,
-  } = res;
+fn respond(mut flight: Flight, res: JsResponse, deadline: Instant, request_id: RequestId) -> Response<EdgeBody> {
+  let JsResponse { status, headers, body, wait_until } = res;
   let (body, shared) = match body {
     JsBody::Empty => (EdgeBody::empty(), None),
     JsBody::Bytes(b) => (EdgeBody::full(b), None),
@@ -83,9 +177,9 @@ fn respond(mut lease: Lease, res: JsResponse, cpu: CpuMeter, request_id: Request
     }
   };
   if shared.is_some() || wait_until.is_some() {
-    tokio::task::spawn_local(background(lease, shared, wait_until, cpu, request_id));
+    tokio::task::spawn_local(background(flight, shared, wait_until, deadline, request_id));
   } else {
-    lease.isolate().finish_request();
+    flight.lease.isolate().finish_request();
   }
   let mut out = Response::new(body);
   *out.status_mut() = status;
@@ -96,20 +190,25 @@ fn respond(mut lease: Lease, res: JsResponse, cpu: CpuMeter, request_id: Request
 /// Keeps the isolate's event loop running for a streamed body and for
 /// `ctx.waitUntil` promises; returns the isolate to the pool after.
 async fn background(
-  mut lease: Lease,
+  mut flight: Flight,
   body: Option<Rc<StreamShared>>,
   wait: Option<js_api::v8::Global<js_api::v8::Promise>>,
-  mut cpu: CpuMeter,
+  deadline: Instant,
   request_id: RequestId,
 ) {
+  let stopper = flight.lease.isolate().stopper();
   let drive = std::future::poll_fn(|cx| {
     if let Some(b) = &body {
       b.set_drive_waker(cx.waker());
     }
+    let (cpu, lease, watch) = (&mut flight.cpu, &mut flight.lease, &flight.watch);
     let iso = lease.isolate();
-    let turn = cpu.measure(|| iso.poll_event_loop(cx));
+    let turn = cpu.measure(watch, &stopper, || iso.poll_event_loop(cx));
     if let Poll::Ready(Err(e)) = turn {
-      return Poll::Ready(Err(e));
+      return Poll::Ready(Err(e.to_string()));
+    }
+    if cpu.exceeded() || stopper.memory.exceeded() {
+      return Poll::Ready(Err("limit".into()));
     }
     let idle = turn.is_ready();
     let body_done = body.as_ref().is_none_or(|b| b.is_finished());
@@ -121,21 +220,26 @@ async fn background(
       Poll::Pending
     }
   });
-  let outcome = tokio::time::timeout(BACKGROUND_WALL, drive).await;
-  let worker = lease.worker().name.clone();
-  match outcome {
-    Ok(Ok(())) => {}
-    Ok(Err(e)) => {
-      tracing::warn!(worker = &*worker, %request_id, "after the response: {e}");
-    }
-    Err(_) => {
-      tracing::warn!(worker = &*worker, %request_id, "work after the response passed {BACKGROUND_WALL:?}; stopped");
-      lease.isolate().poison();
-    }
+  let outcome = tokio::time::timeout_at(deadline, drive).await;
+  let worker = flight.lease.worker().name.clone();
+  let limits = flight.lease.worker().limits;
+  let hit = flight.limit_hit(&limits);
+  match (&outcome, &hit) {
+    (_, Some(hit)) => tracing::warn!(worker = &*worker, %request_id, "after the response: {hit}"),
+    (Ok(Err(e)), None) => tracing::warn!(worker = &*worker, %request_id, "after the response: {e}"),
+    (Err(_), None) => tracing::warn!(
+      worker = &*worker,
+      %request_id,
+      "after the response: wall limit of {} ms exceeded; stopped",
+      limits.wall.as_millis()
+    ),
+    (Ok(Ok(())), None) => {}
+  }
+  if hit.is_some() || outcome.is_err() {
+    discard(&mut flight);
   }
   if let Some(b) = &body {
     b.abandon();
   }
-  lease.isolate().finish_request();
-  tracing::trace!(worker = &*worker, %request_id, cpu_us = cpu.used().as_micros() as u64, "background done");
+  flight.lease.isolate().finish_request();
 }

@@ -83,6 +83,7 @@ fn main() -> anyhow::Result<()> {
           routes: vec!["*".into()],
           vars: vars.into_iter().collect(),
           allow_private_network: true,
+          ..Default::default()
         }],
         origin: "edge dev".into(),
         base_dir: std::env::current_dir()?,

@@ -81,6 +81,10 @@ impl Lease {
     self.isolate.as_mut().expect("lease holds its isolate until dropped")
   }
 
+  pub fn isolate_ref(&self) -> &Isolate {
+    self.isolate.as_ref().expect("lease holds its isolate until dropped")
+  }
+
   pub fn worker(&self) -> &Arc<Worker> {
     &self.worker
   }
@@ -191,14 +195,14 @@ impl Pool {
 
   /// Binds a blank isolate to `worker`, whose slot was reserved.
   async fn bind_new(self: &Rc<Self>, worker: &Arc<Worker>) -> Result<Isolate, RequestError> {
-    let mut iso = match self.take_blank() {
+    let mut iso = match self.take_blank(worker) {
       Ok(iso) => iso,
       Err(e) => {
         self.unreserve(worker);
         return Err(RequestError::Internal(e.to_string()));
       }
     };
-    match iso.bind(worker.code.clone(), &worker.net, self.log.clone()).await {
+    match iso.bind(worker.code.clone(), &worker.net, worker.limits.subrequests, self.log.clone()).await {
       Ok(()) => Ok(iso),
       Err(error) => {
         // Not reusable: it may hold half of the worker's state.
@@ -209,7 +213,13 @@ impl Pool {
     }
   }
 
-  fn take_blank(self: &Rc<Self>) -> Result<Isolate, js_api::JsApiError> {
+  fn take_blank(self: &Rc<Self>, worker: &Worker) -> Result<Isolate, js_api::JsApiError> {
+    if worker.limits.memory_bytes != self.config.memory_limit_bytes {
+      // Blank isolates have the default memory budget; V8's heap limit is
+      // fixed when an isolate is made.
+      let config = IsolateConfig { memory_limit_bytes: worker.limits.memory_bytes, ..self.config.clone() };
+      return Isolate::new(&config);
+    }
     let iso = self.blank.borrow_mut().pop();
     self.schedule_refill();
     match iso {

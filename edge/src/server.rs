@@ -10,14 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use js_api::JsRequest;
 use tokio::net::TcpStream;
 
-use crate::body::EdgeBody;
+use crate::body::{request_body, EdgeBody};
 use crate::error::RequestError;
 use crate::executor::Executor;
 use crate::invoke::RunInfo;
@@ -150,16 +149,23 @@ async fn route_and_run(
   let scheme = if conn.tls.is_some() { "https" } else { "http" };
   let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
   let url = format!("{scheme}://{host}{path}");
-  let body = if http_body::Body::is_end_stream(&body) {
-    None
-  } else {
-    Some(body.map_err(|e| Box::new(e) as js_api::BoxError).boxed_unsync())
-  };
+  let (body, over) = request_body(body, worker.limits.request_body_bytes).map_err(|_| RequestError::Limit {
+    worker: worker.name.to_string(),
+    hit: body_too_large(&worker),
+  })?;
   let req = JsRequest {
     method: parts.method,
     url,
     headers: parts.headers,
     body,
   };
-  exec.run(&worker, req, request_id, info).await
+  exec.run(&worker, req, over, request_id, info).await
+}
+
+fn body_too_large(worker: &crate::worker::Worker) -> crate::limits::LimitHit {
+  crate::limits::LimitHit {
+    kind: crate::limits::LimitKind::Body,
+    limit: format!("{} MB", worker.limits.request_body_bytes >> 20),
+    reached: "the declared Content-Length is larger".into(),
+  }
 }

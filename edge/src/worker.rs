@@ -9,12 +9,14 @@ use url::Url;
 
 use crate::config::{Config, WorkerConfig};
 use crate::error::ConfigError;
+use crate::limits::Limits;
 
 /// One worker, immutable once built; a new deploy makes a new one.
 pub struct Worker {
   pub name: Arc<str>,
   pub code: Arc<WorkerCode>,
   pub net: NetPolicy,
+  pub limits: Limits,
 }
 
 impl Worker {
@@ -48,6 +50,7 @@ impl Worker {
       net: NetPolicy {
         allow_private_network: w.allow_private_network,
       },
+      limits: config.limits_of(w),
     }))
   }
 }

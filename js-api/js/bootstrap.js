@@ -23,6 +23,7 @@ const {
 } = primordials;
 
 const {
+  op_edge_limit_hit,
   op_edge_log,
   op_edge_req_body,
   op_edge_req_headers,
@@ -111,6 +112,20 @@ const workerConsole = new consoleMod.Console((msg, level) => {
     : msg;
   op_edge_log(level, text);
 });
+
+// ---- fetch, counted against the worker's subrequest limit per request.
+let subrequestLimit = 50;
+let subrequestsMade = 0;
+function fetch(input, init = undefined) {
+  if (++subrequestsMade > subrequestLimit) {
+    op_edge_limit_hit();
+    return Promise.reject(new TypeError(
+      "Too many subrequests: a request of this worker may make at most " +
+        subrequestLimit + " fetch() calls (edge-limit: subrequests)",
+    ));
+  }
+  return fetchMod.fetch(input, init);
+}
 
 // ---- the global scope: a ServiceWorkerGlobalScope-like EventTarget.
 class WorkerGlobalScope extends event.EventTarget {
@@ -239,7 +254,7 @@ ObjectDefineProperties(globalThis, {
     enumerable: true,
     configurable: true,
   },
-  fetch: propW(fetchMod.fetch),
+  fetch: propW(fetch),
   navigator: core.propReadOnly(navigator),
   performance: propW(performance.performance),
   reportError: propW(event.reportError),
@@ -358,6 +373,7 @@ function settle(r, state) {
 // that never rejects (errors become `[-1, message, stack]`).
 function handle(reqId, method, href, hasBody) {
   const state = newRequestState();
+  subrequestsMade = 0;
   let result;
   try {
     const req = makeRequest(reqId, method, href, hasBody);
@@ -400,7 +416,8 @@ function dispatchFetchEvent(req, ctx) {
 
 // Called once per isolate, after its main module evaluated. `ns` is the main
 // module's namespace; `vars` the worker's vars.
-function bind(ns, vars) {
+function bind(ns, vars, maxSubrequests) {
+  subrequestLimit = maxSubrequests;
   workerEnv = ObjectFreeze({ ...vars });
   const def = ns.default;
   if (def !== undefined && def !== null && typeof def.fetch === "function") {

@@ -13,6 +13,7 @@ pub mod call;
 pub mod error;
 pub mod ext;
 pub mod loader;
+pub mod memory;
 pub mod net;
 pub mod runtime;
 pub mod snapshot;

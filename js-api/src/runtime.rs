@@ -16,13 +16,14 @@ use crate::error::JsApiError;
 use crate::ext::list::{extensions, ExtOptions};
 use crate::ext::{LogSink, RequestSlot, WorkerLogContext};
 use crate::loader::{WorkerCode, WorkerLoader};
+use crate::memory::MemoryBudget;
 use crate::net::NetPolicy;
 
 /// Settings for making isolates; one per server, shared by its threads.
 #[derive(Clone)]
 pub struct IsolateConfig {
-  /// V8 heap cap in bytes; `None` leaves V8's default.
-  pub heap_limit_bytes: Option<usize>,
+  /// Memory budget of an isolate: V8 heap plus ArrayBuffers, in bytes.
+  pub memory_limit_bytes: usize,
   /// `user-agent` of subrequests.
   pub user_agent: String,
   /// Roots trusted by subrequests over HTTPS; `None`: the Mozilla roots.
@@ -32,7 +33,7 @@ pub struct IsolateConfig {
 impl Default for IsolateConfig {
   fn default() -> Self {
     Self {
-      heap_limit_bytes: None,
+      memory_limit_bytes: 128 << 20,
       user_agent: "edge-worker".into(),
       root_certs: None,
     }
@@ -49,8 +50,8 @@ struct Internals {
 #[derive(Clone)]
 pub struct IsolateStopper {
   handle: v8::IsolateHandle,
-  /// Set when V8 reported the heap near its limit.
-  pub heap_exhausted: Arc<std::sync::atomic::AtomicBool>,
+  /// The isolate's memory budget; knows when it was exceeded.
+  pub memory: Arc<MemoryBudget>,
 }
 
 impl IsolateStopper {
@@ -114,10 +115,10 @@ impl Isolate {
   /// Makes a blank isolate from the startup snapshot (about 2-3 ms).
   pub fn new(config: &IsolateConfig) -> Result<Self, JsApiError> {
     let loader = Rc::new(WorkerLoader::default());
-    let mut create_params = v8::CreateParams::default();
-    if let Some(max) = config.heap_limit_bytes {
-      create_params = create_params.heap_limits(0, max);
-    }
+    let memory = MemoryBudget::new(config.memory_limit_bytes);
+    let create_params = v8::CreateParams::default()
+      .heap_limits(0, config.memory_limit_bytes)
+      .array_buffer_allocator(memory.allocator());
     // Blank isolates may not fetch anywhere private; `bind` sets the
     // worker's own policy.
     let fetch = NetPolicy::default().fetch_options(config);
@@ -136,17 +137,15 @@ impl Isolate {
     })
     .map_err(|e| JsApiError::Create(e.to_string()))?;
 
-    let heap_exhausted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handle = rt.v8_isolate().thread_safe_handle();
+    memory.set_handle(handle.clone());
     {
-      let handle = handle.clone();
-      let flag = heap_exhausted.clone();
+      let memory = memory.clone();
       rt.add_near_heap_limit_callback(move |current, _initial| {
         // Stop the script and give V8 room to unwind; the caller drops
         // the isolate afterwards. Not raising the limit would abort the
         // whole process.
-        flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        handle.terminate_execution();
+        memory.exceed();
         current * 2
       });
     }
@@ -159,7 +158,7 @@ impl Isolate {
       config: config.clone(),
       internals,
       loader,
-      stopper: IsolateStopper { handle, heap_exhausted },
+      stopper: IsolateStopper { handle, memory },
       worker: None,
       next_request: 0,
       poisoned: Cell::new(false),
@@ -182,7 +181,7 @@ impl Isolate {
   pub fn is_reusable(&self) -> bool {
     self.worker.is_some()
       && !self.poisoned.get()
-      && !self.stopper.heap_exhausted.load(std::sync::atomic::Ordering::SeqCst)
+      && !self.stopper.memory.exceeded()
   }
 
   /// Marks the isolate as not to be reused.
@@ -198,17 +197,25 @@ impl Isolate {
   /// V8 heap in use, in bytes.
   pub fn heap_used(&mut self) -> usize {
     let _entered = self.entered();
-    self.rt.v8_isolate().get_heap_statistics().used_heap_size()
+    let used = self.rt.v8_isolate().get_heap_statistics().used_heap_size();
+    self.stopper.memory.note_heap(used);
+    used
   }
 
   /// Binds a blank isolate to a worker: loads and evaluates its main module
   /// and finds its fetch handler.
-  pub async fn bind(&mut self, code: Arc<WorkerCode>, net: &NetPolicy, log: Rc<dyn LogSink>) -> Result<(), JsApiError> {
+  pub async fn bind(
+    &mut self,
+    code: Arc<WorkerCode>,
+    net: &NetPolicy,
+    max_subrequests: u32,
+    log: Rc<dyn LogSink>,
+  ) -> Result<(), JsApiError> {
     if self.worker.is_some() {
       return Err(JsApiError::Load("this isolate is already bound to a worker".into()));
     }
     let iso: *const v8::Isolate = &**self.rt.v8_isolate();
-    let fut = self.bind_inner(code, net, log);
+    let fut = self.bind_inner(code, net, max_subrequests, log);
     EnterEachPoll {
       iso,
       fut: Box::pin(fut),
@@ -220,6 +227,7 @@ impl Isolate {
     &mut self,
     code: Arc<WorkerCode>,
     net: &NetPolicy,
+    max_subrequests: u32,
     log: Rc<dyn LogSink>,
   ) -> Result<(), JsApiError> {
     *self.loader.code.borrow_mut() = Some(code.clone());
@@ -249,12 +257,12 @@ impl Isolate {
       .rt
       .get_module_namespace(id)
       .map_err(|e| JsApiError::from_core(e, true))?;
-    self.call_bind(ns, &code)?;
+    self.call_bind(ns, &code, max_subrequests)?;
     self.worker = Some(code);
     Ok(())
   }
 
-  fn call_bind(&mut self, ns: v8::Global<v8::Object>, code: &WorkerCode) -> Result<(), JsApiError> {
+  fn call_bind(&mut self, ns: v8::Global<v8::Object>, code: &WorkerCode, max_subrequests: u32) -> Result<(), JsApiError> {
     deno_core::scope!(scope, &mut *self.rt);
     v8::tc_scope!(let tc, scope);
     let bind = v8::Local::new(tc, &self.internals.bind);
@@ -267,7 +275,8 @@ impl Isolate {
       vars.set(tc, k.into(), v.into());
     }
     let undefined = v8::undefined(tc).into();
-    if bind.call(tc, undefined, &[ns, vars.into()]).is_none() {
+    let max = v8::Integer::new_from_unsigned(tc, max_subrequests).into();
+    if bind.call(tc, undefined, &[ns, vars.into(), max]).is_none() {
       if tc.has_terminated() {
         return Err(JsApiError::Terminated);
       }
@@ -294,6 +303,7 @@ impl Isolate {
         id,
         headers: Some(req.headers),
         body: req.body,
+        subrequest_limit_hit: false,
       });
       if let Some(ctx) = state.try_borrow_mut::<WorkerLogContext>() {
         ctx.request_id = request_id;
@@ -362,6 +372,13 @@ impl Isolate {
     let _entered = self.entered();
     deno_core::scope!(scope, &mut *self.rt);
     v8::Local::new(scope, p).state() != v8::PromiseState::Pending
+  }
+
+  /// Whether this request's `fetch()` calls ran past the subrequest limit.
+  pub fn take_subrequest_limit_hit(&mut self) -> bool {
+    let state = self.rt.op_state();
+    let mut state = state.borrow_mut();
+    state.try_borrow_mut::<RequestSlot>().is_some_and(|s| std::mem::take(&mut s.subrequest_limit_hit))
   }
 
   /// Ends the request's hold on the isolate: its headers and body go.

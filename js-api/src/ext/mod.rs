@@ -20,6 +20,7 @@ deno_core::extension!(
   edge_runtime,
   deps = [deno_webidl, deno_web, deno_crypto, deno_fetch, deno_net],
   ops = [
+    ops::op_edge_limit_hit,
     ops::op_edge_log,
     ops::op_edge_req_headers,
     ops::op_edge_req_body,

@@ -33,6 +33,8 @@ pub struct RequestSlot {
   pub id: u32,
   pub headers: Option<http::HeaderMap>,
   pub body: Option<RequestBody>,
+  /// A `fetch()` was refused for the subrequest limit.
+  pub subrequest_limit_hit: bool,
 }
 
 #[op2(fast)]
@@ -42,6 +44,14 @@ pub fn op_edge_log(state: &mut OpState, #[smi] level: u32, #[string] message: &s
   match sink {
     Some(sink) => sink.log(&ctx, level, message),
     None => eprintln!("[{}] {}", ctx.worker, message),
+  }
+}
+
+/// JS reports that the request used up its subrequests.
+#[op2(fast)]
+pub fn op_edge_limit_hit(state: &mut OpState) {
+  if let Some(slot) = state.try_borrow_mut::<RequestSlot>() {
+    slot.subrequest_limit_hit = true;
   }
 }
 

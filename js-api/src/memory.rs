@@ -1,0 +1,133 @@
+//! Memory of one isolate against one budget: the V8 heap (capped by V8's
+//! heap limit, with a near-limit callback that stops the script instead of
+//! letting V8 abort the process) plus ArrayBuffer bytes, which live outside
+//! the heap and are counted by our ArrayBuffer allocator.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use deno_core::v8;
+
+/// The budget of one isolate, shared with V8's allocator (any thread may
+/// free a buffer).
+pub struct MemoryBudget {
+  limit: usize,
+  array_buffers: AtomicUsize,
+  /// Heap size at the last look; ArrayBuffers may use what is left.
+  heap_hint: AtomicUsize,
+  exceeded: AtomicBool,
+  handle: OnceLock<v8::IsolateHandle>,
+}
+
+impl MemoryBudget {
+  pub fn new(limit: usize) -> Arc<Self> {
+    Arc::new(Self {
+      limit,
+      array_buffers: AtomicUsize::new(0),
+      heap_hint: AtomicUsize::new(0),
+      exceeded: AtomicBool::new(false),
+      handle: OnceLock::new(),
+    })
+  }
+
+  pub(crate) fn set_handle(&self, h: v8::IsolateHandle) {
+    let _ = self.handle.set(h);
+  }
+
+  /// Whether the isolate went over its budget (it was terminated).
+  pub fn exceeded(&self) -> bool {
+    self.exceeded.load(Ordering::SeqCst)
+  }
+
+  /// Records that the budget is spent and stops the script.
+  pub(crate) fn exceed(&self) {
+    self.exceeded.store(true, Ordering::SeqCst);
+    if let Some(h) = self.handle.get() {
+      h.terminate_execution();
+    }
+  }
+
+  pub(crate) fn note_heap(&self, bytes: usize) {
+    self.heap_hint.store(bytes, Ordering::Relaxed);
+  }
+
+  /// Bytes of ArrayBuffers alive now.
+  pub fn array_buffer_bytes(&self) -> usize {
+    self.array_buffers.load(Ordering::Relaxed)
+  }
+
+  fn reserve(&self, len: usize) -> bool {
+    let room = self.limit.saturating_sub(self.heap_hint.load(Ordering::Relaxed));
+    let mut cur = self.array_buffers.load(Ordering::Relaxed);
+    loop {
+      let Some(next) = cur.checked_add(len).filter(|n| *n <= room) else {
+        return false;
+      };
+      match self.array_buffers.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => return true,
+        Err(now) => cur = now,
+      }
+    }
+  }
+
+  fn release(&self, len: usize) {
+    self.array_buffers.fetch_sub(len, Ordering::Relaxed);
+  }
+
+  /// V8's ArrayBuffer allocator for an isolate with this budget.
+  pub(crate) fn allocator(self: &Arc<Self>) -> v8::UniqueRef<v8::Allocator> {
+    let raw = Arc::into_raw(self.clone());
+    // SAFETY: `raw` stays valid until V8 calls `drop_budget`, which turns
+    // it back into the Arc it came from; the vtable is 'static.
+    unsafe { v8::new_rust_allocator(raw, &VTABLE) }
+  }
+}
+
+static VTABLE: v8::RustAllocatorVtable<MemoryBudget> = v8::RustAllocatorVtable {
+  allocate,
+  allocate_uninitialized,
+  free,
+  drop: drop_budget,
+};
+
+fn refuse(b: &MemoryBudget) -> *mut c_void {
+  b.exceed();
+  std::ptr::null_mut()
+}
+
+unsafe extern "C" fn allocate(b: &MemoryBudget, len: usize) -> *mut c_void {
+  if !b.reserve(len) {
+    return refuse(b);
+  }
+  // SAFETY: calloc with a nonzero size (1 for empty buffers) returns zeroed
+  // memory or null.
+  let p = unsafe { libc::calloc(len.max(1), 1) };
+  if p.is_null() {
+    b.release(len);
+  }
+  p
+}
+
+unsafe extern "C" fn allocate_uninitialized(b: &MemoryBudget, len: usize) -> *mut c_void {
+  if !b.reserve(len) {
+    return refuse(b);
+  }
+  // SAFETY: malloc with a nonzero size returns memory or null.
+  let p = unsafe { libc::malloc(len.max(1)) };
+  if p.is_null() {
+    b.release(len);
+  }
+  p
+}
+
+unsafe extern "C" fn free(b: &MemoryBudget, data: *mut c_void, len: usize) {
+  b.release(len);
+  // SAFETY: `data` came from calloc/malloc above (or is null).
+  unsafe { libc::free(data) };
+}
+
+unsafe extern "C" fn drop_budget(b: *const MemoryBudget) {
+  // SAFETY: `b` is the pointer made by Arc::into_raw in `allocator`.
+  drop(unsafe { Arc::from_raw(b) });
+}
