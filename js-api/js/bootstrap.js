@@ -334,7 +334,15 @@ function serialize(res, state) {
   if (b !== null) {
     const s = b.streamOrStatic;
     if (ObjectPrototypeIsPrototypeOf(ReadableStreamPrototype, s)) {
-      out = resourceForReadableStream(s, b.length);
+      const backing = streams.getReadableStreamResourceBacking(s);
+      if (backing && !streams.isReadableStreamDisturbed(s) && !streams.isReadableStreamLocked(s)) {
+        // An untouched stream over a Rust resource (the request body, a
+        // fetch() response): Rust reads the resource itself, no JS runs.
+        streams.readableStreamDisturb(s);
+        out = backing.rid;
+      } else {
+        out = resourceForReadableStream(s, b.length);
+      }
     } else {
       if (s.consumed) throw new TypeError("Response body already consumed");
       s.consumed = true;
