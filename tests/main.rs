@@ -6,6 +6,7 @@ mod support;
 mod config;
 mod fetch;
 mod library;
+mod limits;
 mod pool;
 mod routing;
 mod streaming;

@@ -41,9 +41,13 @@ pub async fn run(
   info: &mut RunInfo,
 ) -> Result<Response<EdgeBody>, RequestError> {
   let limits = worker.limits;
+  // Waiting for a free isolate is not the worker's time: each busy one is
+  // bounded by its own limits. The wall clock starts with the handler.
+  let lease = pool.acquire(worker).await?;
+  info.cold = lease.cold;
   let deadline = Instant::now() + limits.wall;
-  let mut flight = None;
-  let ran = tokio::time::timeout_at(deadline, call(pool, watch, worker, req, &mut flight, info)).await;
+  let mut flight = Some(Flight { lease, cpu: CpuMeter::new(limits.cpu), watch: watch.clone() });
+  let ran = tokio::time::timeout_at(deadline, call(worker, req, &mut flight, info)).await;
   let over = |f: &Option<BodyOverLimit>| f.as_ref().is_some_and(|b| b.load(Ordering::SeqCst));
   let limit_err = |hit: LimitHit| RequestError::Limit { worker: worker.name.to_string(), hit };
   let Ok(result) = ran else {
@@ -129,18 +133,16 @@ fn body_hit(limits: &Limits) -> LimitHit {
   }
 }
 
-/// Acquires an isolate and calls the handler until its response is ready.
+/// Calls the handler until its response is ready.
 async fn call(
-  pool: &Rc<Pool>,
-  watch: &Arc<Watch>,
   worker: &Arc<Worker>,
   req: JsRequest,
   flight: &mut Option<Flight>,
   info: &mut RunInfo,
 ) -> Result<JsResponse, RequestError> {
-  let lease = pool.acquire(worker).await?;
-  info.cold = lease.cold;
-  let f = flight.insert(Flight { lease, cpu: CpuMeter::new(worker.limits.cpu), watch: watch.clone() });
+  let Some(f) = flight.as_mut() else {
+    return Err(RequestError::Internal("no isolate for the request".into()));
+  };
   let stopper = f.lease.isolate().stopper();
   let started = {
     let (cpu, lease, watch) = (&mut f.cpu, &mut f.lease, &f.watch);

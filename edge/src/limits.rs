@@ -177,11 +177,13 @@ struct Slice {
   stopper: IsolateStopper,
   deadline: Duration,
   fired: bool,
+  /// Watchdog ticks this slice has run for.
+  ticks: u32,
 }
 
 impl Watch {
   fn arm(&self, stopper: &IsolateStopper, deadline: Duration) {
-    *self.slot.lock().expect("watch") = Some(Slice { stopper: stopper.clone(), deadline, fired: false });
+    *self.slot.lock().expect("watch") = Some(Slice { stopper: stopper.clone(), deadline, fired: false, ticks: 0 });
     if self.dog.quiet.load(Ordering::SeqCst) {
       let _g = self.dog.lock.lock().expect("watchdog");
       self.dog.wake.notify_one();
@@ -212,6 +214,7 @@ pub struct Watchdog {
 
 const TICK: Duration = Duration::from_millis(1);
 const QUIET_AFTER: Duration = Duration::from_millis(100);
+const MEMORY_CHECK_TICKS: u32 = 5;
 
 impl Watchdog {
   pub fn start() -> std::io::Result<Self> {
@@ -288,6 +291,12 @@ fn check(s: &DogShared) -> bool {
       if !slice.fired && clock_time(w.clock) >= slice.deadline {
         slice.fired = true;
         slice.stopper.terminate();
+      }
+      // Wasm memory is outside both the heap and our allocator: a long
+      // slice gets its memory looked at every few milliseconds.
+      slice.ticks += 1;
+      if slice.ticks % MEMORY_CHECK_TICKS == 0 {
+        slice.stopper.memory.request_check();
       }
     }
   }

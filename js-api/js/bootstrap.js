@@ -19,10 +19,13 @@ const {
   SafeArrayIterator,
   Symbol,
   TypeError,
+  FunctionPrototypeCall,
   ObjectKeys,
+  ReflectConstruct,
 } = primordials;
 
 const {
+  op_edge_wasm_pages,
   op_edge_limit_hit,
   op_edge_log,
   op_edge_req_body,
@@ -125,6 +128,31 @@ function fetch(input, init = undefined) {
     ));
   }
   return fetchMod.fetch(input, init);
+}
+
+// ---- Wasm memory created or grown from JS counts against the isolate's
+// memory budget (V8 keeps it outside the heap). Installed per isolate:
+// WebAssembly does not exist while the snapshot is made.
+function installWasmMemoryAccounting() {
+  const WasmMemory = WebAssembly.Memory;
+  const grow = WasmMemory.prototype.grow;
+  WasmMemory.prototype.grow = function grow_(delta) {
+    if (!op_edge_wasm_pages(delta >>> 0)) {
+      throw new RangeError("WebAssembly.Memory.grow(): over the worker's memory limit");
+    }
+    return FunctionPrototypeCall(grow, this, delta);
+  };
+  const Memory = function Memory(descriptor) {
+    if (!new.target) throw new TypeError("WebAssembly.Memory must be invoked with 'new'");
+    const initial = descriptor?.initial ?? descriptor?.minimum ?? 0;
+    if (!op_edge_wasm_pages(initial >>> 0)) {
+      throw new RangeError("WebAssembly.Memory(): over the worker's memory limit");
+    }
+    return ReflectConstruct(WasmMemory, [descriptor], new.target);
+  };
+  Memory.prototype = WasmMemory.prototype;
+  ObjectDefineProperty(WasmMemory.prototype, "constructor", { value: Memory, writable: true, configurable: true });
+  ObjectDefineProperty(WebAssembly, "Memory", { value: Memory, writable: true, configurable: true });
 }
 
 // ---- the global scope: a ServiceWorkerGlobalScope-like EventTarget.
@@ -447,6 +475,7 @@ function bind(ns, vars, maxSubrequests) {
 
 // Per isolate, at creation from the snapshot (not kept by the snapshot).
 function init() {
+  installWasmMemoryAccounting();
   performance.setTimeOrigin();
   event.setEventTargetData(globalThis);
   event.saveGlobalThisReference(globalThis);

@@ -52,10 +52,23 @@ impl MemoryBudget {
     self.heap_hint.store(bytes, Ordering::Relaxed);
   }
 
+  /// Asks the isolate to compare its heap and external memory (Wasm
+  /// memories, buffers) with the budget at its next safe point, from any
+  /// thread; over budget, the script is stopped.
+  pub fn request_check(self: &Arc<Self>) {
+    let Some(h) = self.handle.get() else { return };
+    let data = Arc::into_raw(self.clone()) as *mut c_void;
+    if !h.request_interrupt(check_interrupt, data) {
+      // SAFETY: the interrupt will never run; take back the reference.
+      drop(unsafe { Arc::from_raw(data as *const MemoryBudget) });
+    }
+  }
+
   /// Bytes of ArrayBuffers alive now.
   pub fn array_buffer_bytes(&self) -> usize {
     self.array_buffers.load(Ordering::Relaxed)
   }
+
 
   fn reserve(&self, len: usize) -> bool {
     let room = self.limit.saturating_sub(self.heap_hint.load(Ordering::Relaxed));
@@ -96,38 +109,94 @@ fn refuse(b: &MemoryBudget) -> *mut c_void {
   std::ptr::null_mut()
 }
 
-unsafe extern "C" fn allocate(b: &MemoryBudget, len: usize) -> *mut c_void {
+/// Buffers from this size up are mapped directly, so that their memory goes
+/// back to the system when freed (malloc may keep it).
+const MAP_FROM: usize = 256 << 10;
+
+fn alloc_bytes(len: usize, zeroed: bool) -> *mut c_void {
+  if len >= MAP_FROM {
+    // SAFETY: an anonymous private mapping of `len` bytes; pages are zeroed.
+    let p = unsafe {
+      libc::mmap(
+        std::ptr::null_mut(),
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+      )
+    };
+    return if p == libc::MAP_FAILED { std::ptr::null_mut() } else { p };
+  }
+  if zeroed {
+    // SAFETY: calloc with a nonzero size returns zeroed memory or null.
+    unsafe { libc::calloc(len.max(1), 1) }
+  } else {
+    // SAFETY: malloc with a nonzero size returns memory or null.
+    unsafe { libc::malloc(len.max(1)) }
+  }
+}
+
+fn reserve_and_alloc(b: &MemoryBudget, len: usize, zeroed: bool) -> *mut c_void {
   if !b.reserve(len) {
     return refuse(b);
   }
-  // SAFETY: calloc with a nonzero size (1 for empty buffers) returns zeroed
-  // memory or null.
-  let p = unsafe { libc::calloc(len.max(1), 1) };
+  let p = alloc_bytes(len, zeroed);
   if p.is_null() {
     b.release(len);
   }
   p
 }
 
+unsafe extern "C" fn allocate(b: &MemoryBudget, len: usize) -> *mut c_void {
+  reserve_and_alloc(b, len, true)
+}
+
 unsafe extern "C" fn allocate_uninitialized(b: &MemoryBudget, len: usize) -> *mut c_void {
-  if !b.reserve(len) {
-    return refuse(b);
-  }
-  // SAFETY: malloc with a nonzero size returns memory or null.
-  let p = unsafe { libc::malloc(len.max(1)) };
-  if p.is_null() {
-    b.release(len);
-  }
-  p
+  reserve_and_alloc(b, len, false)
 }
 
 unsafe extern "C" fn free(b: &MemoryBudget, data: *mut c_void, len: usize) {
   b.release(len);
-  // SAFETY: `data` came from calloc/malloc above (or is null).
-  unsafe { libc::free(data) };
+  if data.is_null() {
+    return;
+  }
+  if len >= MAP_FROM {
+    // SAFETY: buffers of this length were mapped by `alloc_bytes`.
+    unsafe { libc::munmap(data, len) };
+  } else {
+    // SAFETY: smaller buffers came from calloc/malloc.
+    unsafe { libc::free(data) };
+  }
 }
 
 unsafe extern "C" fn drop_budget(b: *const MemoryBudget) {
   // SAFETY: `b` is the pointer made by Arc::into_raw in `allocator`.
   drop(unsafe { Arc::from_raw(b) });
+}
+
+unsafe extern "C" fn check_interrupt(isolate: v8::UnsafeRawIsolatePtr, data: *mut c_void) {
+  // SAFETY: `data` is the Arc made in `request_check`, passed once.
+  let budget = unsafe { Arc::from_raw(data as *const MemoryBudget) };
+  // SAFETY: V8 runs interrupts on the isolate's thread with it entered.
+  let mut isolate = unsafe { v8::Isolate::from_raw_isolate_ptr(isolate) };
+  let stats = isolate.get_heap_statistics();
+  let used = stats.used_heap_size().saturating_add(stats.external_memory());
+  if used > budget.limit {
+    budget.exceed();
+  }
+}
+
+/// Wasm memory created or grown from JS counts against the budget; over it,
+/// the script is stopped. (Pages are not given back: a Wasm memory lives as
+/// long as its isolate in practice.)
+impl crate::ext::ops::WasmMemoryAccount for MemoryBudget {
+  fn reserve_wasm(&self, bytes: usize) -> bool {
+    if self.reserve(bytes) {
+      true
+    } else {
+      self.exceed();
+      false
+    }
+  }
 }

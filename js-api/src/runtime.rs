@@ -149,6 +149,8 @@ impl Isolate {
         current * 2
       });
     }
+    let account: Arc<dyn crate::ext::ops::WasmMemoryAccount> = memory.clone();
+    rt.op_state().borrow_mut().put(account);
     let internals = take_internals(&mut rt).map_err(JsApiError::Create)?;
     // SAFETY: JsRuntime::try_new entered the isolate; it is exited here and
     // re-entered around each use (see `enter`).

@@ -22,6 +22,7 @@ deno_core::extension!(
   ops = [
     ops::op_edge_limit_hit,
     ops::op_edge_log,
+    ops::op_edge_wasm_pages,
     ops::op_edge_req_headers,
     ops::op_edge_req_body,
   ],

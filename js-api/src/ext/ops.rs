@@ -47,6 +47,22 @@ pub fn op_edge_log(state: &mut OpState, #[smi] level: u32, #[string] message: &s
   }
 }
 
+/// JS reports Wasm memory it is about to create or grow, in 64 KiB pages;
+/// false (and the script stopped) when that passes the isolate's budget.
+#[op2(fast)]
+pub fn op_edge_wasm_pages(state: &mut OpState, pages: u32) -> bool {
+  match state.try_borrow::<std::sync::Arc<dyn WasmMemoryAccount>>() {
+    Some(budget) => budget.reserve_wasm(pages as usize * 65536),
+    None => true,
+  }
+}
+
+/// Where Wasm memory is counted (the isolate's memory budget).
+pub trait WasmMemoryAccount {
+  /// False when `bytes` more would pass the budget (the script is stopped).
+  fn reserve_wasm(&self, bytes: usize) -> bool;
+}
+
 /// JS reports that the request used up its subrequests.
 #[op2(fast)]
 pub fn op_edge_limit_hit(state: &mut OpState) {

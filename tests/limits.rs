@@ -1,0 +1,282 @@
+//! Limits that hold: each attack ends its own request with the right status
+//! and `edge-limit` header, and the same worker serves a good request right
+//! after.
+
+use std::time::Duration;
+
+use crate::support::{body, collect, rss_bytes, Fixture, H1};
+
+/// Wasm: `(func (export "spin") (loop (br 0)))`.
+const SPIN_WASM: &str = "[0,97,115,109,1,0,0,0,1,4,1,96,0,0,3,2,1,0,7,8,1,4,115,112,105,110,0,0,10,9,1,7,0,3,64,12,0,11,11]";
+
+fn attack_worker() -> String {
+  format!(
+    r#"
+const attacks = {{
+  "/spin": () => {{ while (true) {{}} }},
+  "/microtasks": async () => {{ for (;;) await null; }},
+  "/timers": () => new Promise(() => {{ const again = () => {{ const t = Date.now(); while (Date.now() - t < 2) {{}} setTimeout(again, 0); }}; again(); }}),
+  "/wasm-spin": () => new WebAssembly.Instance(new WebAssembly.Module(new Uint8Array({SPIN_WASM}))).exports.spin(),
+  "/regex": () => /^(a+)+$/.test("a".repeat(40) + "b"),
+  "/json": () => {{ let s = "["; for (let i = 0; i < 20; i++) s += '{{"k":[1,2,3],"v":"x"}},'.repeat(50000); JSON.parse(s + "0]"); }},
+  "/array-bomb": () => {{ const a = []; for (;;) a.push({{ x: a.length, y: [1, 2, 3] }}); }},
+  "/string-bomb": () => {{ let s = "x".repeat(1 << 20); const keep = []; for (;;) {{ s = s + s.slice(0, 1 << 20) + "y"; keep.push(s.slice(1)); }} }},
+  "/buffer": () => new ArrayBuffer(1 << 30),
+  "/buffers": () => {{ const keep = []; for (;;) keep.push(new Uint8Array(8 << 20)); }},
+  "/wasm-grow": () => {{ const m = new WebAssembly.Memory({{ initial: 1, maximum: 65536 }}); for (;;) {{ m.grow(160); new Uint8Array(m.buffer).fill(1); }} }},
+  "/recursion-caught": () => {{ const f = (n) => f(n + 1) + 1; try {{ f(0); }} catch (e) {{ return new Response("caught " + e.constructor.name); }} }},
+  "/recursion": () => {{ const f = (n) => f(n + 1) + 1; return f(0); }},
+  "/slow": () => new Promise((r) => setTimeout(() => r(new Response("late")), 5000)),
+  "/never": () => new Promise(() => {{}}),
+  "/read-body": async (req) => new Response("read " + (await req.arrayBuffer()).byteLength),
+  "/fetches": async (req, env) => {{
+    const out = [];
+    for (let i = 0; i < 4; i++) {{
+      try {{ await (await fetch(env.UP)).text(); out.push("ok"); }} catch (e) {{ out.push(e.constructor.name + ": " + e.message); }}
+    }}
+    return new Response(out.join("\n"));
+  }},
+}};
+export default {{
+  async fetch(req, env, ctx) {{
+    const path = new URL(req.url).pathname;
+    if (path === "/background-spin") {{ ctx.waitUntil(new Promise((r) => setTimeout(r, 20)).then(() => {{ while (true) {{}} }})); return new Response("sent"); }}
+    const attack = attacks[path];
+    if (!attack) return new Response("good");
+    const r = await attack(req, env);
+    return r instanceof Response ? r : new Response("survived " + String(r));
+  }},
+}};
+"#
+  )
+}
+
+struct Target {
+  engine: edge::Engine,
+  _f: Fixture,
+  _up: tokio::task::JoinHandle<()>,
+}
+
+async fn target() -> Target {
+  let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+  let up_addr = up.local_addr().unwrap();
+  let up_task = tokio::spawn(async move {
+    loop {
+      let Ok((mut s, _)) = up.accept().await else { return };
+      tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+      });
+    }
+  });
+  let f = Fixture::new();
+  f.file("attack.js", attack_worker());
+  let engine = f.start(&format!(
+    r#"
+[listen]
+http = "127.0.0.1:0"
+[runtime]
+threads = 1
+[limits]
+cpu_ms = 50
+memory_mb = 128
+wall_ms = 1000
+request_body_mb = 1
+subrequests = 2
+[[worker]]
+name = "attack"
+main = "attack.js"
+routes = ["attack.test"]
+allow_private_network = true
+[worker.vars]
+UP = "http://{up_addr}/"
+[worker.limits]
+memory_mb = 256
+[[worker]]
+name = "mem"
+main = "attack.js"
+routes = ["mem.test"]
+[worker.limits]
+cpu_ms = 10000
+memory_mb = 64
+"#
+  ));
+  Target { engine, _f: f, _up: up_task }
+}
+
+async fn expect_limit(t: &Target, path: &str, status: u16, limit: &str) {
+  expect_limit_on(t, "attack.test", path, status, limit).await
+}
+
+async fn expect_limit_on(t: &Target, host: &str, path: &str, status: u16, limit: &str) {
+  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+  let r = c.get(host, path).await;
+  assert_eq!(r.status, status, "{path}: {}", r.body);
+  assert_eq!(r.headers.get("edge-limit").map(|v| v.to_str().unwrap()), Some(limit), "{path}: {}", r.body);
+  assert!(r.body.contains(&format!("{limit} limit")), "{path}: {}", r.body);
+  let good = c.get(host, "/").await;
+  assert_eq!((good.status, good.body.as_str()), (200, "good"), "a good request right after {path}");
+}
+
+#[tokio::test]
+async fn cpu_attacks_get_503_and_the_worker_keeps_serving() {
+  let t = target().await;
+  for path in ["/spin", "/microtasks", "/timers", "/wasm-spin", "/regex", "/json"] {
+    expect_limit(&t, path, 503, "cpu").await;
+  }
+}
+
+#[tokio::test]
+async fn cpu_spent_in_wait_until_counts_against_the_request() {
+  let t = target().await;
+  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+  assert_eq!(c.get("attack.test", "/background-spin").await.body, "sent");
+  // The isolate is discarded once the background work hits the limit.
+  let before = t.engine.stats().live_isolates;
+  for _ in 0..100 {
+    if t.engine.stats().live_isolates < before {
+      break;
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+  }
+  assert!(t.engine.stats().live_isolates < before, "{:?}", t.engine.stats());
+  assert_eq!(c.get("attack.test", "/").await.body, "good");
+}
+
+#[tokio::test]
+async fn memory_attacks_get_503_and_never_end_the_process() {
+  let t = target().await;
+  for path in ["/array-bomb", "/string-bomb", "/buffer", "/buffers"] {
+    expect_limit_on(&t, "mem.test", path, 503, "memory").await;
+  }
+}
+
+#[tokio::test]
+async fn wasm_memory_growth_is_stopped() {
+  let t = target().await;
+  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+  let r = c.get("mem.test", "/wasm-grow").await;
+  assert_eq!(r.status, 503, "{}", r.body);
+  assert_eq!(r.headers.get("edge-limit").map(|v| v.to_str().unwrap()), Some("memory"), "{}", r.body);
+  assert_eq!(c.get("mem.test", "/").await.body, "good");
+}
+
+#[tokio::test]
+async fn wall_clock_limit_gives_504_and_unsettleable_promises_500_at_once() {
+  let t = target().await;
+  expect_limit(&t, "/slow", 504, "wall").await;
+  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+  let r = c.get("attack.test", "/never").await;
+  assert_eq!(r.status, 500);
+  assert!(r.body.contains("can never settle"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn deep_recursion_is_a_range_error() {
+  let t = target().await;
+  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+  assert_eq!(c.get("attack.test", "/recursion-caught").await.body, "caught RangeError");
+  let r = c.get("attack.test", "/recursion").await;
+  assert_eq!(r.status, 500);
+  assert!(r.body.contains("RangeError: Maximum call stack size exceeded"), "{}", r.body);
+  assert_eq!(c.get("attack.test", "/").await.body, "good");
+}
+
+#[tokio::test]
+async fn request_bodies_over_the_limit_get_413() {
+  let t = target().await;
+  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+  // Declared too large: refused before the worker runs.
+  let big = vec![b'x'; (1 << 20) + 1];
+  let req = http::Request::post("/read-body").header("host", "attack.test").body(body(big.clone())).unwrap();
+  let r = collect(c.send(req).await).await;
+  assert_eq!((r.status, r.headers.get("edge-limit").map(|v| v.to_str().unwrap())), (413, Some("body")), "{}", r.body);
+
+  // Chunked, growing past the limit while the worker reads it.
+  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+  let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>>(4);
+  tokio::spawn(async move {
+    for _ in 0..20 {
+      if tx.send(Ok(http_body::Frame::data(bytes::Bytes::from(vec![b'y'; 128 << 10])))).await.is_err() {
+        return;
+      }
+    }
+  });
+  let stream = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+  let req = http::Request::post("/read-body")
+    .header("host", "attack.test")
+    .body(http_body_util::BodyExt::boxed(stream))
+    .unwrap();
+  let r = collect(c.send(req).await).await;
+  assert_eq!((r.status, r.headers.get("edge-limit").map(|v| v.to_str().unwrap())), (413, Some("body")), "{}", r.body);
+
+  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+  let req = http::Request::post("/read-body").header("host", "attack.test").body(body(vec![b'z'; 1000])).unwrap();
+  assert_eq!(collect(c.send(req).await).await.body, "read 1000");
+}
+
+#[tokio::test]
+async fn subrequests_past_the_limit_reject_with_a_type_error() {
+  let t = target().await;
+  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+  let r = c.get("attack.test", "/fetches").await;
+  assert_eq!(r.status, 200, "{}", r.body);
+  let lines: Vec<&str> = r.body.lines().collect();
+  assert_eq!(&lines[..2], &["ok", "ok"], "{}", r.body);
+  assert!(lines[2].starts_with("TypeError: Too many subrequests") && lines[2].contains("at most 2"), "{}", r.body);
+  assert_eq!(r.headers.get("edge-limit").map(|v| v.to_str().unwrap()), Some("subrequests"));
+  // The count is per request.
+  let r = c.get("attack.test", "/fetches").await;
+  assert!(r.body.starts_with("ok\nok\nTypeError"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn chaos_good_requests_all_succeed_among_attacks() {
+  let t = target().await;
+  let addr = t.engine.http_addr().unwrap();
+  // Warm up, then measure memory.
+  for _ in 0..3 {
+    let mut c = H1::connect(addr).await;
+    assert_eq!(c.get("attack.test", "/").await.body, "good");
+  }
+  let before = rss_bytes();
+  let attacks = [
+    ("/spin", 503),
+    ("/array-bomb", 503),
+    ("/buffers", 503),
+    ("/microtasks", 503),
+    ("/slow", 504),
+    ("/regex", 503),
+  ];
+  let mut tasks = Vec::new();
+  for round in 0..3 {
+    for (path, status) in attacks {
+      let host = if path.starts_with("/array") || path.starts_with("/buffers") { "mem.test" } else { "attack.test" };
+      tasks.push(tokio::spawn(async move {
+        let r = H1::connect(addr).await.get(host, path).await;
+        assert_eq!(r.status, status, "round {round} {path}: {}", r.body);
+      }));
+    }
+    for _ in 0..10 {
+      tasks.push(tokio::spawn(async move {
+        let r = H1::connect(addr).await.get("attack.test", "/").await;
+        assert_eq!((r.status, r.body.as_str()), (200, "good"));
+      }));
+    }
+  }
+  for t in tasks {
+    t.await.expect("every request got its expected answer");
+  }
+  // Memory comes back: the bombed isolates were dropped.
+  let mut after = rss_bytes();
+  for _ in 0..50 {
+    if after < before + (96 << 20) {
+      break;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    after = rss_bytes();
+  }
+  assert!(after < before + (96 << 20), "resident memory {} MB after, {} MB before", after >> 20, before >> 20);
+}
