@@ -46,33 +46,35 @@ pub async fn run(
   let lease = pool.acquire(worker).await?;
   info.cold = lease.cold;
   let deadline = Instant::now() + limits.wall;
-  let mut flight = Some(Flight { lease, cpu: CpuMeter::new(limits.cpu), watch: watch.clone() });
-  let ran = tokio::time::timeout_at(deadline, call(worker, req, &mut flight, info)).await;
-  let over = |f: &Option<BodyOverLimit>| f.as_ref().is_some_and(|b| b.load(Ordering::SeqCst));
+  let mut flight = Flight { lease, cpu: CpuMeter::new(limits.cpu), watch: watch.clone() };
   let limit_err = |hit: LimitHit| RequestError::Limit { worker: worker.name.to_string(), hit };
-  let Ok(result) = ran else {
-    // The handler is still pending: its isolate is not reused.
-    if let Some(f) = flight.as_mut() {
-      discard(f);
+  let body_over = || body_over.as_ref().is_some_and(|b| b.load(Ordering::SeqCst));
+  let result = match call(&mut flight, req, deadline).await {
+    Some(r) => r.map_err(|error| {
+      if matches!(error, JsApiError::Terminated) {
+        flight.lease.isolate().poison();
+      }
+      RequestError::Worker { worker: worker.name.to_string(), error }
+    }),
+    None => {
+      // Still pending at the wall limit: its isolate is not reused.
+      discard(&mut flight);
+      if body_over() {
+        return Err(limit_err(body_hit(&limits)));
+      }
+      return Err(limit_err(LimitHit {
+        kind: LimitKind::Wall,
+        limit: format!("{} ms", limits.wall.as_millis()),
+        reached: "the response did not start in time".into(),
+      }));
     }
-    if over(&body_over) {
-      return Err(limit_err(body_hit(&limits)));
-    }
-    return Err(limit_err(LimitHit {
-      kind: LimitKind::Wall,
-      limit: format!("{} ms", limits.wall.as_millis()),
-      reached: "the response did not start in time".into(),
-    }));
   };
-  let Some(mut flight) = flight else {
-    // No isolate was had: the error says why.
-    return Err(result.err().unwrap_or_else(|| RequestError::Internal("no isolate for the request".into())));
-  };
+  info.cpu = flight.cpu.used();
   if let Some(hit) = flight.limit_hit(&limits) {
     discard(&mut flight);
     return Err(limit_err(hit));
   }
-  if over(&body_over) {
+  if body_over() {
     flight.lease.isolate().finish_request();
     return Err(limit_err(body_hit(&limits)));
   }
@@ -133,39 +135,26 @@ fn body_hit(limits: &Limits) -> LimitHit {
   }
 }
 
-/// Calls the handler until its response is ready.
-async fn call(
-  worker: &Arc<Worker>,
-  req: JsRequest,
-  flight: &mut Option<Flight>,
-  info: &mut RunInfo,
-) -> Result<JsResponse, RequestError> {
-  let Some(f) = flight.as_mut() else {
-    return Err(RequestError::Internal("no isolate for the request".into()));
-  };
+/// Calls the handler and drives it until its response is ready; `None`
+/// when the wall clock ran out first. A handler that answers without
+/// waiting needs no timer at all.
+async fn call(f: &mut Flight, req: JsRequest, deadline: Instant) -> Option<Result<JsResponse, JsApiError>> {
   let stopper = f.lease.isolate().stopper();
   let started = {
     let (cpu, lease, watch) = (&mut f.cpu, &mut f.lease, &f.watch);
     cpu.measure(watch, &stopper, || lease.isolate().call(req, 0))
   };
-  let result = match started {
-    Ok(CallState::Ready(r)) => Ok(r),
+  match started {
+    Ok(CallState::Ready(r)) => Some(Ok(r)),
+    Err(e) => Some(Err(e)),
     Ok(CallState::Pending(p)) => {
-      std::future::poll_fn(|cx| {
+      let drive = std::future::poll_fn(|cx| {
         let (cpu, lease, watch) = (&mut f.cpu, &mut f.lease, &f.watch);
         cpu.measure(watch, &stopper, || lease.isolate().poll_call(cx, &p))
-      })
-      .await
+      });
+      tokio::time::timeout_at(deadline, drive).await.ok()
     }
-    Err(e) => Err(e),
-  };
-  info.cpu = f.cpu.used();
-  result.map_err(|error| {
-    if matches!(error, JsApiError::Terminated) {
-      f.lease.isolate().poison();
-    }
-    RequestError::Worker { worker: worker.name.to_string(), error }
-  })
+  }
 }
 
 fn respond(mut flight: Flight, res: JsResponse, deadline: Instant, request_id: RequestId) -> Response<EdgeBody> {

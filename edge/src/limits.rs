@@ -1,10 +1,9 @@
 //! Limits of one request, and how they are enforced.
 //!
-//! - CPU: the thread's CPU clock is read around every entry into the
-//!   isolate ([`CpuMeter::measure`]) and summed over the request. While JS
-//!   runs, the executor's [`Watch`] holds the CPU deadline; the
-//!   [`Watchdog`] thread reads that thread's CPU clock and terminates the
-//!   isolate when the deadline passes.
+//! - CPU: every entry into the isolate is timed ([`CpuMeter::measure`])
+//!   and summed over the request. While JS runs, the executor's [`Watch`]
+//!   holds the remaining budget; the [`Watchdog`] thread reads that
+//!   thread's CPU clock and terminates the isolate when it is spent.
 //! - Memory: V8's heap limit and our ArrayBuffer allocator
 //!   (`js_api::memory`) stop the script when the isolate's budget is spent.
 //! - Wall clock, body size and subrequests are checked on the request path.
@@ -103,11 +102,6 @@ impl std::fmt::Display for LimitHit {
   }
 }
 
-/// CPU time this thread has used so far.
-pub fn thread_cpu_time() -> Duration {
-  clock_time(libc::CLOCK_THREAD_CPUTIME_ID)
-}
-
 fn clock_time(clock: libc::clockid_t) -> Duration {
   let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
   // SAFETY: `ts` is a valid, writable timespec.
@@ -120,6 +114,12 @@ fn clock_time(clock: libc::clockid_t) -> Duration {
 
 /// CPU time one request has used in JavaScript and Wasm so far, summed
 /// over every turn of its isolate's event loop, against its limit.
+///
+/// Each entry into the isolate is timed with the monotonic clock (a vDSO
+/// read, no system call): while JS runs, the thread is on CPU, so the time
+/// is the CPU time (an upper bound if the thread is preempted). The
+/// watchdog enforces the limit on long entries with the thread's real CPU
+/// clock.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuMeter {
   used: Duration,
@@ -133,14 +133,14 @@ impl CpuMeter {
   }
 
   /// Runs `f` (an entry into the isolate) with the CPU deadline armed, and
-  /// adds its CPU time.
+  /// adds its time.
   #[inline]
   pub fn measure<R>(&mut self, watch: &Watch, stopper: &IsolateStopper, f: impl FnOnce() -> R) -> R {
-    let start = thread_cpu_time();
-    watch.arm(stopper, start + self.limit.saturating_sub(self.used));
+    let start = Instant::now();
+    watch.arm(stopper, self.limit.saturating_sub(self.used), start);
     let r = f();
     let fired = watch.disarm();
-    self.used += thread_cpu_time().saturating_sub(start);
+    self.used += start.elapsed();
     if fired || self.used > self.limit {
       self.exceeded = true;
     }
@@ -166,7 +166,7 @@ impl CpuMeter {
   }
 }
 
-/// The CPU deadline of the JS running now on one executor thread.
+/// The JS running now on one executor thread, and its CPU budget.
 pub struct Watch {
   clock: libc::clockid_t,
   slot: Mutex<Option<Slice>>,
@@ -175,22 +175,33 @@ pub struct Watch {
 
 struct Slice {
   stopper: IsolateStopper,
-  deadline: Duration,
+  budget: Duration,
+  armed_at: Instant,
+  /// The thread's CPU clock when the slice began, as the watchdog first
+  /// estimated it (its clock now, less the wall time since arming).
+  start_cpu: Option<Duration>,
   fired: bool,
   /// Watchdog ticks this slice has run for.
   ticks: u32,
 }
 
 impl Watch {
-  fn arm(&self, stopper: &IsolateStopper, deadline: Duration) {
-    *self.slot.lock().expect("watch") = Some(Slice { stopper: stopper.clone(), deadline, fired: false, ticks: 0 });
+  fn arm(&self, stopper: &IsolateStopper, budget: Duration, now: Instant) {
+    *self.slot.lock().expect("watch") = Some(Slice {
+      stopper: stopper.clone(),
+      budget,
+      armed_at: now,
+      start_cpu: None,
+      fired: false,
+      ticks: 0,
+    });
     if self.dog.quiet.load(Ordering::SeqCst) {
       let _g = self.dog.lock.lock().expect("watchdog");
       self.dog.wake.notify_one();
     }
   }
 
-  /// Clears the deadline; true if the watchdog terminated the slice.
+  /// Clears the slice; true if the watchdog terminated it.
   fn disarm(&self) -> bool {
     self.slot.lock().expect("watch").take().is_some_and(|s| s.fired)
   }
@@ -212,9 +223,9 @@ pub struct Watchdog {
   thread: Option<std::thread::JoinHandle<()>>,
 }
 
-const TICK: Duration = Duration::from_millis(1);
+const TICK: Duration = Duration::from_millis(2);
 const QUIET_AFTER: Duration = Duration::from_millis(100);
-const MEMORY_CHECK_TICKS: u32 = 5;
+const MEMORY_CHECK_TICKS: u32 = 3;
 
 impl Watchdog {
   pub fn start() -> std::io::Result<Self> {
@@ -280,24 +291,25 @@ fn run(s: Arc<DogShared>) {
   }
 }
 
-/// Terminates slices past their deadline; true if any slice is running.
+/// Terminates slices past their CPU budget; true if any slice is running.
 fn check(s: &DogShared) -> bool {
   let watches = s.watches.lock().expect("watchdog");
   let mut any = false;
   for w in watches.iter() {
     let mut slot = w.slot.lock().expect("watch");
-    if let Some(slice) = slot.as_mut() {
-      any = true;
-      if !slice.fired && clock_time(w.clock) >= slice.deadline {
-        slice.fired = true;
-        slice.stopper.terminate();
-      }
-      // Wasm memory is outside both the heap and our allocator: a long
-      // slice gets its memory looked at every few milliseconds.
-      slice.ticks += 1;
-      if slice.ticks % MEMORY_CHECK_TICKS == 0 {
-        slice.stopper.memory.request_check();
-      }
+    let Some(slice) = slot.as_mut() else { continue };
+    any = true;
+    let now = clock_time(w.clock);
+    let start = *slice.start_cpu.get_or_insert_with(|| now.saturating_sub(slice.armed_at.elapsed()));
+    if !slice.fired && now.saturating_sub(start) >= slice.budget {
+      slice.fired = true;
+      slice.stopper.terminate();
+    }
+    // Wasm memory is outside both the heap and our allocator: a long
+    // slice gets its memory looked at every few milliseconds.
+    slice.ticks += 1;
+    if slice.ticks % MEMORY_CHECK_TICKS == 0 {
+      slice.stopper.memory.request_check();
     }
   }
   any

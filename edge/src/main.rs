@@ -45,6 +45,9 @@ enum Command {
     /// A var for the worker's env, NAME=VALUE (repeatable).
     #[arg(long = "var", value_parser = parse_var)]
     vars: Vec<(String, String)>,
+    /// Executor threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
   },
 }
 
@@ -65,7 +68,7 @@ fn main() -> anyhow::Result<()> {
       }
       c
     }
-    Command::Dev { main, port, host, vars } => {
+    Command::Dev { main, port, host, vars, threads } => {
       let main = main.canonicalize().with_context(|| format!("{}", main.display()))?;
       let name = main.file_stem().and_then(|s| s.to_str()).unwrap_or("worker");
       let name: String = name
@@ -88,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         origin: "edge dev".into(),
         base_dir: std::env::current_dir()?,
         dev: true,
+        runtime: edge::config::RuntimeConfig { threads: threads.unwrap_or(0), ..Default::default() },
         ..Default::default()
       }
     }

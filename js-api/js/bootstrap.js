@@ -94,10 +94,7 @@ load("ext:deno_fetch/22_http_client.js");
 load("ext:deno_fetch/27_eventsource.js");
 load("ext:deno_net/02_tls.js");
 
-const {
-  fromInnerRequest,
-  newInnerRequest,
-} = request;
+const { fromInnerRequest } = request;
 const { InnerBody } = body;
 const {
   readableStreamForRid,
@@ -321,18 +318,59 @@ function newRequestState() {
   return { pending: 0, idle: null };
 }
 
+// The inner request of a Request made from an incoming request. A class
+// (accessors on its prototype) rather than deno_fetch's newInnerRequest
+// object literal, whose accessors V8 defines anew for every request. Same
+// shape as newInnerRequest's; headers come from Rust on first use.
+class IncomingInnerRequest {
+  constructor(reqId, method, href, body) {
+    this.reqId = reqId;
+    this.methodInner = method;
+    this.headerListInner = null;
+    this.body = body;
+    this.redirectMode = "follow";
+    this.redirectCount = 0;
+    this.urlList = [() => href];
+    this.urlListProcessed = [href];
+    this.clientRid = null;
+    this.blobUrlEntry = null;
+  }
+  get method() {
+    return this.methodInner;
+  }
+  set method(value) {
+    this.methodInner = value;
+  }
+  get headerList() {
+    if (this.headerListInner === null) {
+      try {
+        this.headerListInner = op_edge_req_headers(this.reqId);
+      } catch {
+        throw new TypeError("Cannot read headers: request closed");
+      }
+    }
+    return this.headerListInner;
+  }
+  set headerList(value) {
+    this.headerListInner = value;
+  }
+  url() {
+    return this.urlListProcessed[0];
+  }
+  currentUrl() {
+    const i = this.urlList.length - 1;
+    if (this.urlListProcessed[i] === undefined) {
+      this.urlListProcessed[i] = this.urlList[i]();
+    }
+    return this.urlListProcessed[i];
+  }
+}
+
 function makeRequest(reqId, method, href, hasBody) {
   const bodyInner = hasBody
     ? new InnerBody(readableStreamForRid(op_edge_req_body(reqId)))
     : null;
-  const inner = newInnerRequest(
-    method,
-    href,
-    () => op_edge_req_headers(reqId),
-    bodyInner,
-    false,
-  );
-  return fromInnerRequest(inner, "immutable");
+  return fromInnerRequest(new IncomingInnerRequest(reqId, method, href, bodyInner), "immutable");
 }
 
 // Turns a Response into the tuple Rust reads:

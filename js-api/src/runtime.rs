@@ -19,6 +19,9 @@ use crate::loader::{WorkerCode, WorkerLoader};
 use crate::memory::MemoryBudget;
 use crate::net::NetPolicy;
 
+/// Requests between two readings of an isolate's heap size.
+const HEAP_SAMPLE_EVERY: u32 = 32;
+
 /// Settings for making isolates; one per server, shared by its threads.
 #[derive(Clone)]
 pub struct IsolateConfig {
@@ -69,6 +72,7 @@ pub struct Isolate {
   stopper: IsolateStopper,
   worker: Option<Arc<WorkerCode>>,
   next_request: u32,
+  heap_seen: usize,
   /// An error left the event loop in an unknown state: do not reuse.
   poisoned: Cell<bool>,
 }
@@ -163,6 +167,7 @@ impl Isolate {
       stopper: IsolateStopper { handle, memory },
       worker: None,
       next_request: 0,
+      heap_seen: 0,
       poisoned: Cell::new(false),
     })
   }
@@ -196,12 +201,15 @@ impl Isolate {
     self.rt.v8_isolate().cancel_terminate_execution();
   }
 
-  /// V8 heap in use, in bytes.
+  /// V8 heap in use, in bytes, as of the last look; looks again every
+  /// few requests (reading heap statistics costs microseconds).
   pub fn heap_used(&mut self) -> usize {
-    let _entered = self.entered();
-    let used = self.rt.v8_isolate().get_heap_statistics().used_heap_size();
-    self.stopper.memory.note_heap(used);
-    used
+    if self.next_request % HEAP_SAMPLE_EVERY == 1 || self.heap_seen == 0 {
+      let _entered = self.entered();
+      self.heap_seen = self.rt.v8_isolate().get_heap_statistics().used_heap_size();
+      self.stopper.memory.note_heap(self.heap_seen);
+    }
+    self.heap_seen
   }
 
   /// Binds a blank isolate to a worker: loads and evaluates its main module
