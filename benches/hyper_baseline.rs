@@ -25,10 +25,14 @@ fn main() -> std::io::Result<()> {
           let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
           let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
           let mut res = Response::new(Full::new(Bytes::from(format!("Hello from {host}\n"))));
-          res.headers_mut().insert("content-type", "text/plain;charset=UTF-8".parse().unwrap());
+          res
+            .headers_mut()
+            .insert("content-type", "text/plain;charset=UTF-8".parse().unwrap());
           Ok::<_, Infallible>(res)
         });
-        let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
+        let _ = hyper::server::conn::http1::Builder::new()
+          .serve_connection(TokioIo::new(tcp), svc)
+          .await;
       });
     }
   })

@@ -31,21 +31,31 @@ fn main() {
   // Lazy scripts that nothing loaded while the snapshot was made stay
   // loadable at run time from these sources.
   let consumed: std::collections::HashSet<&str> = output.consumed_lazy_specifiers.iter().map(String::as_str).collect();
-  let mut js = String::from("pub static RESIDUAL_LAZY_JS: &[(&str, &str)] = &[\n");
-  let mut esm = String::from("pub static RESIDUAL_LAZY_ESM: &[(&str, &str)] = &[\n");
-  for e in ext::list::extensions(Default::default()) {
-    for (files, buf) in [(&e.lazy_loaded_js_files, &mut js), (&e.lazy_loaded_esm_files, &mut esm)] {
+  let mut js: Vec<(&str, String)> = Vec::new();
+  let mut esm: Vec<(&str, String)> = Vec::new();
+  let exts = ext::list::extensions(Default::default());
+  for e in &exts {
+    for (files, list) in [(&e.lazy_loaded_js_files, &mut js), (&e.lazy_loaded_esm_files, &mut esm)] {
       for f in files.iter() {
-        if consumed.contains(f.specifier) {
-          continue;
+        if !consumed.contains(f.specifier) {
+          let code = f.load().expect("reading a lazy extension script");
+          list.push((f.specifier, code.as_str().to_string()));
         }
-        let code = f.load().expect("reading a lazy extension script");
-        writeln!(buf, "  ({:?}, {:?}),", f.specifier, code.as_str()).unwrap();
       }
     }
   }
-  js.push_str("];\n");
-  esm.push_str("];\n");
+  // deno_core looks these up by binary search.
+  js.sort_by(|a, b| a.0.cmp(b.0));
+  esm.sort_by(|a, b| a.0.cmp(b.0));
+  let table = |name: &str, list: &[(&str, String)]| {
+    let mut t = format!("pub static {name}: &[(&str, &str)] = &[\n");
+    for (spec, code) in list {
+      writeln!(t, "  ({spec:?}, {code:?}),").unwrap();
+    }
+    t.push_str("];\n");
+    t
+  };
+  let (js, esm) = (table("RESIDUAL_LAZY_JS", &js), table("RESIDUAL_LAZY_ESM", &esm));
   std::fs::write(out.join("residual.rs"), js + &esm).expect("writing residual.rs");
   println!("cargo:rerun-if-changed=js");
   println!("cargo:rerun-if-changed=src/ext");

@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::support::{body, collect, rss_bytes, Fixture, H1};
 
 /// Wasm: `(func (export "spin") (loop (br 0)))`.
-const SPIN_WASM: &str = "[0,97,115,109,1,0,0,0,1,4,1,96,0,0,3,2,1,0,7,8,1,4,115,112,105,110,0,0,10,9,1,7,0,3,64,12,0,11,11]";
+const SPIN_WASM: &str =
+  "[0,97,115,109,1,0,0,0,1,4,1,96,0,0,3,2,1,0,7,8,1,4,115,112,105,110,0,0,10,9,1,7,0,3,64,12,0,11,11]";
 
 fn attack_worker() -> String {
   format!(
@@ -67,7 +68,9 @@ async fn target() -> Target {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut buf = [0u8; 4096];
         let _ = s.read(&mut buf).await;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+        let _ = s
+          .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+          .await;
       });
     }
   });
@@ -103,7 +106,11 @@ cpu_ms = 10000
 memory_mb = 64
 "#
   ));
-  Target { engine, _f: f, _up: up_task }
+  Target {
+    engine,
+    _f: f,
+    _up: up_task,
+  }
 }
 
 async fn expect_limit(t: &Target, path: &str, status: u16, limit: &str) {
@@ -114,10 +121,19 @@ async fn expect_limit_on(t: &Target, host: &str, path: &str, status: u16, limit:
   let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
   let r = c.get(host, path).await;
   assert_eq!(r.status, status, "{path}: {}", r.body);
-  assert_eq!(r.headers.get("edge-limit").map(|v| v.to_str().unwrap()), Some(limit), "{path}: {}", r.body);
+  assert_eq!(
+    r.headers.get("edge-limit").map(|v| v.to_str().unwrap()),
+    Some(limit),
+    "{path}: {}",
+    r.body
+  );
   assert!(r.body.contains(&format!("{limit} limit")), "{path}: {}", r.body);
   let good = c.get(host, "/").await;
-  assert_eq!((good.status, good.body.as_str()), (200, "good"), "a good request right after {path}");
+  assert_eq!(
+    (good.status, good.body.as_str()),
+    (200, "good"),
+    "a good request right after {path}"
+  );
 }
 
 #[tokio::test]
@@ -159,7 +175,12 @@ async fn wasm_memory_growth_is_stopped() {
   let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
   let r = c.get("mem.test", "/wasm-grow").await;
   assert_eq!(r.status, 503, "{}", r.body);
-  assert_eq!(r.headers.get("edge-limit").map(|v| v.to_str().unwrap()), Some("memory"), "{}", r.body);
+  assert_eq!(
+    r.headers.get("edge-limit").map(|v| v.to_str().unwrap()),
+    Some("memory"),
+    "{}",
+    r.body
+  );
   assert_eq!(c.get("mem.test", "/").await.body, "good");
 }
 
@@ -177,10 +198,17 @@ async fn wall_clock_limit_gives_504_and_unsettleable_promises_500_at_once() {
 async fn deep_recursion_is_a_range_error() {
   let t = target().await;
   let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
-  assert_eq!(c.get("attack.test", "/recursion-caught").await.body, "caught RangeError");
+  assert_eq!(
+    c.get("attack.test", "/recursion-caught").await.body,
+    "caught RangeError"
+  );
   let r = c.get("attack.test", "/recursion").await;
   assert_eq!(r.status, 500);
-  assert!(r.body.contains("RangeError: Maximum call stack size exceeded"), "{}", r.body);
+  assert!(
+    r.body.contains("RangeError: Maximum call stack size exceeded"),
+    "{}",
+    r.body
+  );
   assert_eq!(c.get("attack.test", "/").await.body, "good");
 }
 
@@ -190,16 +218,29 @@ async fn request_bodies_over_the_limit_get_413() {
   let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
   // Declared too large: refused before the worker runs.
   let big = vec![b'x'; (1 << 20) + 1];
-  let req = http::Request::post("/read-body").header("host", "attack.test").body(body(big.clone())).unwrap();
+  let req = http::Request::post("/read-body")
+    .header("host", "attack.test")
+    .body(body(big.clone()))
+    .unwrap();
   let r = collect(c.send(req).await).await;
-  assert_eq!((r.status, r.headers.get("edge-limit").map(|v| v.to_str().unwrap())), (413, Some("body")), "{}", r.body);
+  assert_eq!(
+    (r.status, r.headers.get("edge-limit").map(|v| v.to_str().unwrap())),
+    (413, Some("body")),
+    "{}",
+    r.body
+  );
 
   // Chunked, growing past the limit while the worker reads it.
   let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
-  let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>>(4);
+  let (tx, rx) =
+    tokio::sync::mpsc::channel::<Result<http_body::Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>>(4);
   tokio::spawn(async move {
     for _ in 0..20 {
-      if tx.send(Ok(http_body::Frame::data(bytes::Bytes::from(vec![b'y'; 128 << 10])))).await.is_err() {
+      if tx
+        .send(Ok(http_body::Frame::data(bytes::Bytes::from(vec![b'y'; 128 << 10]))))
+        .await
+        .is_err()
+      {
         return;
       }
     }
@@ -210,10 +251,18 @@ async fn request_bodies_over_the_limit_get_413() {
     .body(http_body_util::BodyExt::boxed(stream))
     .unwrap();
   let r = collect(c.send(req).await).await;
-  assert_eq!((r.status, r.headers.get("edge-limit").map(|v| v.to_str().unwrap())), (413, Some("body")), "{}", r.body);
+  assert_eq!(
+    (r.status, r.headers.get("edge-limit").map(|v| v.to_str().unwrap())),
+    (413, Some("body")),
+    "{}",
+    r.body
+  );
 
   let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
-  let req = http::Request::post("/read-body").header("host", "attack.test").body(body(vec![b'z'; 1000])).unwrap();
+  let req = http::Request::post("/read-body")
+    .header("host", "attack.test")
+    .body(body(vec![b'z'; 1000]))
+    .unwrap();
   assert_eq!(collect(c.send(req).await).await.body, "read 1000");
 }
 
@@ -225,8 +274,15 @@ async fn subrequests_past_the_limit_reject_with_a_type_error() {
   assert_eq!(r.status, 200, "{}", r.body);
   let lines: Vec<&str> = r.body.lines().collect();
   assert_eq!(&lines[..2], &["ok", "ok"], "{}", r.body);
-  assert!(lines[2].starts_with("TypeError: Too many subrequests") && lines[2].contains("at most 2"), "{}", r.body);
-  assert_eq!(r.headers.get("edge-limit").map(|v| v.to_str().unwrap()), Some("subrequests"));
+  assert!(
+    lines[2].starts_with("TypeError: Too many subrequests") && lines[2].contains("at most 2"),
+    "{}",
+    r.body
+  );
+  assert_eq!(
+    r.headers.get("edge-limit").map(|v| v.to_str().unwrap()),
+    Some("subrequests")
+  );
   // The count is per request.
   let r = c.get("attack.test", "/fetches").await;
   assert!(r.body.starts_with("ok\nok\nTypeError"), "{}", r.body);
@@ -253,7 +309,11 @@ async fn chaos_good_requests_all_succeed_among_attacks() {
   let mut tasks = Vec::new();
   for round in 0..3 {
     for (path, status) in attacks {
-      let host = if path.starts_with("/array") || path.starts_with("/buffers") { "mem.test" } else { "attack.test" };
+      let host = if path.starts_with("/array") || path.starts_with("/buffers") {
+        "mem.test"
+      } else {
+        "attack.test"
+      };
       tasks.push(tokio::spawn(async move {
         let r = H1::connect(addr).await.get(host, path).await;
         assert_eq!(r.status, status, "round {round} {path}: {}", r.body);
@@ -278,5 +338,10 @@ async fn chaos_good_requests_all_succeed_among_attacks() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     after = rss_bytes();
   }
-  assert!(after < before + (96 << 20), "resident memory {} MB after, {} MB before", after >> 20, before >> 20);
+  assert!(
+    after < before + (96 << 20),
+    "resident memory {} MB after, {} MB before",
+    after >> 20,
+    before >> 20
+  );
 }

@@ -21,7 +21,11 @@ async fn an_evicted_worker_is_rewarmed_and_keeps_serving() {
   assert_eq!(c.get("b.test", "/").await.body, "1", "b takes the only slot");
   assert_eq!(c.get("a.test", "/").await.body, "1", "a was evicted and starts fresh");
   let s = engine.stats();
-  assert_eq!((s.cold_starts, s.warm_starts, s.evictions, s.live_isolates), (3, 1, 2, 1), "{s:?}");
+  assert_eq!(
+    (s.cold_starts, s.warm_starts, s.evictions, s.live_isolates),
+    (3, 1, 2, 1),
+    "{s:?}"
+  );
 }
 
 #[tokio::test]
@@ -48,10 +52,16 @@ async fn ten_thousand_workers_in_sequence_stay_under_the_cap() {
   const WORKERS: usize = 10_000;
   const CAP: usize = 64;
   let f = Fixture::new();
-  f.file("w.js", "export default { fetch(req, env) { return new Response(env.ID) } }");
+  f.file(
+    "w.js",
+    "export default { fetch(req, env) { return new Response(env.ID) } }",
+  );
   let mut toml = format!("[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 2\nmax_isolates = {CAP}\n");
   for i in 0..WORKERS {
-    let _ = write!(toml, "[[worker]]\nname = \"w{i}\"\nmain = \"w.js\"\nroutes = [\"w{i}.many.test\"]\n[worker.vars]\nID = \"{i}\"\n");
+    let _ = write!(
+      toml,
+      "[[worker]]\nname = \"w{i}\"\nmain = \"w.js\"\nroutes = [\"w{i}.many.test\"]\n[worker.vars]\nID = \"{i}\"\n"
+    );
   }
   let engine = f.start(&toml);
   let mut c = H1::connect(engine.http_addr().unwrap()).await;
@@ -75,7 +85,14 @@ async fn a_client_hello_warms_its_worker_before_the_request() {
     "[listen]\nhttps = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n[[tls]]\nhosts = [\"*.warm.test\"]\nself_signed = true\n[[worker]]\nname = \"a\"\nmain = \"w.js\"\nroutes = [\"a.warm.test\"]\n",
   );
   let before = engine.stats();
-  let tls = tls_connect(engine.https_addr().unwrap(), Some("a.warm.test"), &engine.certificates_pem(), &[]).await.unwrap();
+  let tls = tls_connect(
+    engine.https_addr().unwrap(),
+    Some("a.warm.test"),
+    &engine.certificates_pem(),
+    &[],
+  )
+  .await
+  .unwrap();
   let mut c = H1::over(tls).await;
   // Give the warm-up its moment; the request would wait for it anyway.
   for _ in 0..100 {
@@ -87,6 +104,13 @@ async fn a_client_hello_warms_its_worker_before_the_request() {
   assert_eq!(c.get("a.warm.test", "/").await.body, "1");
   let after = engine.stats();
   assert_eq!(after.sni_warmups - before.sni_warmups, 1, "{after:?}");
-  assert_eq!(after.warm_starts - before.warm_starts, 1, "the request found a warm isolate: {after:?}");
-  assert_eq!(after.cold_starts, before.cold_starts, "no cold start on the request path: {after:?}");
+  assert_eq!(
+    after.warm_starts - before.warm_starts,
+    1,
+    "the request found a warm isolate: {after:?}"
+  );
+  assert_eq!(
+    after.cold_starts, before.cold_starts,
+    "no cold start on the request path: {after:?}"
+  );
 }

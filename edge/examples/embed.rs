@@ -11,7 +11,11 @@ use http_body_util::{BodyExt, Full};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
   let workers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workers");
-  let mut config = Config { base_dir: workers.clone(), origin: "embed example".into(), ..Default::default() };
+  let mut config = Config {
+    base_dir: workers.clone(),
+    origin: "embed example".into(),
+    ..Default::default()
+  };
   config.runtime.threads = 1;
   config.workers.push(WorkerConfig {
     name: "api".into(),
@@ -22,10 +26,17 @@ async fn main() -> anyhow::Result<()> {
 
   let req = http::Request::post("https://api.example/orders")
     .header("content-type", "application/json")
-    .body(Full::new(Bytes::from(r#"{"id":1,"items":[{"name":"tea","price":3,"qty":2}]}"#)))?;
+    .body(Full::new(Bytes::from(
+      r#"{"id":1,"items":[{"name":"tea","price":3,"qty":2}]}"#,
+    )))?;
   let res = engine.handle("api", req).await?;
   println!("{}", res.status());
-  let body = res.into_body().collect().await.map_err(|e| anyhow::anyhow!(e))?.to_bytes();
+  let body = res
+    .into_body()
+    .collect()
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?
+    .to_bytes();
   println!("{}", String::from_utf8_lossy(&body));
   engine.shutdown();
   Ok(())

@@ -173,6 +173,11 @@ where
     return Err(BodyTooLarge { limit });
   }
   let over = Arc::new(AtomicBool::new(false));
-  let limited = LimitedBody { inner: body, seen: 0, limit, over: over.clone() };
+  let limited = LimitedBody {
+    inner: body,
+    seen: 0,
+    limit,
+    over: over.clone(),
+  };
   Ok((Some(http_body_util::BodyExt::boxed_unsync(limited)), Some(over)))
 }

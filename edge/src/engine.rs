@@ -16,8 +16,8 @@ use crate::error::{RequestError, StartError};
 use crate::executor::{ExecutorHandle, Job, Listeners};
 use crate::limits::Watchdog;
 use crate::pool::PoolLimits;
-use crate::stats::{Stats, StatsSnapshot};
 use crate::routing::Router;
+use crate::stats::{Stats, StatsSnapshot};
 use crate::tls::CertStore;
 use crate::worker::Worker;
 
@@ -162,6 +162,11 @@ impl Engine {
     self.shared.stats.snapshot()
   }
 
+  /// The live counters and latency histograms.
+  pub fn stats_detail(&self) -> &Stats {
+    &self.shared.stats
+  }
+
   /// PEM certificates in use (self-signed ones included), in config order.
   pub fn certificates_pem(&self) -> Vec<String> {
     self
@@ -186,16 +191,15 @@ impl Engine {
       .cloned()
       .ok_or_else(|| RequestError::NoWorker { name: worker.into() })?;
     let (parts, body) = req.into_parts();
-    let (body, body_over) = crate::body::request_body(Box::pin(body), w.limits.request_body_bytes).map_err(|e| {
-      RequestError::Limit {
+    let (body, body_over) =
+      crate::body::request_body(Box::pin(body), w.limits.request_body_bytes).map_err(|e| RequestError::Limit {
         worker: worker.into(),
         hit: crate::limits::LimitHit {
           kind: crate::limits::LimitKind::Body,
           limit: format!("{} MB", e.limit >> 20),
           reached: "the declared length is larger".into(),
         },
-      }
-    })?;
+      })?;
     let req = JsRequest {
       method: parts.method,
       url: parts.uri.to_string(),
@@ -212,7 +216,12 @@ impl Engine {
     let (reply, rx) = oneshot::channel();
     self.executors[idx]
       .jobs
-      .send(Job::Request { worker: w, req, body_over, reply })
+      .send(Job::Request {
+        worker: w,
+        req,
+        body_over,
+        reply,
+      })
       .map_err(|_| RequestError::ShuttingDown)?;
     rx.await.map_err(|_| RequestError::ShuttingDown)?
   }

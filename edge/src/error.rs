@@ -128,7 +128,9 @@ impl RequestError {
     let mut res = Response::new(EdgeBody::full(Bytes::from(text)));
     *res.status_mut() = status;
     if let Self::Limit { hit, .. } = self {
-      res.headers_mut().insert("edge-limit", HeaderValue::from_static(hit.kind.as_str()));
+      res
+        .headers_mut()
+        .insert("edge-limit", HeaderValue::from_static(hit.kind.as_str()));
     }
     res.headers_mut().insert(
       http::header::CONTENT_TYPE,

@@ -121,10 +121,15 @@ fn thread_main(
   };
   let local = tokio::task::LocalSet::new();
   let pool = local.block_on(&rt, async {
-    let pool = Pool::new(shared.isolate_config.clone(), Rc::new(ConsoleSink), shared.pool_limits.clone(), shared.stats.clone());
+    let pool = Pool::new(
+      shared.isolate_config.clone(),
+      Rc::new(ConsoleSink),
+      shared.pool_limits.clone(),
+      shared.stats.clone(),
+    );
     // Fill the blank supply before taking traffic.
     pool.schedule_refill();
-    while pool.blank_ready() < shared.config.runtime.blank_isolates {
+    while pool.blank_ready() < shared.config.runtime.blank_isolates && pool.refilling() {
       tokio::task::yield_now().await;
     }
     let exec = Rc::new(Executor {
@@ -189,7 +194,12 @@ fn spawn_accept(exec: Rc<Executor>, listener: std::net::TcpListener, tls: bool) 
 
 fn run_job(exec: &Rc<Executor>, job: Job) {
   match job {
-    Job::Request { worker, req, body_over, reply } => {
+    Job::Request {
+      worker,
+      req,
+      body_over,
+      reply,
+    } => {
       let exec = exec.clone();
       tokio::task::spawn_local(async move {
         let request_id = exec.next_request_id();

@@ -40,21 +40,32 @@ pub async fn run(
   request_id: RequestId,
   info: &mut RunInfo,
 ) -> Result<Response<EdgeBody>, RequestError> {
+  let started = std::time::Instant::now();
   let limits = worker.limits;
   // Waiting for a free isolate is not the worker's time: each busy one is
   // bounded by its own limits. The wall clock starts with the handler.
   let lease = pool.acquire(worker).await?;
   info.cold = lease.cold;
   let deadline = Instant::now() + limits.wall;
-  let mut flight = Flight { lease, cpu: CpuMeter::new(limits.cpu), watch: watch.clone() };
-  let limit_err = |hit: LimitHit| RequestError::Limit { worker: worker.name.to_string(), hit };
+  let mut flight = Flight {
+    lease,
+    cpu: CpuMeter::new(limits.cpu),
+    watch: watch.clone(),
+  };
+  let limit_err = |hit: LimitHit| RequestError::Limit {
+    worker: worker.name.to_string(),
+    hit,
+  };
   let body_over = || body_over.as_ref().is_some_and(|b| b.load(Ordering::SeqCst));
   let result = match call(&mut flight, req, deadline).await {
     Some(r) => r.map_err(|error| {
       if matches!(error, JsApiError::Terminated) {
         flight.lease.isolate().poison();
       }
-      RequestError::Worker { worker: worker.name.to_string(), error }
+      RequestError::Worker {
+        worker: worker.name.to_string(),
+        error,
+      }
     }),
     None => {
       // Still pending at the wall limit: its isolate is not reused.
@@ -86,9 +97,17 @@ pub async fn run(
     }
   };
   let subrequests_hit = flight.lease.isolate().take_subrequest_limit_hit();
+  let latency = if info.cold {
+    &pool.stats().cold_latency
+  } else {
+    &pool.stats().warm_latency
+  };
+  latency.record(started.elapsed());
   let mut out = respond(flight, res, deadline, request_id);
   if subrequests_hit {
-    out.headers_mut().insert("edge-limit", HeaderValue::from_static("subrequests"));
+    out
+      .headers_mut()
+      .insert("edge-limit", HeaderValue::from_static("subrequests"));
   }
   Ok(out)
 }
@@ -108,7 +127,10 @@ impl Flight {
       return Some(LimitHit {
         kind: LimitKind::Memory,
         limit: format!("{} MB", limits.memory_bytes >> 20),
-        reached: format!("heap or buffers past the budget ({} MB in ArrayBuffers)", memory.array_buffer_bytes() >> 20),
+        reached: format!(
+          "heap or buffers past the budget ({} MB in ArrayBuffers)",
+          memory.array_buffer_bytes() >> 20
+        ),
       });
     }
     self.cpu.exceeded().then(|| self.cpu.hit())
@@ -158,7 +180,12 @@ async fn call(f: &mut Flight, req: JsRequest, deadline: Instant) -> Option<Resul
 }
 
 fn respond(mut flight: Flight, res: JsResponse, deadline: Instant, request_id: RequestId) -> Response<EdgeBody> {
-  let JsResponse { status, headers, body, wait_until } = res;
+  let JsResponse {
+    status,
+    headers,
+    body,
+    wait_until,
+  } = res;
   let (body, shared) = match body {
     JsBody::Empty => (EdgeBody::empty(), None),
     JsBody::Bytes(b) => (EdgeBody::full(b), None),

@@ -98,7 +98,13 @@ pub struct LimitHit {
 
 impl std::fmt::Display for LimitHit {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    write!(f, "{} limit of {} exceeded ({})", self.kind.as_str(), self.limit, self.reached)
+    write!(
+      f,
+      "{} limit of {} exceeded ({})",
+      self.kind.as_str(),
+      self.limit,
+      self.reached
+    )
   }
 }
 
@@ -129,7 +135,11 @@ pub struct CpuMeter {
 
 impl CpuMeter {
   pub fn new(limit: Duration) -> Self {
-    Self { used: Duration::ZERO, limit, exceeded: false }
+    Self {
+      used: Duration::ZERO,
+      limit,
+      exceeded: false,
+    }
   }
 
   /// Runs `f` (an entry into the isolate) with the CPU deadline armed, and
@@ -237,8 +247,13 @@ impl Watchdog {
       stop: AtomicBool::new(false),
     });
     let s = shared.clone();
-    let thread = std::thread::Builder::new().name("edge-watchdog".into()).spawn(move || run(s))?;
-    Ok(Self { shared, thread: Some(thread) })
+    let thread = std::thread::Builder::new()
+      .name("edge-watchdog".into())
+      .spawn(move || run(s))?;
+    Ok(Self {
+      shared,
+      thread: Some(thread),
+    })
   }
 
   /// A watch for the calling thread (an executor).
@@ -249,7 +264,11 @@ impl Watchdog {
     if rc != 0 {
       clock = libc::CLOCK_THREAD_CPUTIME_ID;
     }
-    let w = Arc::new(Watch { clock, slot: Mutex::new(None), dog: self.shared.clone() });
+    let w = Arc::new(Watch {
+      clock,
+      slot: Mutex::new(None),
+      dog: self.shared.clone(),
+    });
     self.shared.watches.lock().expect("watchdog").push(w.clone());
     w
   }
@@ -300,7 +319,9 @@ fn check(s: &DogShared) -> bool {
     let Some(slice) = slot.as_mut() else { continue };
     any = true;
     let now = clock_time(w.clock);
-    let start = *slice.start_cpu.get_or_insert_with(|| now.saturating_sub(slice.armed_at.elapsed()));
+    let start = *slice
+      .start_cpu
+      .get_or_insert_with(|| now.saturating_sub(slice.armed_at.elapsed()));
     if !slice.fired && now.saturating_sub(start) >= slice.budget {
       slice.fired = true;
       slice.stopper.terminate();

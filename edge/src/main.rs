@@ -68,7 +68,13 @@ fn main() -> anyhow::Result<()> {
       }
       c
     }
-    Command::Dev { main, port, host, vars, threads } => {
+    Command::Dev {
+      main,
+      port,
+      host,
+      vars,
+      threads,
+    } => {
       let main = main.canonicalize().with_context(|| format!("{}", main.display()))?;
       let name = main.file_stem().and_then(|s| s.to_str()).unwrap_or("worker");
       let name: String = name
@@ -91,7 +97,10 @@ fn main() -> anyhow::Result<()> {
         origin: "edge dev".into(),
         base_dir: std::env::current_dir()?,
         dev: true,
-        runtime: edge::config::RuntimeConfig { threads: threads.unwrap_or(0), ..Default::default() },
+        runtime: edge::config::RuntimeConfig {
+          threads: threads.unwrap_or(0),
+          ..Default::default()
+        },
         ..Default::default()
       }
     }

@@ -93,7 +93,8 @@ impl Lease {
 impl Drop for Lease {
   fn drop(&mut self) {
     if let Some(iso) = self.isolate.take() {
-      self.pool.release(&self.worker, iso);
+      let pool = self.pool.clone();
+      pool.release(&self.worker, iso);
     }
   }
 }
@@ -124,7 +125,12 @@ impl Pool {
     loop {
       if let Some(iso) = self.take_idle(worker) {
         self.stats.warm_starts.inc();
-        return Ok(Lease { pool: self.clone(), worker: worker.clone(), isolate: Some(iso), cold: false });
+        return Ok(Lease {
+          pool: self.clone(),
+          worker: worker.clone(),
+          isolate: Some(iso),
+          cold: false,
+        });
       }
       match self.reserve(worker) {
         Reserve::Granted => break,
@@ -134,14 +140,24 @@ impl Pool {
     }
     self.stats.cold_starts.inc();
     let iso = self.bind_new(worker).await?;
-    Ok(Lease { pool: self.clone(), worker: worker.clone(), isolate: Some(iso), cold: true })
+    Ok(Lease {
+      pool: self.clone(),
+      worker: worker.clone(),
+      isolate: Some(iso),
+      cold: true,
+    })
   }
 
   /// Starts binding an isolate for `worker` in the background if it has
   /// none on this thread (a TLS ClientHello named its host). Returns
   /// whether it did.
   pub fn prewarm(self: &Rc<Self>, worker: &Arc<Worker>) -> bool {
-    if self.slots.borrow().get(&Arc::as_ptr(worker)).is_some_and(|s| s.live > 0) {
+    if self
+      .slots
+      .borrow()
+      .get(&Arc::as_ptr(worker))
+      .is_some_and(|s| s.live > 0)
+    {
       return false;
     }
     if !matches!(self.reserve(worker), Reserve::Granted) {
@@ -202,13 +218,24 @@ impl Pool {
         return Err(RequestError::Internal(e.to_string()));
       }
     };
-    match iso.bind(worker.code.clone(), &worker.net, worker.limits.subrequests, self.log.clone()).await {
+    match iso
+      .bind(
+        worker.code.clone(),
+        &worker.net,
+        worker.limits.subrequests,
+        self.log.clone(),
+      )
+      .await
+    {
       Ok(()) => Ok(iso),
       Err(error) => {
         // Not reusable: it may hold half of the worker's state.
         drop(iso);
         self.unreserve(worker);
-        Err(RequestError::Startup { worker: worker.name.to_string(), error })
+        Err(RequestError::Startup {
+          worker: worker.name.to_string(),
+          error,
+        })
       }
     }
   }
@@ -217,11 +244,16 @@ impl Pool {
     if worker.limits.memory_bytes != self.config.memory_limit_bytes {
       // Blank isolates have the default memory budget; V8's heap limit is
       // fixed when an isolate is made.
-      let config = IsolateConfig { memory_limit_bytes: worker.limits.memory_bytes, ..self.config.clone() };
+      let config = IsolateConfig {
+        memory_limit_bytes: worker.limits.memory_bytes,
+        ..self.config.clone()
+      };
       return Isolate::new(&config);
     }
+    // The supply is topped up when the request lets go of its isolate
+    // (`release`), not now: making an isolate takes milliseconds of this
+    // thread, which the cold start would wait for.
     let iso = self.blank.borrow_mut().pop();
-    self.schedule_refill();
     match iso {
       Some(iso) => Ok(iso),
       None => {
@@ -240,6 +272,14 @@ impl Pool {
     self.refilling.set(true);
     let pool = self.clone();
     tokio::task::spawn_local(async move {
+      // Cleared however the task ends (a panic included).
+      struct Done(Rc<Pool>);
+      impl Drop for Done {
+        fn drop(&mut self) {
+          self.0.refilling.set(false);
+        }
+      }
+      let done = Done(pool.clone());
       while pool.blank.borrow().len() < pool.limits.blank_target {
         tokio::task::yield_now().await;
         match Isolate::new(&pool.config) {
@@ -250,11 +290,12 @@ impl Pool {
           }
         }
       }
-      pool.refilling.set(false);
+      drop(done);
     });
   }
 
-  fn release(&self, worker: &Arc<Worker>, mut iso: Isolate) {
+  fn release(self: &Rc<Self>, worker: &Arc<Worker>, mut iso: Isolate) {
+    self.schedule_refill();
     let key = Arc::as_ptr(worker);
     let reusable = iso.is_reusable();
     let heap = if reusable { iso.heap_used() } else { 0 };
@@ -266,7 +307,12 @@ impl Pool {
       if reusable {
         let seq = self.next_seq.get() + 1;
         self.next_seq.set(seq);
-        slot.idle.push(Idle { iso, seq, since: Instant::now(), heap });
+        slot.idle.push(Idle {
+          iso,
+          seq,
+          since: Instant::now(),
+          heap,
+        });
         self.lru.borrow_mut().insert(seq, key);
         self.idle_heap.set(self.idle_heap.get() + heap);
       } else {
@@ -364,6 +410,15 @@ impl Pool {
       }
       self.evict(seq, key);
     }
+  }
+
+  pub fn stats(&self) -> &Stats {
+    &self.stats
+  }
+
+  /// Whether the blank supply is being topped up now.
+  pub fn refilling(&self) -> bool {
+    self.refilling.get()
   }
 
   /// Number of blank isolates ready.

@@ -27,6 +27,53 @@ impl Gauge {
   }
 }
 
+/// A latency histogram with fixed buckets (microseconds, ×1.25 apart).
+#[derive(Debug)]
+pub struct Histogram {
+  buckets: Vec<AtomicU64>,
+}
+
+const BUCKETS: usize = 64;
+
+fn bucket_bound_us(i: usize) -> f64 {
+  10.0 * 1.25f64.powi(i as i32)
+}
+
+impl Default for Histogram {
+  fn default() -> Self {
+    Self {
+      buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+    }
+  }
+}
+
+impl Histogram {
+  pub fn record(&self, d: std::time::Duration) {
+    let us = d.as_secs_f64() * 1e6;
+    let i = (0..BUCKETS).find(|&i| us <= bucket_bound_us(i)).unwrap_or(BUCKETS - 1);
+    self.buckets[i].fetch_add(1, Ordering::Relaxed);
+  }
+
+  /// The upper bound of the bucket holding quantile `q` (0..=1), in
+  /// microseconds; 0 when empty.
+  pub fn quantile_us(&self, q: f64) -> f64 {
+    let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+      return 0.0;
+    }
+    let target = (q * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+      seen += c;
+      if seen >= target {
+        return bucket_bound_us(i);
+      }
+    }
+    bucket_bound_us(BUCKETS - 1)
+  }
+}
+
 #[derive(Default, Debug)]
 pub struct Stats {
   /// Requests that bound a blank isolate to their worker.
@@ -41,6 +88,10 @@ pub struct Stats {
   pub evictions: Counter,
   /// Isolates bound to a worker, busy or idle.
   pub live_isolates: Gauge,
+  /// Server-side time from taking the request to its response head, for
+  /// requests that started cold and warm.
+  pub cold_latency: Histogram,
+  pub warm_latency: Histogram,
 }
 
 /// A copy of the counters at one moment.

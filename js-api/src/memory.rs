@@ -69,7 +69,6 @@ impl MemoryBudget {
     self.array_buffers.load(Ordering::Relaxed)
   }
 
-
   fn reserve(&self, len: usize) -> bool {
     let room = self.limit.saturating_sub(self.heap_hint.load(Ordering::Relaxed));
     let mut cur = self.array_buffers.load(Ordering::Relaxed);
@@ -77,7 +76,10 @@ impl MemoryBudget {
       let Some(next) = cur.checked_add(len).filter(|n| *n <= room) else {
         return false;
       };
-      match self.array_buffers.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+      match self
+        .array_buffers
+        .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+      {
         Ok(_) => return true,
         Err(now) => cur = now,
       }

@@ -186,9 +186,7 @@ impl Isolate {
 
   /// Whether the isolate may serve another request of its worker.
   pub fn is_reusable(&self) -> bool {
-    self.worker.is_some()
-      && !self.poisoned.get()
-      && !self.stopper.memory.exceeded()
+    self.worker.is_some() && !self.poisoned.get() && !self.stopper.memory.exceeded()
   }
 
   /// Marks the isolate as not to be reused.
@@ -272,7 +270,12 @@ impl Isolate {
     Ok(())
   }
 
-  fn call_bind(&mut self, ns: v8::Global<v8::Object>, code: &WorkerCode, max_subrequests: u32) -> Result<(), JsApiError> {
+  fn call_bind(
+    &mut self,
+    ns: v8::Global<v8::Object>,
+    code: &WorkerCode,
+    max_subrequests: u32,
+  ) -> Result<(), JsApiError> {
     deno_core::scope!(scope, &mut *self.rt);
     v8::tc_scope!(let tc, scope);
     let bind = v8::Local::new(tc, &self.internals.bind);
@@ -388,7 +391,9 @@ impl Isolate {
   pub fn take_subrequest_limit_hit(&mut self) -> bool {
     let state = self.rt.op_state();
     let mut state = state.borrow_mut();
-    state.try_borrow_mut::<RequestSlot>().is_some_and(|s| std::mem::take(&mut s.subrequest_limit_hit))
+    state
+      .try_borrow_mut::<RequestSlot>()
+      .is_some_and(|s| std::mem::take(&mut s.subrequest_limit_hit))
   }
 
   /// Ends the request's hold on the isolate: its headers and body go.

@@ -1,0 +1,110 @@
+//! Criterion micro-benchmarks of the hot path pieces: routing a host,
+//! calling a warm handler, and a cold start (binding a blank isolate to a
+//! worker, then calling it).
+//!
+//! `cargo bench -p edge --bench micro`
+
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use edge::config::{Config, WorkerConfig};
+use edge::routing::Router;
+use edge::worker::Worker;
+use js_api::{CallState, Isolate, IsolateConfig, JsRequest, LogSink, WorkerLogContext};
+
+struct NoLog;
+impl LogSink for NoLog {
+  fn log(&self, _: &WorkerLogContext, _: u32, _: &str) {}
+}
+
+fn hello_worker(name: &str) -> Arc<Worker> {
+  let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workers");
+  let config = Config {
+    base_dir: dir,
+    origin: "bench".into(),
+    ..Default::default()
+  };
+  let w = WorkerConfig {
+    name: name.into(),
+    main: "hello/index.js".into(),
+    ..Default::default()
+  };
+  Worker::from_config(&config, 0, &w).unwrap()
+}
+
+fn request() -> JsRequest {
+  JsRequest {
+    method: http::Method::GET,
+    url: "http://bench.example/".into(),
+    headers: http::HeaderMap::new(),
+    body: None,
+  }
+}
+
+fn call_ready(iso: &mut Isolate) {
+  match iso.call(request(), 1).unwrap() {
+    CallState::Ready(r) => assert_eq!(r.status, 200),
+    CallState::Pending(_) => panic!("hello world answers at once"),
+  }
+  iso.finish_request();
+}
+
+fn routing(c: &mut Criterion) {
+  let w = hello_worker("w");
+  let mut routes = Vec::new();
+  for i in 0..1000 {
+    routes.push((format!("site{i}.example.com"), w.clone()));
+    routes.push((format!("*.tenant{i}.example.net"), w.clone()));
+  }
+  let router = Router::new(routes, &[w]);
+  c.bench_function("route exact host (2000 routes)", |b| {
+    b.iter(|| router.route("site500.example.com:443").unwrap())
+  });
+  c.bench_function("route wildcard host (2000 routes)", |b| {
+    b.iter(|| router.route("api.eu.tenant500.example.net").unwrap())
+  });
+}
+
+fn isolates(c: &mut Criterion) {
+  js_api::init_v8(&[]);
+  let rt = tokio::runtime::Builder::new_current_thread()
+    .enable_all()
+    .build()
+    .unwrap();
+  let _guard = rt.enter();
+  let config = IsolateConfig::default();
+  let log: Rc<dyn LogSink> = Rc::new(NoLog);
+  let worker = hello_worker("hello");
+
+  let mut warm = Isolate::new(&config).unwrap();
+  rt.block_on(warm.bind(worker.code.clone(), &worker.net, 50, log.clone()))
+    .unwrap();
+  c.bench_function("warm call: hello world handler", |b| b.iter(|| call_ready(&mut warm)));
+  drop(warm);
+
+  c.bench_function("cold start: bind a blank isolate + call", |b| {
+    b.iter_batched(
+      || Isolate::new(&config).unwrap(),
+      |mut iso| {
+        rt.block_on(iso.bind(worker.code.clone(), &worker.net, 50, log.clone()))
+          .unwrap();
+        call_ready(&mut iso);
+        iso
+      },
+      BatchSize::PerIteration,
+    )
+  });
+
+  c.bench_function("blank isolate from the snapshot (the supply's cost)", |b| {
+    b.iter_batched(|| (), |_| Isolate::new(&config).unwrap(), BatchSize::PerIteration)
+  });
+}
+
+criterion_group! {
+  name = benches;
+  config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(4));
+  targets = routing, isolates
+}
+criterion_main!(benches);

@@ -1,0 +1,145 @@
+//! Pool benchmarks, each beside its baseline in the same run:
+//! - cold start with a blank isolate ready, and with the supply exhausted,
+//!   beside a warm request (server side: from the request reaching the
+//!   executor to the response head);
+//! - resident memory per idle warm hello-world worker, over 1,000 workers,
+//!   beside the memory of the engine with no worker warm (measured first,
+//!   while the process is fresh).
+//!
+//! `cargo bench -p edge --bench pool` (release build).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use edge::config::{Config, WorkerConfig};
+use http_body_util::Full;
+
+const COLD: usize = 400;
+const WARM_WORKERS: usize = 1000;
+
+fn config(workers: usize, blank: usize) -> Config {
+  let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workers");
+  let mut c = Config {
+    base_dir: dir,
+    origin: "bench".into(),
+    ..Default::default()
+  };
+  c.runtime.threads = 1;
+  c.runtime.blank_isolates = blank;
+  c.runtime.max_isolates = workers + 16;
+  for i in 0..workers {
+    c.workers.push(WorkerConfig {
+      name: format!("w{i}"),
+      main: "hello/index.js".into(),
+      ..Default::default()
+    });
+  }
+  c
+}
+
+fn req() -> http::Request<Full<Bytes>> {
+  http::Request::get("http://bench.example/")
+    .body(Full::new(Bytes::new()))
+    .unwrap()
+}
+
+fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
+  v.sort();
+  v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+  format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn rss() -> u64 {
+  let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+  s.split_whitespace()
+    .nth(1)
+    .and_then(|v| v.parse::<u64>().ok())
+    .unwrap_or(0)
+    * 4096
+}
+
+async fn cold_starts(blank: usize, pause: Duration) -> (Vec<Duration>, Vec<Duration>, (f64, f64, f64, f64)) {
+  let engine = edge::Engine::new(config(COLD, blank)).unwrap();
+  let (mut cold, mut warm) = (Vec::new(), Vec::new());
+  for i in 0..COLD {
+    tokio::time::sleep(pause).await; // let the blank supply refill
+    let t = Instant::now();
+    let res = engine.handle(&format!("w{i}"), req()).await.unwrap();
+    cold.push(t.elapsed());
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(pause).await;
+    let t = Instant::now();
+    let res = engine.handle(&format!("w{i}"), req()).await.unwrap();
+    warm.push(t.elapsed());
+    assert_eq!(res.status(), 200);
+  }
+  let h = engine.stats_detail();
+  let server = (
+    h.cold_latency.quantile_us(0.5),
+    h.cold_latency.quantile_us(0.99),
+    h.warm_latency.quantile_us(0.5),
+    h.warm_latency.quantile_us(0.99),
+  );
+  let s = engine.stats();
+  assert_eq!(s.cold_starts as usize, COLD);
+  if blank > 0 {
+    assert_eq!(s.blank_misses, 0, "a blank isolate was ready for every cold start");
+  }
+  (cold, warm, server)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+  println!("== memory per idle warm worker ({WARM_WORKERS} hello-world workers, 1 thread)");
+  let engine = edge::Engine::new(config(WARM_WORKERS, 2)).unwrap();
+  tokio::time::sleep(Duration::from_millis(200)).await;
+  let before = rss();
+  for i in 0..WARM_WORKERS {
+    let res = engine.handle(&format!("w{i}"), req()).await.unwrap();
+    assert_eq!(res.status(), 200);
+  }
+  tokio::time::sleep(Duration::from_millis(500)).await;
+  let after = rss();
+  assert_eq!(engine.stats().live_isolates as usize, WARM_WORKERS);
+  println!(
+    "engine, no worker warm (baseline) {:.1} MB RSS",
+    before as f64 / 1048576.0
+  );
+  println!(
+    "after {WARM_WORKERS} warm workers        {:.1} MB RSS: {:.2} MB per worker",
+    after as f64 / 1048576.0,
+    (after - before) as f64 / 1048576.0 / WARM_WORKERS as f64
+  );
+  drop(engine);
+
+  println!("== cold start (engine.handle round trip, 1 executor thread, {COLD} workers)");
+  let us = |v: f64| format!("{:.3} ms", v / 1e3);
+  let (cold, warm, s) = cold_starts(2, Duration::from_millis(8)).await;
+  println!("                          round trip (caller's thread)   server side (to response head, bucket bound)");
+  println!(
+    "warm request (baseline)   p50 {}  p99 {}   p50 {}  p99 {}",
+    ms(pct(warm.clone(), 0.5)),
+    ms(pct(warm, 0.99)),
+    us(s.2),
+    us(s.3)
+  );
+  println!(
+    "cold, blank isolate ready p50 {}  p99 {}   p50 {}  p99 {}",
+    ms(pct(cold.clone(), 0.5)),
+    ms(pct(cold, 0.99)),
+    us(s.0),
+    us(s.1)
+  );
+  let (cold, _, s) = cold_starts(0, Duration::from_millis(1)).await;
+  println!(
+    "cold, supply exhausted    p50 {}  p99 {}   p50 {}  p99 {}",
+    ms(pct(cold.clone(), 0.5)),
+    ms(pct(cold, 0.99)),
+    us(s.0),
+    us(s.1)
+  );
+}
