@@ -47,10 +47,23 @@ pub struct Engine {
   https_addr: Option<std::net::SocketAddr>,
 }
 
-/// Sets V8's process-wide flags once.
-fn init_v8_once() {
+/// Sets V8's process-wide flags once (the first engine of the process
+/// decides): a Wasm memory may not grow past the largest memory budget of
+/// any worker (growth from JS is also counted against the isolate's own
+/// budget; growth from inside Wasm is bounded only by this).
+fn init_v8_once(config: &Config) {
   static ONCE: std::sync::Once = std::sync::Once::new();
-  ONCE.call_once(|| js_api::init_v8(&[]));
+  ONCE.call_once(|| {
+    let largest = config
+      .workers
+      .iter()
+      .map(|w| config.limits_of(w).memory_bytes)
+      .chain([crate::limits::Limits::default().with(&config.limits).memory_bytes])
+      .max()
+      .unwrap_or(128 << 20);
+    let pages = format!("--wasm-max-mem-pages={}", (largest / 65536).max(1));
+    js_api::init_v8(&[&pages]);
+  });
 }
 
 impl Engine {
@@ -81,7 +94,7 @@ impl Engine {
 
   fn start_with(config: Config, listeners: Listeners) -> Result<Self, StartError> {
     config.validate()?;
-    init_v8_once();
+    init_v8_once(&config);
     let mut workers = Vec::new();
     let mut routes = Vec::new();
     for (i, w) in config.workers.iter().enumerate() {

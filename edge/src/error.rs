@@ -97,6 +97,22 @@ impl RequestError {
     }
   }
 
+  /// Logs the failure: worker errors with their stack, limit hits with the
+  /// figure reached, the rest (a client's mistake) at debug level.
+  pub fn log(&self, request_id: crate::logging::RequestId) {
+    match self {
+      Self::Worker { error, .. } | Self::Startup { error, .. } => {
+        let stack = match error {
+          JsApiError::Threw(x) | JsApiError::Startup(x) => x.stack.as_deref().unwrap_or(""),
+          _ => "",
+        };
+        tracing::error!(%request_id, "{self}\n{stack}");
+      }
+      Self::Limit { .. } => tracing::warn!(%request_id, "{self}"),
+      _ => tracing::debug!(%request_id, "{self}"),
+    }
+  }
+
   /// The client's view: a plain-text status and explanation. In `dev`
   /// mode the worker's stack trace is included; otherwise it only goes to
   /// the log.

@@ -205,6 +205,9 @@ fn run_job(exec: &Rc<Executor>, job: Job) {
         let request_id = exec.next_request_id();
         let mut info = RunInfo::default();
         let res = exec.run(&worker, req, body_over, request_id, &mut info).await;
+        if let Err(e) = &res {
+          e.log(request_id);
+        }
         let _ = reply.send(res.map(|r| r.map(EdgeBody::into_send)));
       });
     }

@@ -90,16 +90,7 @@ async fn handle(exec: Rc<Executor>, conn: Rc<Conn>, req: Request<Incoming>) -> R
   let res = match result {
     Ok(res) => res,
     Err(e) => {
-      match &e {
-        RequestError::Worker { error, .. } | RequestError::Startup { error, .. } => {
-          let stack = match error {
-            js_api::JsApiError::Threw(x) | js_api::JsApiError::Startup(x) => x.stack.as_deref().unwrap_or(""),
-            _ => "",
-          };
-          tracing::error!(%request_id, "{e}\n{stack}");
-        }
-        _ => tracing::debug!(%request_id, "{e}"),
-      }
+      e.log(request_id);
       e.to_response(exec.shared.config.dev)
     }
   };

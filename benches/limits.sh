@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# How long after its limit each attack of workers/attacks/index.js is
+# stopped: runs `edge dev` on it (cpu_ms 50, memory_mb 128 from the
+# defaults, wall_ms 1000) and prints, per attack, the status, the figure the
+# server reports and the wall time of the request.
+#
+# ./benches/limits.sh
+set -euo pipefail
+. "$(dirname "$0")/../scripts/env.sh"
+cargo build --release -q -p edge --bin edge
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"; kill $pid 2>/dev/null || true' EXIT
+cp workers/attacks/index.js "$dir/attacks.js"
+cat > "$dir/edge.toml" <<TOML
+[listen]
+http = "127.0.0.1:9201"
+[runtime]
+threads = 1
+[limits]
+wall_ms = 1000
+[[worker]]
+name = "attacks"
+main = "attacks.js"
+routes = ["*"]
+TOML
+RUST_LOG=warn target/release/edge serve --config "$dir/edge.toml" >/dev/null 2>&1 &
+pid=$!
+until curl -sf http://127.0.0.1:9201/ >/dev/null; do sleep 0.05; done
+printf "| attack | status | edge-limit | server's figure | request wall time |\n|---|---|---|---|---|\n"
+for path in /spin /microtasks /timers /wasm-spin /regex /json /array-bomb /string-bomb /buffer /buffers /wasm-grow /slow; do
+  out=$(curl -s -o "$dir/body" -w '%{http_code} %{time_total}' -D "$dir/headers" "http://127.0.0.1:9201$path")
+  limit=$(awk -F': ' 'tolower($1)=="edge-limit" {print $2}' "$dir/headers" | tr -d '\r')
+  figure=$(sed -n 2p "$dir/body" | sed 's/.*exceeded //')
+  printf "| %s | %s | %s | %s | %.1f ms |\n" "$path" "${out%% *}" "${limit:--}" "$figure" "$(echo "${out##* } * 1000" | bc -l)"
+done

@@ -1,0 +1,39 @@
+// Attacks on purpose, one per path: what the limits stop. Used by the
+// limit tests (tests/limits.rs) and by benches/limits.sh, which reports how
+// long after each limit the request was stopped. Anything else answers
+// "good". /wasm-spin runs `(func (export "spin") (loop (br 0)))`.
+const attacks = {
+  "/spin": () => { while (true) {} },
+  "/microtasks": async () => { for (;;) await null; },
+  "/timers": () => new Promise(() => { const again = () => { const t = Date.now(); while (Date.now() - t < 2) {} setTimeout(again, 0); }; again(); }),
+  "/wasm-spin": () => new WebAssembly.Instance(new WebAssembly.Module(new Uint8Array([0,97,115,109,1,0,0,0,1,4,1,96,0,0,3,2,1,0,7,8,1,4,115,112,105,110,0,0,10,9,1,7,0,3,64,12,0,11,11]))).exports.spin(),
+  "/regex": () => /^(a+)+$/.test("a".repeat(40) + "b"),
+  "/json": () => { let s = "["; for (let i = 0; i < 20; i++) s += '{"k":[1,2,3],"v":"x"},'.repeat(50000); JSON.parse(s + "0]"); },
+  "/array-bomb": () => { const a = []; for (;;) a.push({ x: a.length, y: [1, 2, 3] }); },
+  "/string-bomb": () => { let s = "x".repeat(1 << 20); const keep = []; for (;;) { s = s + s.slice(0, 1 << 20) + "y"; keep.push(s.slice(1)); } },
+  "/buffer": () => new ArrayBuffer(1 << 30),
+  "/buffers": () => { const keep = []; for (;;) keep.push(new Uint8Array(8 << 20)); },
+  "/wasm-grow": () => { const m = new WebAssembly.Memory({ initial: 1, maximum: 65536 }); for (;;) { m.grow(160); new Uint8Array(m.buffer).fill(1); } },
+  "/recursion-caught": () => { const f = (n) => f(n + 1) + 1; try { f(0); } catch (e) { return new Response("caught " + e.constructor.name); } },
+  "/recursion": () => { const f = (n) => f(n + 1) + 1; return f(0); },
+  "/slow": () => new Promise((r) => setTimeout(() => r(new Response("late")), 5000)),
+  "/never": () => new Promise(() => {}),
+  "/read-body": async (req) => new Response("read " + (await req.arrayBuffer()).byteLength),
+  "/fetches": async (req, env) => {
+    const out = [];
+    for (let i = 0; i < 4; i++) {
+      try { await (await fetch(env.UP)).text(); out.push("ok"); } catch (e) { out.push(e.constructor.name + ": " + e.message); }
+    }
+    return new Response(out.join("\n"));
+  },
+};
+export default {
+  async fetch(req, env, ctx) {
+    const path = new URL(req.url).pathname;
+    if (path === "/background-spin") { ctx.waitUntil(new Promise((r) => setTimeout(r, 20)).then(() => { while (true) {} })); return new Response("sent"); }
+    const attack = attacks[path];
+    if (!attack) return new Response("good");
+    const r = await attack(req, env);
+    return r instanceof Response ? r : new Response("survived " + String(r));
+  },
+};
