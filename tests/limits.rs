@@ -4,11 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{body, collect, rss_bytes, Fixture, H1};
-
-/// Wasm: `(func (export "spin") (loop (br 0)))`.
-const SPIN_WASM: &str =
-  "[0,97,115,109,1,0,0,0,1,4,1,96,0,0,3,2,1,0,7,8,1,4,115,112,105,110,0,0,10,9,1,7,0,3,64,12,0,11,11]";
+use crate::support::{body, collect, rss_bytes, streamed_body, Fixture, H1};
 
 fn attack_worker() -> String {
   std::fs::read_to_string(crate::support::examples_dir().join("attacks/index.js")).unwrap()
@@ -83,12 +79,7 @@ async fn expect_limit_on(t: &Target, host: &str, path: &str, status: u16, limit:
   let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
   let r = c.get(host, path).await;
   assert_eq!(r.status, status, "{path}: {}", r.body);
-  assert_eq!(
-    r.headers.get("edge-limit").map(|v| v.to_str().unwrap()),
-    Some(limit),
-    "{path}: {}",
-    r.body
-  );
+  assert_eq!(r.limit(), Some(limit), "{path}: {}", r.body);
   assert!(r.body.contains(&format!("{limit} limit")), "{path}: {}", r.body);
   let good = c.get(host, "/").await;
   assert_eq!(
@@ -137,12 +128,7 @@ async fn wasm_memory_growth_is_stopped() {
   let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
   let r = c.get("mem.test", "/wasm-grow").await;
   assert_eq!(r.status, 503, "{}", r.body);
-  assert_eq!(
-    r.headers.get("edge-limit").map(|v| v.to_str().unwrap()),
-    Some("memory"),
-    "{}",
-    r.body
-  );
+  assert_eq!(r.limit(), Some("memory"), "{}", r.body);
   assert_eq!(c.get("mem.test", "/").await.body, "good");
 }
 
@@ -185,40 +171,16 @@ async fn request_bodies_over_the_limit_get_413() {
     .body(body(big.clone()))
     .unwrap();
   let r = collect(c.send(req).await).await;
-  assert_eq!(
-    (r.status, r.headers.get("edge-limit").map(|v| v.to_str().unwrap())),
-    (413, Some("body")),
-    "{}",
-    r.body
-  );
+  assert_eq!((r.status, r.limit()), (413, Some("body")), "{}", r.body);
 
   // Chunked, growing past the limit while the worker reads it.
   let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
-  let (tx, rx) =
-    tokio::sync::mpsc::channel::<Result<http_body::Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>>(4);
-  tokio::spawn(async move {
-    for _ in 0..20 {
-      if tx
-        .send(Ok(http_body::Frame::data(bytes::Bytes::from(vec![b'y'; 128 << 10]))))
-        .await
-        .is_err()
-      {
-        return;
-      }
-    }
-  });
-  let stream = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
   let req = http::Request::post("/read-body")
     .header("host", "attack.test")
-    .body(http_body_util::BodyExt::boxed(stream))
+    .body(streamed_body(20, 128 << 10, b'y'))
     .unwrap();
   let r = collect(c.send(req).await).await;
-  assert_eq!(
-    (r.status, r.headers.get("edge-limit").map(|v| v.to_str().unwrap())),
-    (413, Some("body")),
-    "{}",
-    r.body
-  );
+  assert_eq!((r.status, r.limit()), (413, Some("body")), "{}", r.body);
 
   let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
   let req = http::Request::post("/read-body")
@@ -241,10 +203,7 @@ async fn subrequests_past_the_limit_reject_with_a_type_error() {
     "{}",
     r.body
   );
-  assert_eq!(
-    r.headers.get("edge-limit").map(|v| v.to_str().unwrap()),
-    Some("subrequests")
-  );
+  assert_eq!(r.limit(), Some("subrequests"));
   // The count is per request.
   let r = c.get("attack.test", "/fetches").await;
   assert!(r.body.starts_with("ok\nok\nTypeError"), "{}", r.body);

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use crate::support::{examples_dir, rss_bytes, Fixture, Upstream, H1};
+use crate::support::{examples_dir, rss_bytes, streamed_body, Fixture, Upstream, H1};
 
 #[tokio::test]
 async fn response_chunks_arrive_before_the_stream_ends() {
@@ -88,20 +88,9 @@ async fn large_upload_echoed_back_keeps_memory_flat() {
   assert_eq!(r.status, 200);
   let before = rss_bytes();
 
-  let chunk = Bytes::from(vec![7u8; MB]);
-  let (tx, rx) =
-    tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>>(2);
-  tokio::spawn(async move {
-    for _ in 0..TOTAL / MB {
-      if tx.send(Ok(http_body::Frame::data(chunk.clone()))).await.is_err() {
-        return;
-      }
-    }
-  });
-  let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
   let req = http::Request::post("/")
     .header("host", "echo.test")
-    .body(BodyExt::boxed(body))
+    .body(streamed_body(TOTAL / MB, MB, 7))
     .unwrap();
   let res = c.send(req).await;
   assert_eq!(res.status(), 200);

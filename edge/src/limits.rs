@@ -149,8 +149,10 @@ impl CpuMeter {
     let start = Instant::now();
     watch.arm(stopper, self.limit.saturating_sub(self.used), start);
     let r = f();
-    let fired = watch.disarm();
-    self.used += start.elapsed();
+    let (fired, cpu) = watch.disarm();
+    // A slice the watchdog watched is measured on the thread's CPU clock;
+    // a short one by its duration.
+    self.used += cpu.unwrap_or_else(|| start.elapsed());
     if fired || self.used > self.limit {
       self.exceeded = true;
     }
@@ -211,9 +213,16 @@ impl Watch {
     }
   }
 
-  /// Clears the slice; true if the watchdog terminated it.
-  fn disarm(&self) -> bool {
-    self.slot.lock().expect("watch").take().is_some_and(|s| s.fired)
+  /// Clears the slice: whether the watchdog terminated it, and its CPU
+  /// time if the watchdog saw it run.
+  fn disarm(&self) -> (bool, Option<Duration>) {
+    match self.slot.lock().expect("watch").take() {
+      Some(s) => (
+        s.fired,
+        s.start_cpu.map(|start| clock_time(self.clock).saturating_sub(start)),
+      ),
+      None => (false, None),
+    }
   }
 }
 

@@ -120,12 +120,35 @@ pub fn empty() -> BoxBody {
   body(Bytes::new())
 }
 
+/// A request body sent as `count` chunks of `size` bytes of `byte`, by a
+/// task that feeds a channel (the server sees a chunked, streamed body).
+pub fn streamed_body(count: usize, size: usize, byte: u8) -> BoxBody {
+  let (tx, rx) =
+    tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>>(2);
+  let chunk = Bytes::from(vec![byte; size]);
+  tokio::spawn(async move {
+    for _ in 0..count {
+      if tx.send(Ok(http_body::Frame::data(chunk.clone()))).await.is_err() {
+        return;
+      }
+    }
+  });
+  http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed()
+}
+
 /// A response with its whole body read.
 pub struct Got {
   pub status: u16,
   pub headers: http::HeaderMap,
   pub body: String,
   pub version: http::Version,
+}
+
+impl Got {
+  /// The `edge-limit` header, if the response has one.
+  pub fn limit(&self) -> Option<&str> {
+    self.headers.get("edge-limit").and_then(|v| v.to_str().ok())
+  }
 }
 
 pub async fn collect(res: Response<hyper::body::Incoming>) -> Got {
