@@ -97,6 +97,18 @@ fn isolates(c: &mut Criterion) {
     )
   });
 
+  c.bench_function("cold start of a never-seen worker: bind + call (no module or code cache)", |b| {
+    b.iter_batched(
+      || (Isolate::new(&config).unwrap(), hello_worker("fresh")),
+      |(mut iso, fresh)| {
+        rt.block_on(iso.bind(fresh.code.clone(), &fresh.net, 50, log.clone())).unwrap();
+        call_ready(&mut iso);
+        iso
+      },
+      BatchSize::PerIteration,
+    )
+  });
+
   c.bench_function("blank isolate from the snapshot (the supply's cost)", |b| {
     b.iter_batched(|| (), |_| Isolate::new(&config).unwrap(), BatchSize::PerIteration)
   });

@@ -34,6 +34,10 @@ pub fn init_v8(flags: &[&str]) {
   let _ = rustls::crypto::ring::default_provider().install_default();
   let mut args = vec!["edge".to_string()];
   args.extend(flags.iter().map(|s| s.to_string()));
+  // Operators may add V8 flags (space separated) for experiments.
+  if let Ok(extra) = std::env::var("EDGE_V8_FLAGS") {
+    args.extend(extra.split_whitespace().map(str::to_string));
+  }
   let _ = deno_core::v8_set_flags(args);
   deno_core::JsRuntime::init_platform(None);
 }
