@@ -97,11 +97,32 @@ fn isolates(c: &mut Criterion) {
     )
   });
 
-  c.bench_function("cold start of a never-seen worker: bind + call (no module or code cache)", |b| {
+  c.bench_function(
+    "cold start of a never-seen worker: bind + call (no module or code cache)",
+    |b| {
+      b.iter_batched(
+        || (Isolate::new(&config).unwrap(), hello_worker("fresh")),
+        |(mut iso, fresh)| {
+          rt.block_on(iso.bind(fresh.code.clone(), &fresh.net, 50, log.clone()))
+            .unwrap();
+          call_ready(&mut iso);
+          iso
+        },
+        BatchSize::PerIteration,
+      )
+    },
+  );
+
+  c.bench_function("second call of a freshly bound isolate", |b| {
     b.iter_batched(
-      || (Isolate::new(&config).unwrap(), hello_worker("fresh")),
-      |(mut iso, fresh)| {
-        rt.block_on(iso.bind(fresh.code.clone(), &fresh.net, 50, log.clone())).unwrap();
+      || {
+        let mut iso = Isolate::new(&config).unwrap();
+        rt.block_on(iso.bind(worker.code.clone(), &worker.net, 50, log.clone()))
+          .unwrap();
+        call_ready(&mut iso);
+        iso
+      },
+      |mut iso| {
         call_ready(&mut iso);
         iso
       },
