@@ -153,17 +153,17 @@ async fn console_goes_to_the_log_with_worker_and_request_id() {
   let f = Fixture::new();
   f.file("c.js", "export default { fetch() { console.log('hello from', 'console-worker', 42); console.error(new Error('logged error')); return new Response('ok') } }");
   let engine = one_worker(&f, "consoletest", "c.js", "");
-  assert_eq!(
-    get(engine.http_addr().unwrap(), "consoletest.test", "/").await.body,
-    "ok"
-  );
+  let r = get(engine.http_addr().unwrap(), "consoletest.test", "/").await;
+  assert_eq!(r.body, "ok");
+  let id = r.headers["edge-request-id"].to_str().unwrap().to_string();
+  assert_eq!(id.len(), 16, "{id}");
   let logs = logs();
   let line = logs
     .lines()
     .find(|l| l.contains("hello from console-worker 42"))
     .unwrap_or_else(|| panic!("console.log line in the log:\n{logs}"));
   assert!(
-    line.contains("worker=\"consoletest\"") && line.contains("request_id="),
+    line.contains("worker=\"consoletest\"") && line.contains(&format!("request_id={id}")),
     "{line}"
   );
   assert!(line.contains("INFO"), "{line}");

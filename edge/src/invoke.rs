@@ -57,7 +57,7 @@ pub async fn run(
     hit,
   };
   let body_over = || body_over.as_ref().is_some_and(|b| b.load(Ordering::SeqCst));
-  let result = match call(&mut flight, req, deadline).await {
+  let result = match call(&mut flight, req, request_id, deadline).await {
     Some(r) => r.map_err(|error| {
       if matches!(error, JsApiError::Terminated) {
         flight.lease.isolate().poison();
@@ -160,11 +160,16 @@ fn body_hit(limits: &Limits) -> LimitHit {
 /// Calls the handler and drives it until its response is ready; `None`
 /// when the wall clock ran out first. A handler that answers without
 /// waiting needs no timer at all.
-async fn call(f: &mut Flight, req: JsRequest, deadline: Instant) -> Option<Result<JsResponse, JsApiError>> {
+async fn call(
+  f: &mut Flight,
+  req: JsRequest,
+  request_id: RequestId,
+  deadline: Instant,
+) -> Option<Result<JsResponse, JsApiError>> {
   let stopper = f.lease.isolate().stopper();
   let started = {
     let (cpu, lease, watch) = (&mut f.cpu, &mut f.lease, &f.watch);
-    cpu.measure(watch, &stopper, || lease.isolate().call(req, 0))
+    cpu.measure(watch, &stopper, || lease.isolate().call(req, request_id.0))
   };
   match started {
     Ok(CallState::Ready(r)) => Some(Ok(r)),

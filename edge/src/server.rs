@@ -87,13 +87,17 @@ async fn handle(exec: Rc<Executor>, conn: Rc<Conn>, req: Request<Incoming>) -> R
   let mut info = RunInfo::default();
   let mut worker_name: Option<Arc<str>> = None;
   let result = route_and_run(&exec, &conn, req, request_id, &mut info, &mut worker_name).await;
-  let res = match result {
+  let mut res = match result {
     Ok(res) => res,
     Err(e) => {
       e.log(request_id);
       e.to_response(exec.shared.config.dev)
     }
   };
+  // The id the worker's console lines and the server's log carry.
+  if let Ok(v) = http::HeaderValue::from_str(&request_id.to_string()) {
+    res.headers_mut().insert("edge-request-id", v);
+  }
   tracing::debug!(
     target: "access",
     %request_id,
