@@ -120,26 +120,17 @@ async fn main() {
   let us = |v: f64| format!("{:.3} ms", v / 1e3);
   let (cold, warm, s) = cold_starts(2, Duration::from_millis(8)).await;
   println!("                          round trip (caller's thread)   server side (to response head, bucket bound)");
-  println!(
-    "warm request (baseline)   p50 {}  p99 {}   p50 {}  p99 {}",
-    ms(pct(warm.clone(), 0.5)),
-    ms(pct(warm, 0.99)),
-    us(s.2),
-    us(s.3)
-  );
-  println!(
-    "cold, blank isolate ready p50 {}  p99 {}   p50 {}  p99 {}",
-    ms(pct(cold.clone(), 0.5)),
-    ms(pct(cold, 0.99)),
-    us(s.0),
-    us(s.1)
-  );
+  let row = |name: &str, round: &[Duration], server: (f64, f64)| {
+    println!(
+      "{name:<25} p50 {}  p99 {}   p50 {}  p99 {}",
+      ms(pct(round.to_vec(), 0.5)),
+      ms(pct(round.to_vec(), 0.99)),
+      us(server.0),
+      us(server.1)
+    )
+  };
+  row("warm request (baseline)", &warm, (s.2, s.3));
+  row("cold, blank isolate ready", &cold, (s.0, s.1));
   let (cold, _, s) = cold_starts(0, Duration::from_millis(1)).await;
-  println!(
-    "cold, supply exhausted    p50 {}  p99 {}   p50 {}  p99 {}",
-    ms(pct(cold.clone(), 0.5)),
-    ms(pct(cold, 0.99)),
-    us(s.0),
-    us(s.1)
-  );
+  row("cold, supply exhausted", &cold, (s.0, s.1));
 }

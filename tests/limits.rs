@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{body, collect, rss_bytes, streamed_body, Fixture, H1};
+use crate::support::{body, collect, rss_bytes, streamed_body, BoxBody, Fixture, H1};
 
 fn attack_worker() -> String {
   std::fs::read_to_string(crate::support::examples_dir().join("attacks/index.js")).unwrap()
@@ -163,31 +163,21 @@ async fn deep_recursion_is_a_range_error() {
 #[tokio::test]
 async fn request_bodies_over_the_limit_get_413() {
   let t = target().await;
-  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+  let post = |body: BoxBody| async {
+    let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+    let req = http::Request::post("/read-body")
+      .header("host", "attack.test")
+      .body(body)
+      .unwrap();
+    collect(c.send(req).await).await
+  };
   // Declared too large: refused before the worker runs.
-  let big = vec![b'x'; (1 << 20) + 1];
-  let req = http::Request::post("/read-body")
-    .header("host", "attack.test")
-    .body(body(big.clone()))
-    .unwrap();
-  let r = collect(c.send(req).await).await;
+  let r = post(body(vec![b'x'; (1 << 20) + 1])).await;
   assert_eq!((r.status, r.limit()), (413, Some("body")), "{}", r.body);
-
   // Chunked, growing past the limit while the worker reads it.
-  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
-  let req = http::Request::post("/read-body")
-    .header("host", "attack.test")
-    .body(streamed_body(20, 128 << 10, b'y'))
-    .unwrap();
-  let r = collect(c.send(req).await).await;
+  let r = post(streamed_body(20, 128 << 10, b'y')).await;
   assert_eq!((r.status, r.limit()), (413, Some("body")), "{}", r.body);
-
-  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
-  let req = http::Request::post("/read-body")
-    .header("host", "attack.test")
-    .body(body(vec![b'z'; 1000]))
-    .unwrap();
-  assert_eq!(collect(c.send(req).await).await.body, "read 1000");
+  assert_eq!(post(body(vec![b'z'; 1000])).await.body, "read 1000");
 }
 
 #[tokio::test]

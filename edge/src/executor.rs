@@ -64,18 +64,6 @@ impl Executor {
     self.next_request.set(n);
     RequestId(((self.index as u64) << 48) | (n & 0xffff_ffff_ffff))
   }
-
-  /// Runs a request through a worker on this thread.
-  pub async fn run(
-    &self,
-    worker: &Arc<Worker>,
-    req: JsRequest,
-    body_over: Option<BodyOverLimit>,
-    request_id: RequestId,
-    info: &mut RunInfo,
-  ) -> Result<Response<EdgeBody>, RequestError> {
-    crate::invoke::run(&self.pool, &self.watch, worker, req, body_over, request_id, info).await
-  }
 }
 
 /// Handle to a running executor thread.
@@ -204,7 +192,7 @@ fn run_job(exec: &Rc<Executor>, job: Job) {
       tokio::task::spawn_local(async move {
         let request_id = exec.next_request_id();
         let mut info = RunInfo::default();
-        let res = exec.run(&worker, req, body_over, request_id, &mut info).await;
+        let res = crate::invoke::run(&exec, &worker, req, body_over, request_id, &mut info).await;
         if let Err(e) = &res {
           e.log(request_id);
         }

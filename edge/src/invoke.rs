@@ -15,9 +15,10 @@ use tokio::time::Instant;
 
 use crate::body::EdgeBody;
 use crate::error::RequestError;
+use crate::executor::Executor;
 use crate::limits::{CpuMeter, LimitHit, LimitKind, Limits, Watch};
 use crate::logging::RequestId;
-use crate::pool::{Lease, Pool};
+use crate::pool::Lease;
 use crate::worker::Worker;
 
 /// What the access log wants to know of a handled request.
@@ -32,8 +33,7 @@ pub type BodyOverLimit = Arc<AtomicBool>;
 
 /// Runs one request through `worker` on this thread.
 pub async fn run(
-  pool: &Rc<Pool>,
-  watch: &Arc<Watch>,
+  exec: &Executor,
   worker: &Arc<Worker>,
   req: JsRequest,
   body_over: Option<BodyOverLimit>,
@@ -44,6 +44,7 @@ pub async fn run(
   let limits = worker.limits;
   // Waiting for a free isolate is not the worker's time: each busy one is
   // bounded by its own limits. The wall clock starts with the handler.
+  let (pool, watch) = (&exec.pool, &exec.watch);
   let lease = pool.acquire(worker).await?;
   info.cold = lease.cold;
   let deadline = Instant::now() + limits.wall;

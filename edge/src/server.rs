@@ -154,7 +154,7 @@ async fn route_and_run(
     headers: parts.headers,
     body,
   };
-  exec.run(&worker, req, over, request_id, info).await
+  crate::invoke::run(exec, &worker, req, over, request_id, info).await
 }
 
 fn body_too_large(worker: &crate::worker::Worker) -> crate::limits::LimitHit {
