@@ -113,13 +113,16 @@ impl Body for SendBody {
   }
 }
 
+/// Set by a request body when it grew past its limit.
+pub type BodyOverLimit = Arc<AtomicBool>;
+
 /// A request body that fails once it passes `limit` bytes, and says so in
 /// `over` (the request then gets 413 whatever the worker did).
 pub struct LimitedBody<B> {
   inner: B,
   seen: u64,
   limit: u64,
-  over: Arc<AtomicBool>,
+  over: BodyOverLimit,
 }
 
 impl<B> Body for LimitedBody<B>
@@ -161,7 +164,7 @@ where
 /// The request body as the isolate takes it: `None` for an empty body;
 /// refused at once when its declared length is over `limit`.
 #[allow(clippy::type_complexity)]
-pub fn request_body<B>(body: B, limit: u64) -> Result<(Option<RequestBody>, Option<Arc<AtomicBool>>), BodyTooLarge>
+pub fn request_body<B>(body: B, limit: u64) -> Result<(Option<RequestBody>, Option<BodyOverLimit>), BodyTooLarge>
 where
   B: Body<Data = Bytes> + Unpin + Send + 'static,
   B::Error: Into<BoxError>,

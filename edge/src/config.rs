@@ -167,7 +167,12 @@ impl Config {
 
   /// The limits of `w`: its own, then the server's, then the defaults.
   pub fn limits_of(&self, w: &WorkerConfig) -> Limits {
-    Limits::default().with(&self.limits).with(&w.limits)
+    self.default_limits().with(&w.limits)
+  }
+
+  /// The limits of a worker that sets none of its own.
+  pub fn default_limits(&self) -> Limits {
+    Limits::default().with(&self.limits)
   }
 
   fn check_limits(&self, field: &str, l: &LimitsConfig) -> Result<(), ConfigError> {

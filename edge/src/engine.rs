@@ -58,7 +58,7 @@ fn init_v8_once(config: &Config) {
       .workers
       .iter()
       .map(|w| config.limits_of(w).memory_bytes)
-      .chain([crate::limits::Limits::default().with(&config.limits).memory_bytes])
+      .chain([config.default_limits().memory_bytes])
       .max()
       .unwrap_or(128 << 20);
     let pages = format!("--wasm-max-mem-pages={}", (largest / 65536).max(1));
@@ -207,11 +207,7 @@ impl Engine {
     let (body, body_over) =
       crate::body::request_body(Box::pin(body), w.limits.request_body_bytes).map_err(|e| RequestError::Limit {
         worker: worker.into(),
-        hit: crate::limits::LimitHit {
-          kind: crate::limits::LimitKind::Body,
-          limit: format!("{} MB", e.limit >> 20),
-          reached: "the declared length is larger".into(),
-        },
+        hit: crate::limits::LimitHit::body(e.limit, "the declared length is larger"),
       })?;
     let req = JsRequest {
       method: parts.method,
@@ -262,7 +258,7 @@ impl Drop for Engine {
 
 fn isolate_config(config: &Config) -> Result<IsolateConfig, StartError> {
   let mut ic = IsolateConfig {
-    memory_limit_bytes: crate::limits::Limits::default().with(&config.limits).memory_bytes,
+    memory_limit_bytes: config.default_limits().memory_bytes,
     ..Default::default()
   };
   if !config.fetch.ca_files.is_empty() {

@@ -12,10 +12,11 @@ use http::Response;
 use js_api::JsRequest;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::body::BodyOverLimit;
 use crate::body::{EdgeBody, SendBody};
 use crate::engine::Shared;
 use crate::error::RequestError;
-use crate::invoke::{BodyOverLimit, RunInfo};
+use crate::invoke::RunInfo;
 use crate::limits::Watch;
 use crate::logging::{ConsoleSink, RequestId};
 use crate::pool::Pool;

@@ -4,7 +4,7 @@
 //! lease in a task on this thread until it is done, under the same limits.
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use http::{HeaderValue, Response};
 use js_api::{CallState, JsApiError, JsBody, JsRequest, JsResponse, StreamShared};
 use tokio::time::Instant;
 
-use crate::body::EdgeBody;
+use crate::body::{BodyOverLimit, EdgeBody};
 use crate::error::RequestError;
 use crate::executor::Executor;
 use crate::limits::{CpuMeter, LimitHit, LimitKind, Limits, Watch};
@@ -27,9 +27,6 @@ pub struct RunInfo {
   pub cold: bool,
   pub cpu: Duration,
 }
-
-/// Set by the request body when it grew past its limit.
-pub type BodyOverLimit = Arc<AtomicBool>;
 
 /// Runs one request through `worker` on this thread.
 pub async fn run(
@@ -151,11 +148,7 @@ fn discard(f: &mut Flight) {
 }
 
 fn body_hit(limits: &Limits) -> LimitHit {
-  LimitHit {
-    kind: LimitKind::Body,
-    limit: format!("{} MB", limits.request_body_bytes >> 20),
-    reached: "the request body is larger".into(),
-  }
+  LimitHit::body(limits.request_body_bytes, "the request body is larger")
 }
 
 /// Calls the handler and drives it until its response is ready; `None`

@@ -96,6 +96,17 @@ pub struct LimitHit {
   pub reached: String,
 }
 
+impl LimitHit {
+  /// The request body passed `limit` bytes; `how` says how it was seen.
+  pub fn body(limit: u64, how: &str) -> Self {
+    Self {
+      kind: LimitKind::Body,
+      limit: format!("{} MB", limit >> 20),
+      reached: how.into(),
+    }
+  }
+}
+
 impl std::fmt::Display for LimitHit {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     write!(

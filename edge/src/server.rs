@@ -146,7 +146,10 @@ async fn route_and_run(
   let url = format!("{scheme}://{host}{path}");
   let (body, over) = request_body(body, worker.limits.request_body_bytes).map_err(|_| RequestError::Limit {
     worker: worker.name.to_string(),
-    hit: body_too_large(&worker),
+    hit: crate::limits::LimitHit::body(
+      worker.limits.request_body_bytes,
+      "the declared Content-Length is larger",
+    ),
   })?;
   let req = JsRequest {
     method: parts.method,
@@ -155,12 +158,4 @@ async fn route_and_run(
     body,
   };
   crate::invoke::run(exec, &worker, req, over, request_id, info).await
-}
-
-fn body_too_large(worker: &crate::worker::Worker) -> crate::limits::LimitHit {
-  crate::limits::LimitHit {
-    kind: crate::limits::LimitKind::Body,
-    limit: format!("{} MB", worker.limits.request_body_bytes >> 20),
-    reached: "the declared Content-Length is larger".into(),
-  }
 }

@@ -78,9 +78,4 @@ impl JsApiError {
       Self::Threw(ex)
     }
   }
-
-  /// True when the script was stopped from outside (a limit), not by itself.
-  pub fn is_terminated(&self) -> bool {
-    matches!(self, Self::Terminated)
-  }
 }

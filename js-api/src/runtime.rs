@@ -180,10 +180,6 @@ impl Isolate {
     self.stopper.clone()
   }
 
-  pub fn worker(&self) -> Option<&Arc<WorkerCode>> {
-    self.worker.as_ref()
-  }
-
   /// Whether the isolate may serve another request of its worker.
   pub fn is_reusable(&self) -> bool {
     self.worker.is_some() && !self.poisoned.get() && !self.stopper.memory.exceeded()

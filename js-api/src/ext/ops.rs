@@ -1,7 +1,6 @@
 //! Ops: the only way a worker's JavaScript reaches Rust. Request headers and
 //! body are handed over lazily, when the worker reads them.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use deno_core::convert::ByteString;
@@ -99,6 +98,3 @@ pub fn op_edge_req_body(state: &mut OpState, #[smi] id: u32) -> Result<ResourceI
     .ok_or_else(|| JsErrorBox::type_error("The request body was already taken"))?;
   Ok(state.resource_table.add(RequestBodyResource::new(body)))
 }
-
-/// Shared handle for ops that need the whole state.
-pub type SharedState = Rc<RefCell<OpState>>;
