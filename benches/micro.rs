@@ -31,7 +31,7 @@ fn hello_worker(name: &str) -> Arc<Worker> {
     main: "hello/index.js".into(),
     ..Default::default()
   };
-  Worker::from_config(&config, 0, &w).unwrap()
+  Worker::from_config(&config, 0, &w, Default::default()).unwrap()
 }
 
 fn request() -> JsRequest {

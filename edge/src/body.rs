@@ -13,6 +13,8 @@ use http_body::{Body, Frame, SizeHint};
 use js_api::{BodyTooLarge, RequestBody, ResponseStream};
 use tokio::sync::mpsc;
 
+use crate::logging::AccessLine;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A response body served on the thread that runs the worker.
@@ -20,7 +22,20 @@ pub struct EdgeBody(Kind);
 
 enum Kind {
   Full(Option<Bytes>),
-  Stream(Box<ResponseStream>),
+  Stream(Box<ResponseStream>, Option<Box<StreamEnd>>),
+}
+
+/// Written when a streamed body ends (or is dropped unfinished): the access
+/// line, with the bytes sent.
+struct StreamEnd {
+  line: AccessLine,
+  bytes: u64,
+}
+
+impl Drop for StreamEnd {
+  fn drop(&mut self) {
+    self.line.emit(self.bytes);
+  }
 }
 
 impl EdgeBody {
@@ -33,7 +48,16 @@ impl EdgeBody {
   }
 
   pub fn stream(s: ResponseStream) -> Self {
-    Self(Kind::Stream(Box::new(s)))
+    Self(Kind::Stream(Box::new(s), None))
+  }
+
+  /// Writes `line` once the body is sent: now for a whole body, at its end
+  /// for a stream.
+  pub fn log_access(&mut self, line: AccessLine) {
+    match &mut self.0 {
+      Kind::Full(b) => line.emit(b.as_ref().map_or(0, |b| b.len() as u64)),
+      Kind::Stream(_, end) => *end = Some(Box::new(StreamEnd { line, bytes: 0 })),
+    }
   }
 
   /// Moves the body to another thread: a task on this thread pumps it into
@@ -41,7 +65,7 @@ impl EdgeBody {
   pub fn into_send(self) -> SendBody {
     match self.0 {
       Kind::Full(b) => SendBody(SendKind::Full(b)),
-      Kind::Stream(mut s) => {
+      Kind::Stream(mut s, _) => {
         let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(4);
         tokio::task::spawn_local(async move {
           while let Some(chunk) = std::future::poll_fn(|cx| s.poll_chunk(cx)).await {
@@ -64,9 +88,13 @@ impl Body for EdgeBody {
   fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
     match &mut self.get_mut().0 {
       Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-      Kind::Stream(s) => s
-        .poll_chunk(cx)
-        .map(|o| o.map(|r| r.map(Frame::data).map_err(|e| Box::new(e) as BoxError))),
+      Kind::Stream(s, end) => {
+        let chunk = s.poll_chunk(cx);
+        if let (Some(end), Poll::Ready(Some(Ok(b)))) = (end.as_mut(), &chunk) {
+          end.bytes += b.len() as u64;
+        }
+        chunk.map(|o| o.map(|r| r.map(Frame::data).map_err(|e| Box::new(e) as BoxError)))
+      }
     }
   }
 
@@ -77,7 +105,7 @@ impl Body for EdgeBody {
   fn size_hint(&self) -> SizeHint {
     match &self.0 {
       Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-      Kind::Stream(_) => SizeHint::default(),
+      Kind::Stream(..) => SizeHint::default(),
     }
   }
 }

@@ -24,6 +24,13 @@ pub struct Config {
   pub limits: LimitsConfig,
   #[serde(default)]
   pub tls: Vec<TlsEntry>,
+  #[serde(default)]
+  pub server: ServerConfig,
+  #[serde(default)]
+  pub log: LogConfig,
+  /// The admin API; off unless `[admin] listen` is set.
+  #[serde(default)]
+  pub admin: AdminConfig,
   #[serde(default, rename = "worker")]
   pub workers: Vec<WorkerConfig>,
   /// Folder that relative paths are resolved against (the config file's).
@@ -77,6 +84,52 @@ impl Default for RuntimeConfig {
       idle_timeout_s: 300,
     }
   }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+  /// On SIGTERM/SIGINT, how long requests in flight (and their waitUntil
+  /// work) may take to finish before the process exits anyway.
+  pub drain_timeout_s: u64,
+}
+
+impl Default for ServerConfig {
+  fn default() -> Self {
+    Self { drain_timeout_s: 30 }
+  }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+  /// One `access` line per request, at info level.
+  pub access: bool,
+  /// `console.*` lines a worker may log per second (over all its
+  /// isolates); the rest are dropped and counted. 0: no limit.
+  pub console_lines_per_s: u32,
+}
+
+impl Default for LogConfig {
+  fn default() -> Self {
+    Self {
+      access: true,
+      console_lines_per_s: 200,
+    }
+  }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+  /// Address of the admin listener (plain HTTP; keep it on loopback or a
+  /// private network).
+  pub listen: Option<SocketAddr>,
+  /// File holding the bearer token every admin request must carry.
+  pub token_file: Option<PathBuf>,
+  /// Where workers deployed through the admin API are kept, so that they
+  /// survive a restart. Without it they live in memory only.
+  pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -176,18 +229,23 @@ impl Config {
   }
 
   fn check_limits(&self, field: &str, l: &LimitsConfig) -> Result<(), ConfigError> {
-    let checks = [
-      ("cpu_ms", l.cpu_ms, 1),
-      ("memory_mb", l.memory_mb, 16),
-      ("wall_ms", l.wall_ms, 1),
-      ("request_body_mb", l.request_body_mb, 0),
-    ];
-    for (name, v, min) in checks {
-      if v.is_some_and(|v| v < min) {
-        return Err(self.invalid(format!("{field}.{name}"), format!("must be at least {min}")));
-      }
+    check_limits(l).map_err(|(name, m)| self.invalid(format!("{field}.{name}"), m))
+  }
+
+  /// The admin token, read from `admin.token_file` (surrounding whitespace
+  /// trimmed).
+  pub fn admin_token(&self) -> Result<Option<String>, ConfigError> {
+    let (Some(_), Some(file)) = (&self.admin.listen, &self.admin.token_file) else {
+      return Ok(None);
+    };
+    let p = self.resolve(file);
+    let token = std::fs::read_to_string(&p)
+      .map_err(|e| self.invalid("admin.token_file", format!("cannot read {}: {e}", p.display())))?;
+    let token = token.trim();
+    if token.len() < 16 {
+      return Err(self.invalid("admin.token_file", "the token must be at least 16 characters"));
     }
-    Ok(())
+    Ok(Some(token.to_string()))
   }
 
   /// Checks everything that can be checked without starting: listeners,
@@ -206,6 +264,17 @@ impl Config {
       return Err(self.invalid("runtime.idle_timeout_s", "must be at least 1"));
     }
     self.check_limits("limits", &self.limits)?;
+    if self.admin.listen.is_some() && self.admin.token_file.is_none() {
+      return Err(self.invalid("admin.token_file", "the admin listener needs a token_file"));
+    }
+    let clash = |a: SocketAddr| a.port() != 0 && (Some(a) == self.listen.http || Some(a) == self.listen.https);
+    if self.admin.listen.is_some_and(clash) {
+      return Err(self.invalid(
+        "admin.listen",
+        "the admin API needs its own address, not a public listener's",
+      ));
+    }
+    self.admin_token()?;
     for (i, ca) in self.fetch.ca_files.iter().enumerate() {
       let p = self.resolve(ca);
       if !p.is_file() {
@@ -246,14 +315,7 @@ impl Config {
     let mut routes: BTreeMap<String, &str> = BTreeMap::new();
     for (i, w) in self.workers.iter().enumerate() {
       let field = |f: &str| format!("worker[{i}].{f}");
-      if w.name.is_empty()
-        || !w
-          .name
-          .chars()
-          .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-      {
-        return Err(self.invalid(field("name"), format!("{:?}: use letters, digits, '-' and '_'", w.name)));
-      }
+      crate::worker::check_worker_name(&w.name).map_err(|m| self.invalid(field("name"), m))?;
       if !names.insert(w.name.as_str()) {
         return Err(self.invalid(field("name"), format!("two workers are named {:?}", w.name)));
       }
@@ -282,8 +344,24 @@ impl Config {
   }
 }
 
+/// Limits below their minimum: the field and why.
+pub(crate) fn check_limits(l: &LimitsConfig) -> Result<(), (&'static str, String)> {
+  let checks = [
+    ("cpu_ms", l.cpu_ms, 1),
+    ("memory_mb", l.memory_mb, 16),
+    ("wall_ms", l.wall_ms, 1),
+    ("request_body_mb", l.request_body_mb, 0),
+  ];
+  for (name, v, min) in checks {
+    if v.is_some_and(|v| v < min) {
+      return Err((name, format!("must be at least {min}")));
+    }
+  }
+  Ok(())
+}
+
 /// A host name, `*.` followed by one, or (for routes) a lone `*`.
-fn check_host_pattern(p: &str, allow_catch_all: bool) -> Result<(), String> {
+pub(crate) fn check_host_pattern(p: &str, allow_catch_all: bool) -> Result<(), String> {
   if p == "*" {
     return if allow_catch_all {
       Ok(())

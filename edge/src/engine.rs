@@ -3,15 +3,16 @@
 //! for a named worker from any thread ([`Engine::handle`]), as a CDN node's
 //! proxy would.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use js_api::{IsolateConfig, JsRequest};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::body::SendBody;
 use crate::config::Config;
+use crate::deploy::Deployments;
 use crate::error::{RequestError, StartError};
 use crate::executor::{ExecutorHandle, Job, Listeners};
 use crate::limits::Watchdog;
@@ -23,24 +24,54 @@ use crate::worker::Worker;
 
 /// State every executor thread reads.
 pub struct Shared {
+  /// The config the engine started with (see [`Shared::reload`] for what a
+  /// reload changes).
   pub config: Config,
   /// Stops JS that runs past its CPU deadline, on every executor.
   pub watchdog: Watchdog,
   pub pool_limits: PoolLimits,
   pub stats: Arc<Stats>,
   pub isolate_config: IsolateConfig,
+  /// Swapped whole when workers change.
   pub router: RwLock<Arc<Router>>,
-  pub certs: Option<Arc<CertStore>>,
+  pub certs: RwLock<Option<Arc<CertStore>>>,
+  pub deployments: tokio::sync::Mutex<Deployments>,
+  /// Where uploaded workers are kept (`[admin] data_dir`).
+  pub data_dir: Option<std::path::PathBuf>,
+  /// Set once: stop accepting, let connections finish.
+  pub draining: watch::Sender<bool>,
+  jobs: OnceLock<Vec<mpsc::UnboundedSender<Job>>>,
 }
 
 impl Shared {
   pub fn router(&self) -> Arc<Router> {
     self.router.read().expect("router lock").clone()
   }
+
+  pub fn certs(&self) -> Option<Arc<CertStore>> {
+    self.certs.read().expect("certs lock").clone()
+  }
+
+  /// Every executor's job channel.
+  pub fn executor_jobs(&self) -> &[mpsc::UnboundedSender<Job>] {
+    self.jobs.get().map_or(&[], Vec::as_slice)
+  }
+
+  /// The executor where the worker named `name` runs requests that come
+  /// through [`Engine::handle`] (and its deploy check): the same one every
+  /// time, so its isolates there stay warm.
+  pub fn executor_for(&self, name: &str) -> &mpsc::UnboundedSender<Job> {
+    use std::hash::{Hash, Hasher};
+    let jobs = self.executor_jobs();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    &jobs[(h.finish() as usize) % jobs.len()]
+  }
 }
 
 pub struct Engine {
   shared: Arc<Shared>,
+  admin: Option<crate::admin::AdminServer>,
   executors: Vec<ExecutorHandle>,
   shutdown: watch::Sender<bool>,
   http_addr: Option<std::net::SocketAddr>,
@@ -89,22 +120,35 @@ impl Engine {
       http: config.listen.http.map(bind).transpose()?,
       https: config.listen.https.map(bind).transpose()?,
     };
-    Self::start_with(config, listeners)
+    let admin = config.admin.listen.map(bind).transpose()?;
+    let token = config.admin_token()?;
+    let mut engine = Self::start_with(config, listeners)?;
+    if let (Some(listener), Some(token)) = (admin, token) {
+      let server =
+        crate::admin::AdminServer::start(engine.shared.clone(), listener, token).map_err(StartError::Threads)?;
+      engine.admin = Some(server);
+    }
+    Ok(engine)
+  }
+
+  /// The bound admin address (useful with port 0).
+  pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+    self.admin.as_ref().map(|a| a.addr)
   }
 
   fn start_with(config: Config, listeners: Listeners) -> Result<Self, StartError> {
     config.validate()?;
     init_v8_once(&config);
-    let mut workers = Vec::new();
-    let mut routes = Vec::new();
+    let stats = Arc::new(Stats::default());
+    let mut from_config = std::collections::BTreeMap::new();
     for (i, w) in config.workers.iter().enumerate() {
-      let worker = Worker::from_config(&config, i, w)?;
-      for r in &w.routes {
-        routes.push((r.clone(), worker.clone()));
-      }
-      workers.push(worker);
+      let worker = Worker::from_config(&config, i, w, stats.worker(&w.name))?;
+      from_config.insert(w.name.clone(), worker);
     }
-    let router = Router::new(routes, &workers);
+    let data_dir = config.admin.data_dir.as_ref().map(|d| config.resolve(d));
+    let from_api = stored_workers(&config, data_dir.as_deref(), &from_config, &stats);
+    let workers: Vec<Arc<Worker>> = from_config.values().chain(from_api.values()).cloned().collect();
+    let router = Router::from_workers(&workers);
     let certs = if config.tls.is_empty() {
       None
     } else {
@@ -126,14 +170,23 @@ impl Engine {
       idle_timeout: std::time::Duration::from_secs(rt.idle_timeout_s),
     };
     let watchdog = Watchdog::start().map_err(StartError::Threads)?;
+    let (draining, _) = watch::channel(false);
     let shared = Arc::new(Shared {
+      deployments: tokio::sync::Mutex::new(Deployments {
+        config: config.clone(),
+        from_config,
+        from_api,
+      }),
       config,
       watchdog,
       pool_limits,
-      stats: Arc::new(Stats::default()),
+      stats,
       isolate_config,
       router: RwLock::new(Arc::new(router)),
-      certs,
+      certs: RwLock::new(certs),
+      data_dir,
+      draining,
+      jobs: OnceLock::new(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -144,6 +197,7 @@ impl Engine {
       executors.push(h);
     }
     drop(ready_tx);
+    let _ = shared.jobs.set(executors.iter().map(|e| e.jobs.clone()).collect());
     for _ in 0..threads {
       if ready_rx.recv().is_err() {
         return Err(StartError::Threads(std::io::Error::other(
@@ -153,6 +207,7 @@ impl Engine {
     }
     Ok(Self {
       shared,
+      admin: None,
       executors,
       shutdown,
       http_addr,
@@ -184,7 +239,7 @@ impl Engine {
   pub fn certificates_pem(&self) -> Vec<String> {
     self
       .shared
-      .certs
+      .certs()
       .iter()
       .flat_map(|c| c.entries().iter().map(|e| e.cert_pem.clone()))
       .collect()
@@ -216,15 +271,10 @@ impl Engine {
       body,
     };
     // The same worker goes to the same thread, where its isolates are warm.
-    let idx = {
-      use std::hash::{Hash, Hasher};
-      let mut h = std::collections::hash_map::DefaultHasher::new();
-      worker.hash(&mut h);
-      (h.finish() as usize) % self.executors.len()
-    };
     let (reply, rx) = oneshot::channel();
-    self.executors[idx]
-      .jobs
+    self
+      .shared
+      .executor_for(worker)
       .send(Job::Request {
         worker: w,
         req,
@@ -235,12 +285,44 @@ impl Engine {
     rx.await.map_err(|_| RequestError::ShuttingDown)?
   }
 
+  /// The engine's shared state, for the admin API and deploys
+  /// ([`Shared::deploy`], [`Shared::remove`], [`Shared::reload`]).
+  pub fn shared(&self) -> &Arc<Shared> {
+    &self.shared
+  }
+
+  /// Stops accepting connections, lets open ones finish their requests
+  /// (HTTP/1.1 connections close after the current response, HTTP/2 ones
+  /// get a GOAWAY), and waits until no request holds an isolate (their
+  /// streamed bodies and `waitUntil` work done) or `timeout` passes.
+  /// Returns whether everything finished.
+  pub async fn drain(&self, timeout: std::time::Duration) -> bool {
+    let _ = self.shared.draining.send(true);
+    let until = std::time::Instant::now() + timeout;
+    let s = &self.shared.stats;
+    loop {
+      if s.open_connections.get() <= 0 && s.in_flight.get() <= 0 {
+        return true;
+      }
+      if std::time::Instant::now() >= until {
+        tracing::warn!(
+          connections = s.open_connections.get(),
+          requests = s.in_flight.get(),
+          "drain timeout: exiting with work unfinished"
+        );
+        return false;
+      }
+      tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+  }
+
   /// Stops accepting and ends the executor threads.
   pub fn shutdown(mut self) {
     self.stop();
   }
 
   fn stop(&mut self) {
+    self.admin = None;
     let _ = self.shutdown.send(true);
     for e in &mut self.executors {
       if let Some(t) = e.thread.take() {
@@ -254,6 +336,45 @@ impl Drop for Engine {
   fn drop(&mut self) {
     self.stop();
   }
+}
+
+/// The workers kept in the data directory; one that clashes with the config
+/// file's (a name or a route) is logged and left out.
+fn stored_workers(
+  config: &Config,
+  dir: Option<&std::path::Path>,
+  from_config: &std::collections::BTreeMap<String, Arc<Worker>>,
+  stats: &Stats,
+) -> std::collections::BTreeMap<String, Arc<Worker>> {
+  let mut out = std::collections::BTreeMap::new();
+  let Some(dir) = dir else { return out };
+  let mut claimed: std::collections::HashSet<String> = from_config
+    .values()
+    .flat_map(|w| w.routes.iter().map(|r| r.to_ascii_lowercase()))
+    .collect();
+  for upload in crate::deploy::load_stored(dir) {
+    let clash = from_config.contains_key(&upload.name)
+      || upload
+        .meta
+        .routes
+        .iter()
+        .any(|r| claimed.contains(&r.to_ascii_lowercase()));
+    if clash {
+      tracing::error!(
+        worker = %upload.name,
+        "the stored worker clashes with the config file (name or route); not loaded"
+      );
+      continue;
+    }
+    match Worker::from_upload(config, &upload, stats.worker(&upload.name)) {
+      Ok(w) => {
+        claimed.extend(w.routes.iter().map(|r| r.to_ascii_lowercase()));
+        out.insert(upload.name.clone(), w);
+      }
+      Err(e) => tracing::error!(worker = %upload.name, "stored worker not loaded: {e}"),
+    }
+  }
+  out
 }
 
 fn isolate_config(config: &Config) -> Result<IsolateConfig, StartError> {

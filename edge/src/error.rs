@@ -155,3 +155,53 @@ impl RequestError {
     res
   }
 }
+
+/// Why a deploy, removal or reload was refused (the running workers are
+/// unchanged).
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+  #[error("{0}")]
+  Invalid(String),
+  #[error("the worker failed to load: {0}")]
+  Startup(Box<RequestError>),
+  #[error("{0}")]
+  Conflict(String),
+  #[error("worker {name:?} is defined in the config file; change it there")]
+  ConfigOwned { name: String },
+  #[error("no worker named {name:?} was deployed")]
+  NotFound { name: String },
+  #[error("cannot store the worker: {0}")]
+  Storage(String),
+  #[error("{0}")]
+  Config(String),
+  #[error("the server is shutting down")]
+  ShuttingDown,
+}
+
+impl DeployError {
+  pub fn status(&self) -> StatusCode {
+    match self {
+      Self::Invalid(_) | Self::Startup(_) | Self::Config(_) => StatusCode::BAD_REQUEST,
+      Self::Conflict(_) | Self::ConfigOwned { .. } => StatusCode::CONFLICT,
+      Self::NotFound { .. } => StatusCode::NOT_FOUND,
+      Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+      Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+    }
+  }
+
+  /// The admin API's answer: `{"error": "...", "stack": "..."}`. The stack
+  /// of a worker that threw while loading goes to whoever deployed it.
+  pub fn to_response(&self) -> Response<http_body_util::Full<Bytes>> {
+    let stack = match self {
+      Self::Startup(e) => e.exception().and_then(|x| x.stack.clone()),
+      _ => None,
+    };
+    let body = serde_json::json!({ "error": self.to_string(), "stack": stack });
+    let mut res = Response::new(http_body_util::Full::new(Bytes::from(body.to_string())));
+    *res.status_mut() = self.status();
+    res
+      .headers_mut()
+      .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+  }
+}

@@ -30,6 +30,14 @@ pub enum Job {
     body_over: Option<BodyOverLimit>,
     reply: oneshot::Sender<Result<Response<SendBody>, RequestError>>,
   },
+  /// Load and evaluate a new worker version in an isolate, which then stays
+  /// idle (warm) for its first request.
+  Prepare {
+    worker: Arc<Worker>,
+    reply: oneshot::Sender<Result<(), RequestError>>,
+  },
+  /// Drop the idle isolates of a replaced or removed worker version.
+  Retire(Arc<Worker>),
 }
 
 /// Listening sockets, cloned into every executor thread.
@@ -55,6 +63,9 @@ pub struct Executor {
   pub watch: Arc<Watch>,
   pub shared: Arc<Shared>,
   pub pool: Rc<Pool>,
+  /// Becomes true when the server drains (stops accepting, finishes what
+  /// it has).
+  pub draining: watch::Receiver<bool>,
   next_request: Cell<u64>,
 }
 
@@ -110,11 +121,16 @@ fn thread_main(
   };
   let local = tokio::task::LocalSet::new();
   let pool = local.block_on(&rt, async {
+    let watch = shared.watchdog.watch_this_thread();
     let pool = Pool::new(
       shared.isolate_config.clone(),
-      Rc::new(ConsoleSink),
+      Rc::new(ConsoleSink::new(
+        shared.stats.clone(),
+        shared.config.log.console_lines_per_s,
+      )),
       shared.pool_limits.clone(),
       shared.stats.clone(),
+      watch.clone(),
     );
     // Fill the blank supply before taking traffic.
     pool.schedule_refill();
@@ -123,9 +139,10 @@ fn thread_main(
     }
     let exec = Rc::new(Executor {
       index,
-      watch: shared.watchdog.watch_this_thread(),
+      watch,
       shared: shared.clone(),
       pool: pool.clone(),
+      draining: shared.draining.subscribe(),
       next_request: Cell::new(0),
     });
     if let Some(l) = listeners.http {
@@ -164,8 +181,14 @@ fn spawn_accept(exec: Rc<Executor>, listener: std::net::TcpListener, tls: bool) 
     }
   };
   tokio::task::spawn_local(async move {
+    let mut draining = exec.draining.clone();
     loop {
-      match listener.accept().await {
+      let accepted = tokio::select! {
+        a = listener.accept() => a,
+        // Draining: close the listener, keep the connections.
+        _ = draining.wait_for(|d| *d) => return,
+      };
+      match accepted {
         Ok((tcp, peer)) => {
           let _ = tcp.set_nodelay(true);
           let exec = exec.clone();
@@ -191,14 +214,36 @@ fn run_job(exec: &Rc<Executor>, job: Job) {
     } => {
       let exec = exec.clone();
       tokio::task::spawn_local(async move {
+        let started = std::time::Instant::now();
         let request_id = exec.next_request_id();
         let mut info = RunInfo::default();
         let res = crate::invoke::run(&exec, &worker, req, body_over, request_id, &mut info).await;
-        if let Err(e) = &res {
-          e.log(request_id);
-        }
-        let _ = reply.send(res.map(|r| r.map(EdgeBody::into_send)));
+        let res = match res {
+          // The embedder maps errors itself; they are counted and logged.
+          Err(e) => {
+            let status = e.status();
+            e.log(request_id);
+            if let RequestError::Limit { hit, .. } = &e {
+              worker.stats.limit_hit(hit.kind);
+            }
+            worker.stats.response(status, started.elapsed(), info.cpu);
+            Err(e)
+          }
+          Ok(r) => {
+            worker.stats.response(r.status(), started.elapsed(), info.cpu);
+            Ok(r.map(EdgeBody::into_send))
+          }
+        };
+        let _ = reply.send(res);
       });
     }
+    Job::Prepare { worker, reply } => {
+      let pool = exec.pool.clone();
+      tokio::task::spawn_local(async move {
+        let res = pool.acquire(&worker).await.map(drop);
+        let _ = reply.send(res);
+      });
+    }
+    Job::Retire(worker) => exec.pool.retire(&worker),
   }
 }

@@ -241,6 +241,9 @@ async fn background(
   let worker = flight.lease.worker().name.clone();
   let limits = flight.lease.worker().limits;
   let hit = flight.limit_hit(&limits);
+  if let Some(hit) = &hit {
+    flight.lease.worker().stats.limit_hit(hit.kind);
+  }
   match (&outcome, &hit) {
     (_, Some(hit)) => tracing::warn!(worker = &*worker, %request_id, "after the response: {hit}"),
     (Ok(Err(e)), None) => tracing::warn!(worker = &*worker, %request_id, "after the response: {e}"),

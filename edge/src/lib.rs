@@ -13,14 +13,17 @@
 //!
 //! Errors become HTTP responses in one place: [`error::RequestError::to_response`].
 
+pub mod admin;
 pub mod body;
 pub mod config;
+pub mod deploy;
 pub mod engine;
 pub mod error;
 pub mod executor;
 pub mod invoke;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod pool;
 pub mod routing;
 pub mod server;
@@ -31,4 +34,4 @@ pub mod worker;
 pub use body::{EdgeBody, SendBody};
 pub use config::Config;
 pub use engine::Engine;
-pub use error::{ConfigError, RequestError, StartError};
+pub use error::{ConfigError, DeployError, RequestError, StartError};

@@ -30,7 +30,7 @@ pub struct Limits {
 
 /// `[limits]` and `[worker.limits]`: every field optional; a worker's
 /// fields override the server's, which override the defaults.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
   pub cpu_ms: Option<u64>,
@@ -76,6 +76,8 @@ pub enum LimitKind {
 }
 
 impl LimitKind {
+  pub const ALL: [LimitKind; 5] = [Self::Cpu, Self::Memory, Self::Wall, Self::Body, Self::Subrequests];
+
   /// The `edge-limit` header value.
   pub fn as_str(self) -> &'static str {
     match self {

@@ -1,14 +1,19 @@
 //! The `edge` command: `edge serve --config edge.toml` runs the server from
 //! a config file; `edge dev worker.js` serves one worker on plain HTTP.
+//! SIGHUP (and, with `--watch`, a changed file) reloads the workers;
+//! SIGTERM/SIGINT drain and exit, a second one exits at once.
 
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use edge::config::{Config, Listen, WorkerConfig};
 use edge::logging::LogFormat;
 use edge::Engine;
+use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +38,9 @@ enum Command {
     /// Executor threads (overrides runtime.threads).
     #[arg(long)]
     threads: Option<usize>,
+    /// Reload when the config file or a worker's files change.
+    #[arg(long)]
+    watch: bool,
   },
   /// Serve one worker on plain HTTP for any host (development).
   Dev {
@@ -48,6 +56,9 @@ enum Command {
     /// Executor threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Reload when the worker's files change.
+    #[arg(long)]
+    watch: bool,
   },
 }
 
@@ -57,57 +68,66 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
     .ok_or_else(|| format!("{s:?}: use NAME=VALUE"))
 }
 
+/// Where a reload reads its config from.
+enum Source {
+  File { path: PathBuf, threads: Option<usize> },
+  Fixed(Box<Config>),
+}
+
+impl Source {
+  fn load(&self) -> anyhow::Result<Config> {
+    Ok(match self {
+      Self::File { path, threads } => {
+        let mut c = Config::load(path)?;
+        if let Some(t) = threads {
+          c.runtime.threads = *t;
+        }
+        c
+      }
+      Self::Fixed(c) => (**c).clone(),
+    })
+  }
+
+  /// Changes when the config file or a worker's folder changes.
+  fn stamp(&self, config: &Config) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Self::File { path, .. } = self {
+      let md = std::fs::metadata(path).ok();
+      md.map(|m| (m.len(), m.modified().ok())).hash(&mut h);
+    }
+    for w in &config.workers {
+      if let Some(root) = config.resolve(&w.main).parent() {
+        edge::worker::folder_stamp(root, &mut h);
+      }
+    }
+    h.finish()
+  }
+}
+
 fn main() -> anyhow::Result<()> {
   let cli = Cli::parse();
-  edge::logging::init(cli.log_format);
-  let config = match cli.command {
-    Command::Serve { config, threads } => {
-      let mut c = Config::load(&config)?;
-      if let Some(t) = threads {
-        c.runtime.threads = t;
-      }
-      c
-    }
+  let _log = edge::logging::init(cli.log_format);
+  let (source, watch) = match cli.command {
+    Command::Serve { config, threads, watch } => (Source::File { path: config, threads }, watch),
     Command::Dev {
       main,
       port,
       host,
       vars,
       threads,
-    } => {
-      let main = main.canonicalize().with_context(|| format!("{}", main.display()))?;
-      let name = main.file_stem().and_then(|s| s.to_str()).unwrap_or("worker");
-      let name: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
-        .collect();
-      Config {
-        listen: Listen {
-          http: Some(SocketAddr::new(host, port)),
-          https: None,
-        },
-        workers: vec![WorkerConfig {
-          name,
-          main,
-          routes: vec!["*".into()],
-          vars: vars.into_iter().collect(),
-          allow_private_network: true,
-          ..Default::default()
-        }],
-        origin: "edge dev".into(),
-        base_dir: std::env::current_dir()?,
-        dev: true,
-        runtime: edge::config::RuntimeConfig {
-          threads: threads.unwrap_or(0),
-          ..Default::default()
-        },
-        ..Default::default()
-      }
-    }
+      watch,
+    } => (
+      Source::Fixed(Box::new(dev_config(&main, port, host, vars, threads)?)),
+      watch,
+    ),
   };
+  let config = source.load()?;
   if config.listen.http.is_none() && config.listen.https.is_none() {
     anyhow::bail!("{}: listen: set listen.http, listen.https or both", config.origin);
   }
+  let drain_timeout = Duration::from_secs(config.server.drain_timeout_s);
+  let mut stamp = source.stamp(&config);
+  let mut last = config.clone();
   let engine = Engine::start(config)?;
   if let Some(a) = engine.http_addr() {
     tracing::info!("listening on http://{a}");
@@ -115,17 +135,110 @@ fn main() -> anyhow::Result<()> {
   if let Some(a) = engine.https_addr() {
     tracing::info!("listening on https://{a}");
   }
+  if let Some(a) = engine.admin_addr() {
+    tracing::info!("admin API on http://{a}");
+  }
   let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-  rt.block_on(async {
-    use tokio::signal::unix::{signal, SignalKind};
+  let drained = rt.block_on(async {
     let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-      _ = tokio::signal::ctrl_c() => {}
-      _ = term.recv() => {}
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+      tokio::select! {
+        _ = term.recv() => break,
+        _ = int.recv() => break,
+        _ = hup.recv() => {
+          tracing::info!("SIGHUP: reloading");
+          if let Some(c) = reload(&engine, &source).await {
+            stamp = source.stamp(&c);
+            last = c;
+          }
+        }
+        _ = tick.tick(), if watch => {
+          let now = source.stamp(&last);
+          if now != stamp {
+            stamp = now;
+            tracing::info!("files changed: reloading");
+            if let Some(c) = reload(&engine, &source).await {
+              stamp = source.stamp(&c);
+              last = c;
+            }
+          }
+        }
+      }
     }
-    anyhow::Ok(())
+    tracing::info!(
+      "stopping: finishing requests in flight (up to {} s; a second signal exits at once)",
+      drain_timeout.as_secs()
+    );
+    tokio::spawn(async move {
+      tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+      }
+      eprintln!("second signal: exiting now");
+      std::process::exit(1);
+    });
+    anyhow::Ok(engine.drain(drain_timeout).await)
   })?;
-  tracing::info!("shutting down");
   engine.shutdown();
+  tracing::info!(drained, "stopped");
   Ok(())
+}
+
+/// Loads the config again and applies it; a broken one is logged and the
+/// running one stays.
+async fn reload(engine: &Engine, source: &Source) -> Option<Config> {
+  let config = match source.load() {
+    Ok(c) => c,
+    Err(e) => {
+      tracing::error!("reload refused, the running config stays: {e:#}");
+      return None;
+    }
+  };
+  match engine.shared().reload(config.clone()).await {
+    Ok(_) => Some(config),
+    Err(e) => {
+      tracing::error!("reload refused, the running config stays: {e}");
+      None
+    }
+  }
+}
+
+fn dev_config(
+  main: &Path,
+  port: u16,
+  host: std::net::IpAddr,
+  vars: Vec<(String, String)>,
+  threads: Option<usize>,
+) -> anyhow::Result<Config> {
+  let main = main.canonicalize().with_context(|| format!("{}", main.display()))?;
+  let name = main.file_stem().and_then(|s| s.to_str()).unwrap_or("worker");
+  let name: String = name
+    .chars()
+    .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+    .collect();
+  Ok(Config {
+    listen: Listen {
+      http: Some(SocketAddr::new(host, port)),
+      https: None,
+    },
+    workers: vec![WorkerConfig {
+      name,
+      main,
+      routes: vec!["*".into()],
+      vars: vars.into_iter().collect(),
+      allow_private_network: true,
+      ..Default::default()
+    }],
+    origin: "edge dev".into(),
+    base_dir: std::env::current_dir()?,
+    dev: true,
+    runtime: edge::config::RuntimeConfig {
+      threads: threads.unwrap_or(0),
+      ..Default::default()
+    },
+    ..Default::default()
+  })
 }

@@ -14,6 +14,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use js_api::{Isolate, IsolateConfig, LogSink};
 use tokio::sync::Notify;
 
 use crate::error::RequestError;
+use crate::limits::{CpuMeter, LimitHit, LimitKind, Watch};
 use crate::stats::Stats;
 use crate::worker::Worker;
 
@@ -40,6 +42,9 @@ pub struct Pool {
   log: Rc<dyn LogSink>,
   limits: PoolLimits,
   stats: Arc<Stats>,
+  /// This thread's CPU deadline (module evaluation runs under the worker's
+  /// CPU limit too).
+  watch: Arc<Watch>,
   blank: RefCell<Vec<Isolate>>,
   refilling: Cell<bool>,
   slots: RefCell<HashMap<*const Worker, Slot>>,
@@ -73,6 +78,8 @@ pub struct Lease {
   pool: Rc<Pool>,
   worker: Arc<Worker>,
   isolate: Option<Isolate>,
+  /// Heap the isolate had when lent (its worker's gauge holds this).
+  heap: usize,
   pub cold: bool,
 }
 
@@ -92,20 +99,28 @@ impl Lease {
 
 impl Drop for Lease {
   fn drop(&mut self) {
+    self.pool.stats.in_flight.add(-1);
     if let Some(iso) = self.isolate.take() {
       let pool = self.pool.clone();
-      pool.release(&self.worker, iso);
+      pool.release(&self.worker, iso, self.heap);
     }
   }
 }
 
 impl Pool {
-  pub fn new(config: IsolateConfig, log: Rc<dyn LogSink>, limits: PoolLimits, stats: Arc<Stats>) -> Rc<Self> {
+  pub fn new(
+    config: IsolateConfig,
+    log: Rc<dyn LogSink>,
+    limits: PoolLimits,
+    stats: Arc<Stats>,
+    watch: Arc<Watch>,
+  ) -> Rc<Self> {
     let pool = Rc::new(Self {
       config,
       log,
       limits,
       stats,
+      watch,
       blank: RefCell::new(Vec::new()),
       refilling: Cell::new(false),
       slots: RefCell::new(HashMap::new()),
@@ -123,12 +138,14 @@ impl Pool {
   /// now, else wait for one to be released.
   pub async fn acquire(self: &Rc<Self>, worker: &Arc<Worker>) -> Result<Lease, RequestError> {
     loop {
-      if let Some(iso) = self.take_idle(worker) {
+      if let Some((iso, heap)) = self.take_idle(worker) {
         self.stats.warm_starts.inc();
+        self.stats.in_flight.add(1);
         return Ok(Lease {
           pool: self.clone(),
           worker: worker.clone(),
           isolate: Some(iso),
+          heap,
           cold: false,
         });
       }
@@ -139,11 +156,14 @@ impl Pool {
       }
     }
     self.stats.cold_starts.inc();
+    worker.stats.cold_starts.inc();
     let iso = self.bind_new(worker).await?;
+    self.stats.in_flight.add(1);
     Ok(Lease {
       pool: self.clone(),
       worker: worker.clone(),
       isolate: Some(iso),
+      heap: 0,
       cold: true,
     })
   }
@@ -168,19 +188,20 @@ impl Pool {
     tokio::task::spawn_local(async move {
       // Ready before the request arrives: it becomes idle, then warm.
       if let Ok(iso) = pool.bind_new(&worker).await {
-        pool.release(&worker, iso);
+        pool.release(&worker, iso, 0);
       }
     });
     true
   }
 
-  fn take_idle(&self, worker: &Arc<Worker>) -> Option<Isolate> {
+  fn take_idle(&self, worker: &Arc<Worker>) -> Option<(Isolate, usize)> {
     let mut slots = self.slots.borrow_mut();
     let slot = slots.get_mut(&Arc::as_ptr(worker))?;
     let idle = slot.idle.pop()?;
     self.lru.borrow_mut().remove(&idle.seq);
     self.idle_heap.set(self.idle_heap.get() - idle.heap);
-    Some(idle.iso)
+    worker.stats.idle_isolates.add(-1);
+    Some((idle.iso, idle.heap))
   }
 
   fn reserve(&self, worker: &Arc<Worker>) -> Reserve {
@@ -206,6 +227,7 @@ impl Pool {
     slot.live += 1;
     self.live.set(self.live.get() + 1);
     self.stats.live_isolates.add(1);
+    worker.stats.isolates.add(1);
     Reserve::Granted
   }
 
@@ -218,26 +240,48 @@ impl Pool {
         return Err(RequestError::Internal(e.to_string()));
       }
     };
-    match iso
-      .bind(
+    // Evaluating the worker's modules runs its top-level code: under its
+    // CPU and wall limits, like a request.
+    let stopper = iso.stopper();
+    let mut cpu = CpuMeter::new(worker.limits.cpu);
+    let outcome = {
+      let mut bind = std::pin::pin!(iso.bind(
         worker.code.clone(),
         &worker.net,
         worker.limits.subrequests,
         self.log.clone(),
-      )
-      .await
-    {
-      Ok(()) => Ok(iso),
-      Err(error) => {
-        // Not reusable: it may hold half of the worker's state.
-        drop(iso);
-        self.unreserve(worker);
-        Err(RequestError::Startup {
-          worker: worker.name.to_string(),
-          error,
-        })
-      }
-    }
+      ));
+      let watch = &self.watch;
+      let drive = std::future::poll_fn(|cx| cpu.measure(watch, &stopper, || bind.as_mut().poll(cx)));
+      tokio::time::timeout(worker.limits.wall, drive).await
+    };
+    let limit = |hit: LimitHit| RequestError::Limit {
+      worker: worker.name.to_string(),
+      hit,
+    };
+    let failed = match outcome {
+      Ok(Ok(())) if !cpu.exceeded() && !stopper.memory.exceeded() => return Ok(iso),
+      _ if cpu.exceeded() => limit(cpu.hit()),
+      _ if stopper.memory.exceeded() => limit(LimitHit {
+        kind: LimitKind::Memory,
+        limit: format!("{} MB", worker.limits.memory_bytes >> 20),
+        reached: "while evaluating the worker's modules".into(),
+      }),
+      Err(_) => limit(LimitHit {
+        kind: LimitKind::Wall,
+        limit: format!("{} ms", worker.limits.wall.as_millis()),
+        reached: "the worker's modules did not finish evaluating".into(),
+      }),
+      Ok(Err(error)) => RequestError::Startup {
+        worker: worker.name.to_string(),
+        error,
+      },
+      Ok(Ok(())) => unreachable!("handled by the first arm"),
+    };
+    // Not reusable: it may hold half of the worker's state.
+    drop(iso);
+    self.unreserve(worker);
+    Err(failed)
   }
 
   fn take_blank(self: &Rc<Self>, worker: &Worker) -> Result<Isolate, js_api::JsApiError> {
@@ -255,7 +299,10 @@ impl Pool {
     // thread, which the cold start would wait for.
     let iso = self.blank.borrow_mut().pop();
     match iso {
-      Some(iso) => Ok(iso),
+      Some(iso) => {
+        self.stats.blank_isolates.add(-1);
+        Ok(iso)
+      }
       None => {
         self.stats.blank_misses.inc();
         Isolate::new(&self.config)
@@ -283,7 +330,10 @@ impl Pool {
       while pool.blank.borrow().len() < pool.limits.blank_target {
         tokio::task::yield_now().await;
         match Isolate::new(&pool.config) {
-          Ok(iso) => pool.blank.borrow_mut().push(iso),
+          Ok(iso) => {
+            pool.blank.borrow_mut().push(iso);
+            pool.stats.blank_isolates.add(1);
+          }
           Err(e) => {
             tracing::error!("cannot create a blank isolate: {e}");
             break;
@@ -294,11 +344,12 @@ impl Pool {
     });
   }
 
-  fn release(self: &Rc<Self>, worker: &Arc<Worker>, mut iso: Isolate) {
+  fn release(self: &Rc<Self>, worker: &Arc<Worker>, mut iso: Isolate, lent_heap: usize) {
     self.schedule_refill();
     let key = Arc::as_ptr(worker);
-    let reusable = iso.is_reusable();
+    let reusable = iso.is_reusable() && !worker.is_retired();
     let heap = if reusable { iso.heap_used() } else { 0 };
+    worker.stats.heap_bytes.add(heap as i64 - lent_heap as i64);
     {
       let mut slots = self.slots.borrow_mut();
       let Some(slot) = slots.get_mut(&key) else {
@@ -315,11 +366,13 @@ impl Pool {
         });
         self.lru.borrow_mut().insert(seq, key);
         self.idle_heap.set(self.idle_heap.get() + heap);
+        worker.stats.idle_isolates.add(1);
       } else {
         drop(iso);
         slot.live -= 1;
         self.live.set(self.live.get() - 1);
         self.stats.live_isolates.add(-1);
+        worker.stats.isolates.add(-1);
         self.capacity_freed.notify_one();
       }
       slot.freed.notify_one();
@@ -336,6 +389,7 @@ impl Pool {
     }
     self.live.set(self.live.get() - 1);
     self.stats.live_isolates.add(-1);
+    worker.stats.isolates.add(-1);
     self.capacity_freed.notify_one();
     self.remove_if_empty(key);
   }
@@ -361,7 +415,12 @@ impl Pool {
         return;
       };
       slot.live -= 1;
-      slot.idle.swap_remove(pos)
+      let ws = &slot.worker.stats;
+      ws.isolates.add(-1);
+      ws.idle_isolates.add(-1);
+      let idle = slot.idle.swap_remove(pos);
+      ws.heap_bytes.add(-(idle.heap as i64));
+      idle
     };
     self.idle_heap.set(self.idle_heap.get() - idle.heap);
     self.live.set(self.live.get() - 1);
@@ -409,6 +468,20 @@ impl Pool {
         return;
       }
       self.evict(seq, key);
+    }
+  }
+
+  /// Drops the idle isolates of a retired worker version (busy ones go
+  /// when their requests finish).
+  pub fn retire(&self, worker: &Arc<Worker>) {
+    let seqs: Vec<u64> = self
+      .slots
+      .borrow()
+      .get(&Arc::as_ptr(worker))
+      .map(|s| s.idle.iter().map(|i| i.seq).collect())
+      .unwrap_or_default();
+    for seq in seqs {
+      self.evict(seq, Arc::as_ptr(worker));
     }
   }
 

@@ -35,6 +35,14 @@ impl Router {
     r
   }
 
+  /// Routes every worker's own `routes`.
+  pub fn from_workers(workers: &[Arc<Worker>]) -> Self {
+    let routes = workers
+      .iter()
+      .flat_map(|w| w.routes.iter().map(move |r| (r.clone(), w.clone())));
+    Self::new(routes, workers)
+  }
+
   /// The worker for a Host header value (or :authority), port and case
   /// ignored.
   pub fn route(&self, host: &str) -> Option<&Arc<Worker>> {

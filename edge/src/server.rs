@@ -20,8 +20,9 @@ use crate::body::{request_body, EdgeBody};
 use crate::error::RequestError;
 use crate::executor::Executor;
 use crate::invoke::RunInfo;
-use crate::logging::RequestId;
+use crate::logging::{AccessLine, RequestId};
 use crate::tls::CertEntry;
+use crate::worker::Worker;
 
 /// hyper's executor for HTTP/2 streams: tasks stay on this thread.
 #[derive(Clone, Copy)]
@@ -44,7 +45,7 @@ pub async fn serve_tcp(exec: Rc<Executor>, tcp: TcpStream, peer: SocketAddr, tls
     serve_http(exec, TokioIo::new(tcp), Conn { tls: None, peer }, false).await;
     return;
   }
-  let Some(certs) = exec.shared.certs.clone() else {
+  let Some(certs) = exec.shared.certs() else {
     return;
   };
   // Warm the worker of the named host while the handshake completes.
@@ -53,15 +54,20 @@ pub async fn serve_tcp(exec: Rc<Executor>, tcp: TcpStream, peer: SocketAddr, tls
       exec.pool.prewarm(&worker);
     }
   };
+  let stats = &exec.shared.stats;
   match crate::tls::accept(tcp, &certs, warm).await {
     Ok(acc) => {
+      stats.tls_handshakes.inc();
       let conn = Conn {
         tls: Some(acc.cert.clone()),
         peer,
       };
       serve_http(exec, TokioIo::new(acc.stream), conn, acc.h2).await;
     }
-    Err(e) => tracing::debug!(%peer, "TLS: {e}"),
+    Err(e) => {
+      stats.handshake_failed(e.failure());
+      tracing::debug!(%peer, "TLS: {e}");
+    }
   }
 }
 
@@ -70,12 +76,27 @@ where
   I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
   let conn = Rc::new(conn);
+  let mut draining = exec.draining.clone();
+  let stats = exec.shared.stats.clone();
   let svc = hyper::service::service_fn(move |req| handle(exec.clone(), conn.clone(), req));
   let mut builder = auto::Builder::new(LocalExec);
   builder.http1().timer(TokioTimer::new()).keep_alive(true);
   builder.http2().timer(TokioTimer::new());
   let builder = if h2_only { builder.http2_only() } else { builder };
-  if let Err(e) = builder.serve_connection(io, svc).await {
+  stats.open_connections.add(1);
+  let connection = builder.serve_connection(io, svc);
+  tokio::pin!(connection);
+  let ended = tokio::select! {
+    r = connection.as_mut() => r,
+    _ = draining.wait_for(|d| *d) => {
+      // HTTP/1.1: close after the response in progress; HTTP/2: GOAWAY,
+      // then finish the open streams.
+      connection.as_mut().graceful_shutdown();
+      connection.await
+    }
+  };
+  stats.open_connections.add(-1);
+  if let Err(e) = ended {
     tracing::debug!("connection ended: {e}");
   }
 }
@@ -83,33 +104,76 @@ where
 async fn handle(exec: Rc<Executor>, conn: Rc<Conn>, req: Request<Incoming>) -> Result<Response<EdgeBody>, Infallible> {
   let started = Instant::now();
   let request_id = exec.next_request_id();
-  let method = req.method().clone();
-  let mut info = RunInfo::default();
-  let mut worker_name: Option<Arc<str>> = None;
-  let result = route_and_run(&exec, &conn, req, request_id, &mut info, &mut worker_name).await;
-  let mut res = match result {
-    Ok(res) => res,
-    Err(e) => {
-      e.log(request_id);
-      e.to_response(exec.shared.config.dev)
-    }
+  let access = exec.shared.config.log.access;
+  let (method, path, host) = if access {
+    let host = req
+      .uri()
+      .authority()
+      .map(|a| a.as_str())
+      .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()))
+      .unwrap_or("-")
+      .to_string();
+    (req.method().clone(), req.uri().path().to_string(), host)
+  } else {
+    Default::default()
   };
+  let mut info = RunInfo::default();
+  let mut worker: Option<Arc<Worker>> = None;
+  let result = route_and_run(&exec, &conn, req, request_id, &mut info, &mut worker).await;
+  let mut res = finish(
+    result,
+    worker.as_deref(),
+    started,
+    &info,
+    request_id,
+    exec.shared.config.dev,
+  );
   // The id the worker's console lines and the server's log carry.
   if let Ok(v) = http::HeaderValue::from_str(&request_id.to_string()) {
     res.headers_mut().insert("edge-request-id", v);
   }
-  tracing::debug!(
-    target: "access",
-    %request_id,
-    peer = %conn.peer,
-    worker = worker_name.as_deref().unwrap_or("-"),
-    %method,
-    status = res.status().as_u16(),
-    wall_us = started.elapsed().as_micros() as u64,
-    cpu_us = info.cpu.as_micros() as u64,
-    cold = info.cold,
-  );
+  if access {
+    let line = AccessLine {
+      request_id,
+      peer: Some(conn.peer),
+      host,
+      worker: worker.map(|w| w.name.clone()),
+      method,
+      path,
+      status: res.status().as_u16(),
+      wall: started.elapsed(),
+      cpu: info.cpu,
+      cold: info.cold,
+    };
+    res.body_mut().log_access(line);
+  }
   Ok(res)
+}
+
+/// The response of a request that was routed (or not), counted in its
+/// worker's metrics; a failure logged and turned into its error response.
+pub fn finish(
+  result: Result<Response<EdgeBody>, RequestError>,
+  worker: Option<&Worker>,
+  started: Instant,
+  info: &RunInfo,
+  request_id: RequestId,
+  dev: bool,
+) -> Response<EdgeBody> {
+  let res = match result {
+    Ok(res) => res,
+    Err(e) => {
+      e.log(request_id);
+      if let (Some(w), RequestError::Limit { hit, .. }) = (worker, &e) {
+        w.stats.limit_hit(hit.kind);
+      }
+      e.to_response(dev)
+    }
+  };
+  if let Some(w) = worker {
+    w.stats.response(res.status(), started.elapsed(), info.cpu);
+  }
+  res
 }
 
 async fn route_and_run(
@@ -118,7 +182,7 @@ async fn route_and_run(
   req: Request<Incoming>,
   request_id: RequestId,
   info: &mut RunInfo,
-  worker_name: &mut Option<Arc<str>>,
+  routed: &mut Option<Arc<Worker>>,
 ) -> Result<Response<EdgeBody>, RequestError> {
   let (parts, body) = req.into_parts();
   let host = parts
@@ -140,7 +204,7 @@ async fn route_and_run(
     .route(&host)
     .ok_or_else(|| RequestError::NoRoute { host: bare.to_string() })?
     .clone();
-  *worker_name = Some(worker.name.clone());
+  *routed = Some(worker.clone());
   let scheme = if conn.tls.is_some() { "https" } else { "http" };
   let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
   let url = format!("{scheme}://{host}{path}");

@@ -144,6 +144,16 @@ pub enum HandshakeError {
   Tls(std::io::Error),
 }
 
+impl HandshakeError {
+  /// The metrics' reason label.
+  pub fn failure(&self) -> crate::stats::HandshakeFailure {
+    match self {
+      Self::UnknownName(_) => crate::stats::HandshakeFailure::UnknownName,
+      Self::Tls(_) => crate::stats::HandshakeFailure::Protocol,
+    }
+  }
+}
+
 /// A finished handshake.
 pub struct Accepted {
   pub stream: TlsStream<TcpStream>,

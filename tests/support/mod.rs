@@ -352,3 +352,56 @@ pub fn rss_bytes() -> u64 {
   let pages: u64 = s.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
   pages * 4096
 }
+
+// ---- admin API ---------------------------------------------------------------
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A `multipart/form-data` upload: the `metadata` JSON and module parts.
+pub fn upload(meta: &str, modules: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+  let boundary = "edge-test-boundary-7d3f";
+  let mut b = Vec::new();
+  let mut part = |name: &str, ct: &str, bytes: &[u8]| {
+    b.extend_from_slice(
+      format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\nContent-Type: {ct}\r\n\r\n"
+      )
+      .as_bytes(),
+    );
+    b.extend_from_slice(bytes);
+    b.extend_from_slice(b"\r\n");
+  };
+  part("metadata", "application/json", meta.as_bytes());
+  for (name, bytes) in modules {
+    part(name, "application/javascript+module", bytes);
+  }
+  b.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+  (format!("multipart/form-data; boundary={boundary}"), b)
+}
+
+/// One admin request with the test token (or `token`).
+pub async fn admin(
+  addr: SocketAddr,
+  method: &str,
+  path: &str,
+  token: Option<&str>,
+  body: Option<(String, Vec<u8>)>,
+) -> Got {
+  let mut req = Request::builder().method(method).uri(path).header("host", "admin");
+  if let Some(t) = token {
+    req = req.header("authorization", format!("Bearer {t}"));
+  }
+  let req = match body {
+    Some((ct, bytes)) => req.header("content-type", ct).body(self::body(bytes)).unwrap(),
+    None => req.body(empty()).unwrap(),
+  };
+  collect(H1::connect(addr).await.send(req).await).await
+}
+
+/// Deploys `source` as the single module `index.js` of worker `name` for
+/// host `route`.
+pub async fn deploy(addr: SocketAddr, name: &str, route: &str, source: &str) -> Got {
+  let meta = format!(r#"{{"main_module":"index.js","routes":["{route}"]}}"#);
+  let up = upload(&meta, &[("index.js", source.as_bytes())]);
+  admin(addr, "PUT", &format!("/workers/{name}"), Some(TOKEN), Some(up)).await
+}

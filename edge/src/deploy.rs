@@ -1,0 +1,422 @@
+//! Changing the running workers without a restart: uploads through the
+//! admin API, removals, and config reloads (SIGHUP, `--watch`). Each change
+//! is checked first (the new version is loaded and evaluated in an
+//! isolate), then made visible at once by swapping the router; requests
+//! already running finish on the version they started with, and the old
+//! version's isolates are dropped when they are done.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::engine::Shared;
+use crate::error::DeployError;
+use crate::routing::Router;
+use crate::tls::CertStore;
+use crate::worker::{Origin, Upload, UploadMeta, Worker};
+
+/// The running set of workers (changed only under its lock).
+pub struct Deployments {
+  /// The config the config file's workers came from.
+  pub config: Config,
+  pub from_config: BTreeMap<String, Arc<Worker>>,
+  pub from_api: BTreeMap<String, Arc<Worker>>,
+}
+
+impl Deployments {
+  fn all(&self) -> impl Iterator<Item = &Arc<Worker>> {
+    self.from_config.values().chain(self.from_api.values())
+  }
+
+  /// A route of `w` claimed by another worker (other than an older version
+  /// of `w` itself).
+  fn route_conflict(&self, w: &Worker, others: &mut dyn Iterator<Item = &Arc<Worker>>) -> Option<String> {
+    let mine: Vec<String> = w.routes.iter().map(|r| r.to_ascii_lowercase()).collect();
+    for o in others {
+      if o.name == w.name {
+        continue;
+      }
+      if let Some(r) = o.routes.iter().find(|r| mine.contains(&r.to_ascii_lowercase())) {
+        return Some(format!("route {r:?} is claimed by worker {:?}", &*o.name));
+      }
+    }
+    None
+  }
+}
+
+/// What a deploy did.
+#[derive(Debug, Serialize)]
+pub struct Deployed {
+  pub name: String,
+  pub version: String,
+  /// False when the same version was already running.
+  pub changed: bool,
+}
+
+/// What a reload did.
+#[derive(Debug, Default, Serialize)]
+pub struct Reloaded {
+  pub added: Vec<String>,
+  pub changed: Vec<String>,
+  pub removed: Vec<String>,
+  pub tls_changed: bool,
+}
+
+/// A worker as the admin API shows it.
+#[derive(Debug, Serialize)]
+pub struct WorkerInfo {
+  pub name: String,
+  pub origin: Origin,
+  pub version: String,
+  pub routes: Vec<String>,
+  pub modules: Vec<String>,
+  pub vars: Vec<String>,
+  pub limits: LimitsInfo,
+  pub isolates: i64,
+  pub requests: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LimitsInfo {
+  pub cpu_ms: u128,
+  pub memory_mb: usize,
+  pub wall_ms: u128,
+  pub request_body_mb: u64,
+  pub subrequests: u32,
+}
+
+impl WorkerInfo {
+  pub fn of(w: &Worker) -> Self {
+    let l = &w.limits;
+    Self {
+      name: w.name.to_string(),
+      origin: w.origin,
+      version: w.version.clone(),
+      routes: w.routes.clone(),
+      modules: w.modules.clone(),
+      vars: w.code.vars.iter().map(|(k, _)| k.clone()).collect(),
+      limits: LimitsInfo {
+        cpu_ms: l.cpu.as_millis(),
+        memory_mb: l.memory_bytes >> 20,
+        wall_ms: l.wall.as_millis(),
+        request_body_mb: l.request_body_bytes >> 20,
+        subrequests: l.subrequests,
+      },
+      isolates: w.stats.isolates.get(),
+      requests: w.stats.responses.iter().map(|c| c.get()).sum(),
+    }
+  }
+}
+
+impl Shared {
+  /// Makes the router serve the current set; every request routed after
+  /// this sees it.
+  fn publish(&self, d: &Deployments) {
+    let workers: Vec<Arc<Worker>> = d.all().cloned().collect();
+    *self.router.write().expect("router lock") = Arc::new(Router::from_workers(&workers));
+  }
+
+  /// Drops `old`'s isolates once their requests finish, on every thread.
+  fn retire(&self, old: &Arc<Worker>) {
+    old.retire();
+    for tx in self.executor_jobs() {
+      let _ = tx.send(crate::executor::Job::Retire(old.clone()));
+    }
+  }
+
+  /// Uploads a worker (or a new version of one), checked before it serves.
+  pub async fn deploy(&self, upload: Upload) -> Result<Deployed, DeployError> {
+    upload.validate().map_err(DeployError::Invalid)?;
+    let mut d = self.deployments.lock().await;
+    let name = upload.name.clone();
+    if d.from_config.contains_key(&name) {
+      return Err(DeployError::ConfigOwned { name });
+    }
+    let version = upload.version();
+    if d.from_api.get(&name).is_some_and(|w| w.version == version) {
+      return Ok(Deployed {
+        name,
+        version,
+        changed: false,
+      });
+    }
+    let worker = Worker::from_upload(&d.config, &upload, self.stats.worker(&name)).map_err(DeployError::Invalid)?;
+    if let Some(c) = d.route_conflict(&worker, &mut d.all()) {
+      return Err(DeployError::Conflict(c));
+    }
+    self.check(&worker).await?;
+    if let Some(dir) = &self.data_dir {
+      store(dir, &upload).map_err(|e| DeployError::Storage(format!("{}: {e}", dir.display())))?;
+    }
+    let old = d.from_api.insert(name.clone(), worker);
+    self.publish(&d);
+    if let Some(old) = old {
+      self.retire(&old);
+    }
+    tracing::info!(worker = %name, %version, "deployed");
+    Ok(Deployed {
+      name,
+      version,
+      changed: true,
+    })
+  }
+
+  /// Removes a worker uploaded through the admin API.
+  pub async fn remove(&self, name: &str) -> Result<(), DeployError> {
+    let mut d = self.deployments.lock().await;
+    if d.from_config.contains_key(name) {
+      return Err(DeployError::ConfigOwned { name: name.into() });
+    }
+    let old = d
+      .from_api
+      .remove(name)
+      .ok_or_else(|| DeployError::NotFound { name: name.into() })?;
+    if let Some(dir) = &self.data_dir {
+      let p = dir.join("workers").join(name);
+      if p.exists() {
+        std::fs::remove_dir_all(&p).map_err(|e| DeployError::Storage(format!("{}: {e}", p.display())))?;
+      }
+    }
+    self.publish(&d);
+    self.retire(&old);
+    self.stats.workers.remove(name);
+    tracing::info!(worker = %name, "removed");
+    Ok(())
+  }
+
+  /// The running workers, by name.
+  pub async fn workers(&self) -> Vec<Arc<Worker>> {
+    let d = self.deployments.lock().await;
+    let mut all: Vec<_> = d.all().cloned().collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all
+  }
+
+  /// Applies a new config file: its workers (unchanged ones keep their warm
+  /// isolates), limits and certificates. Nothing changes unless all of it
+  /// is good. Listeners, threads, `[runtime]`, `[log]`, `[admin]`,
+  /// `[server]` and `[fetch]` take effect at the next start.
+  pub async fn reload(&self, config: Config) -> Result<Reloaded, DeployError> {
+    config.validate().map_err(|e| DeployError::Config(e.to_string()))?;
+    let mut d = self.deployments.lock().await;
+    let mut next = BTreeMap::new();
+    let mut report = Reloaded::default();
+    let mut to_check = Vec::new();
+    for (i, wc) in config.workers.iter().enumerate() {
+      if d.from_api.contains_key(&wc.name) {
+        return Err(DeployError::Config(format!(
+          "{}: worker[{i}].name: {:?} is a worker deployed through the admin API; remove it there first",
+          config.origin, wc.name
+        )));
+      }
+      let w = Worker::from_config(&config, i, wc, self.stats.worker(&wc.name))
+        .map_err(|e| DeployError::Config(e.to_string()))?;
+      let w = match d.from_config.get(&wc.name) {
+        Some(old) if old.version == w.version => old.clone(),
+        Some(_) => {
+          report.changed.push(wc.name.clone());
+          to_check.push(w.clone());
+          w
+        }
+        None => {
+          report.added.push(wc.name.clone());
+          to_check.push(w.clone());
+          w
+        }
+      };
+      next.insert(wc.name.clone(), w);
+    }
+    for w in next.values() {
+      if let Some(c) = d.route_conflict(w, &mut d.from_api.values()) {
+        return Err(DeployError::Config(format!(
+          "{}: worker {:?}: {c}",
+          config.origin, &*w.name
+        )));
+      }
+    }
+    for w in &to_check {
+      self.check(w).await?;
+    }
+    let tls_changed = tls_stamp(&config) != tls_stamp(&d.config);
+    let certs = if tls_changed && !config.tls.is_empty() {
+      Some(Arc::new(
+        CertStore::from_config(&config).map_err(|e| DeployError::Config(e.to_string()))?,
+      ))
+    } else {
+      None
+    };
+    for (what, same) in [
+      (
+        "listen",
+        format!("{:?}", config.listen) == format!("{:?}", d.config.listen),
+      ),
+      (
+        "runtime",
+        format!("{:?}", config.runtime) == format!("{:?}", d.config.runtime),
+      ),
+      (
+        "admin",
+        format!("{:?}", config.admin) == format!("{:?}", d.config.admin),
+      ),
+      ("log", format!("{:?}", config.log) == format!("{:?}", d.config.log)),
+      (
+        "fetch",
+        format!("{:?}", config.fetch) == format!("{:?}", d.config.fetch),
+      ),
+      (
+        "server",
+        format!("{:?}", config.server) == format!("{:?}", d.config.server),
+      ),
+    ] {
+      if !same {
+        tracing::warn!("{}: changes to [{what}] take effect at the next start", config.origin);
+      }
+    }
+    let old = std::mem::replace(&mut d.from_config, next);
+    d.config = config;
+    if let Some(c) = certs {
+      *self.certs.write().expect("certs lock") = Some(c);
+    }
+    report.tls_changed = tls_changed;
+    self.publish(&d);
+    for (name, w) in old {
+      match d.from_config.get(&name) {
+        Some(new) if Arc::ptr_eq(new, &w) => {}
+        Some(_) => self.retire(&w),
+        None => {
+          report.removed.push(name.clone());
+          self.retire(&w);
+          self.stats.workers.remove(name.as_str());
+        }
+      }
+    }
+    tracing::info!(
+      added = ?report.added,
+      changed = ?report.changed,
+      removed = ?report.removed,
+      tls_changed,
+      "config reloaded"
+    );
+    Ok(report)
+  }
+
+  /// Loads and evaluates `w` in an isolate of its executor thread; the
+  /// isolate stays there warm for its first request.
+  async fn check(&self, w: &Arc<Worker>) -> Result<(), DeployError> {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    self
+      .executor_for(&w.name)
+      .send(crate::executor::Job::Prepare {
+        worker: w.clone(),
+        reply,
+      })
+      .map_err(|_| DeployError::ShuttingDown)?;
+    rx.await
+      .map_err(|_| DeployError::ShuttingDown)?
+      .map_err(|e| DeployError::Startup(Box::new(e)))
+  }
+}
+
+/// What identifies the `[[tls]]` section: the entries and their files.
+fn tls_stamp(config: &Config) -> String {
+  let mut s = format!("{:?}", config.tls);
+  for t in &config.tls {
+    for p in [&t.cert, &t.key].into_iter().flatten() {
+      let md = std::fs::metadata(config.resolve(p)).ok();
+      s.push_str(&format!("{:?}", md.map(|m| (m.len(), m.modified().ok()))));
+    }
+  }
+  s
+}
+
+// ---- the data directory ----------------------------------------------------
+
+/// Writes an upload under `dir/workers/<name>/` (a new folder renamed into
+/// place, so a reader sees the old version or the new one).
+fn store(dir: &Path, upload: &Upload) -> std::io::Result<()> {
+  let workers = dir.join("workers");
+  std::fs::create_dir_all(&workers)?;
+  let tmp = workers.join(format!(".{}.new", upload.name));
+  let _ = std::fs::remove_dir_all(&tmp);
+  std::fs::create_dir_all(tmp.join("modules"))?;
+  let meta = serde_json::to_vec_pretty(&upload.meta).map_err(std::io::Error::other)?;
+  std::fs::write(tmp.join("metadata.json"), meta)?;
+  for (path, bytes) in &upload.modules {
+    let p = tmp.join("modules").join(path);
+    if let Some(parent) = p.parent() {
+      std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(p, bytes)?;
+  }
+  let dest = workers.join(&upload.name);
+  let old = workers.join(format!(".{}.old", upload.name));
+  let _ = std::fs::remove_dir_all(&old);
+  if dest.exists() {
+    std::fs::rename(&dest, &old)?;
+  }
+  std::fs::rename(&tmp, &dest)?;
+  let _ = std::fs::remove_dir_all(&old);
+  Ok(())
+}
+
+/// The uploads kept under `dir` (unreadable ones are logged and skipped).
+pub fn load_stored(dir: &Path) -> Vec<Upload> {
+  let workers = dir.join("workers");
+  let Ok(rd) = std::fs::read_dir(&workers) else {
+    return Vec::new();
+  };
+  let mut out = Vec::new();
+  let mut names: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+  names.sort();
+  for p in names {
+    let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+      continue;
+    };
+    if name.starts_with('.') {
+      continue;
+    }
+    match read_stored(&p, &name) {
+      Ok(u) => out.push(u),
+      Err(e) => tracing::error!("{}: cannot load this stored worker: {e}", p.display()),
+    }
+  }
+  out
+}
+
+fn read_stored(p: &Path, name: &str) -> Result<Upload, String> {
+  let meta = std::fs::read(p.join("metadata.json")).map_err(|e| format!("metadata.json: {e}"))?;
+  let meta: UploadMeta = serde_json::from_slice(&meta).map_err(|e| format!("metadata.json: {e}"))?;
+  let root = p.join("modules");
+  let mut modules = BTreeMap::new();
+  let mut stack = vec![root.clone()];
+  while let Some(dir) = stack.pop() {
+    for e in std::fs::read_dir(&dir)
+      .map_err(|e| format!("{}: {e}", dir.display()))?
+      .flatten()
+    {
+      let path = e.path();
+      if path.is_dir() {
+        stack.push(path);
+        continue;
+      }
+      let rel = path
+        .strip_prefix(&root)
+        .map_err(|e| e.to_string())?
+        .to_string_lossy()
+        .replace('\\', "/");
+      let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+      modules.insert(rel, Bytes::from(bytes));
+    }
+  }
+  let upload = Upload {
+    name: name.to_string(),
+    meta,
+    modules,
+  };
+  upload.validate()?;
+  Ok(upload)
+}

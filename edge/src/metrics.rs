@@ -1,0 +1,240 @@
+//! `GET /metrics` on the admin listener: the engine's and each worker's
+//! counters in the Prometheus text format (version 0.0.4).
+
+use std::fmt::Write;
+
+use crate::limits::LimitKind;
+use crate::stats::{bucket_bound_us, Histogram, Stats, BUCKETS};
+
+/// Every 4th bucket of [`Histogram`] (10 µs to ~6.5 s, ×2.44 apart).
+const EXPORTED_EVERY: usize = 4;
+
+/// Reads one value of a worker's counters.
+type WorkerValue = fn(&crate::stats::WorkerStats) -> f64;
+
+/// The whole exposition.
+pub fn render(stats: &Stats) -> String {
+  let mut out = String::with_capacity(4096 + stats.workers.len() * 4096);
+  let o = &mut out;
+  let node: [(&str, &str, &str, f64); 13] = [
+    (
+      "edge_open_connections",
+      "gauge",
+      "Client connections open now.",
+      stats.open_connections.get() as f64,
+    ),
+    (
+      "edge_in_flight_requests",
+      "gauge",
+      "Requests holding an isolate now.",
+      stats.in_flight.get() as f64,
+    ),
+    (
+      "edge_tls_handshakes_total",
+      "counter",
+      "TLS handshakes completed.",
+      stats.tls_handshakes.get() as f64,
+    ),
+    (
+      "edge_blank_isolates",
+      "gauge",
+      "Blank isolates ready for cold starts (the supply).",
+      stats.blank_isolates.get() as f64,
+    ),
+    (
+      "edge_live_isolates",
+      "gauge",
+      "Isolates bound to a worker, busy or idle.",
+      stats.live_isolates.get() as f64,
+    ),
+    (
+      "edge_cold_starts_total",
+      "counter",
+      "Requests that bound a new isolate to their worker.",
+      stats.cold_starts.get() as f64,
+    ),
+    (
+      "edge_warm_starts_total",
+      "counter",
+      "Requests served by an idle isolate of their worker.",
+      stats.warm_starts.get() as f64,
+    ),
+    (
+      "edge_blank_misses_total",
+      "counter",
+      "Cold starts that found no blank isolate ready.",
+      stats.blank_misses.get() as f64,
+    ),
+    (
+      "edge_sni_warmups_total",
+      "counter",
+      "Isolates bound while a TLS handshake named their host.",
+      stats.sni_warmups.get() as f64,
+    ),
+    (
+      "edge_evictions_total",
+      "counter",
+      "Idle isolates dropped for capacity, idleness or a new version.",
+      stats.evictions.get() as f64,
+    ),
+    (
+      "process_resident_memory_bytes",
+      "gauge",
+      "Resident memory of the process.",
+      resident_bytes() as f64,
+    ),
+    (
+      "edge_workers",
+      "gauge",
+      "Workers with counters.",
+      stats.workers.len() as f64,
+    ),
+    ("edge_up", "gauge", "1 while the server runs.", 1.0),
+  ];
+  for (name, kind, help, v) in node {
+    header(o, name, kind, help);
+    let _ = writeln!(o, "{name} {v}");
+  }
+  header(
+    o,
+    "edge_tls_handshake_failures_total",
+    "counter",
+    "TLS handshakes that failed, by reason.",
+  );
+  let _ = writeln!(
+    o,
+    "edge_tls_handshake_failures_total{{reason=\"unknown_name\"}} {}",
+    stats.tls_unknown_name.get()
+  );
+  let _ = writeln!(
+    o,
+    "edge_tls_handshake_failures_total{{reason=\"protocol\"}} {}",
+    stats.tls_protocol_errors.get()
+  );
+
+  let mut workers: Vec<_> = stats
+    .workers
+    .iter()
+    .map(|e| (e.key().clone(), e.value().clone()))
+    .collect();
+  workers.sort_by(|a, b| a.0.cmp(&b.0));
+
+  header(o, "edge_worker_requests_total", "counter", "Responses by status class.");
+  for (name, w) in &workers {
+    for (i, c) in w.responses.iter().enumerate() {
+      let _ = writeln!(
+        o,
+        "edge_worker_requests_total{{worker=\"{name}\",class=\"{}xx\"}} {}",
+        i + 1,
+        c.get()
+      );
+    }
+  }
+  header(
+    o,
+    "edge_worker_limit_hits_total",
+    "counter",
+    "Requests ended by a limit, by kind.",
+  );
+  for (name, w) in &workers {
+    for kind in LimitKind::ALL {
+      let _ = writeln!(
+        o,
+        "edge_worker_limit_hits_total{{worker=\"{name}\",kind=\"{}\"}} {}",
+        kind.as_str(),
+        w.limit_hits[kind as usize].get()
+      );
+    }
+  }
+  let per_worker: [(&str, &str, &str, WorkerValue); 5] = [
+    (
+      "edge_worker_cold_starts_total",
+      "counter",
+      "Requests that started a new isolate.",
+      |w| w.cold_starts.get() as f64,
+    ),
+    (
+      "edge_worker_isolates",
+      "gauge",
+      "Isolates bound to the worker, busy or idle.",
+      |w| w.isolates.get() as f64,
+    ),
+    (
+      "edge_worker_warm_isolates",
+      "gauge",
+      "Idle isolates of the worker, ready for a request.",
+      |w| w.idle_isolates.get() as f64,
+    ),
+    (
+      "edge_worker_heap_bytes",
+      "gauge",
+      "Heap of the worker's isolates, as last sampled.",
+      |w| w.heap_bytes.get() as f64,
+    ),
+    (
+      "edge_worker_console_dropped_total",
+      "counter",
+      "console.* lines dropped by the rate limit.",
+      |w| w.console_dropped.get() as f64,
+    ),
+  ];
+  for (metric, kind, help, get) in per_worker {
+    header(o, metric, kind, help);
+    for (name, w) in &workers {
+      let _ = writeln!(o, "{metric}{{worker=\"{name}\"}} {}", get(w));
+    }
+  }
+  header(
+    o,
+    "edge_worker_request_duration_seconds",
+    "histogram",
+    "Server-side time to the response head.",
+  );
+  for (name, w) in &workers {
+    histogram(o, "edge_worker_request_duration_seconds", name, &w.latency);
+  }
+  header(
+    o,
+    "edge_worker_cpu_seconds",
+    "histogram",
+    "CPU time of each request's JavaScript and Wasm.",
+  );
+  for (name, w) in &workers {
+    histogram(o, "edge_worker_cpu_seconds", name, &w.cpu);
+  }
+  out
+}
+
+fn header(o: &mut String, name: &str, kind: &str, help: &str) {
+  let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn histogram(o: &mut String, name: &str, worker: &str, h: &Histogram) {
+  let counts = h.counts();
+  let mut cumulative = 0;
+  for (i, c) in counts.iter().enumerate() {
+    cumulative += c;
+    if i % EXPORTED_EVERY == 0 && i + 1 < BUCKETS {
+      let le = bucket_bound_us(i) / 1e6;
+      let _ = writeln!(o, "{name}_bucket{{worker=\"{worker}\",le=\"{le}\"}} {cumulative}");
+    }
+  }
+  let _ = writeln!(o, "{name}_bucket{{worker=\"{worker}\",le=\"+Inf\"}} {cumulative}");
+  let _ = writeln!(o, "{name}_sum{{worker=\"{worker}\"}} {}", h.sum().as_secs_f64());
+  let _ = writeln!(o, "{name}_count{{worker=\"{worker}\"}} {cumulative}");
+}
+
+/// Resident memory of this process (Linux), 0 where unknown.
+pub fn resident_bytes() -> u64 {
+  let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+    return 0;
+  };
+  let pages: u64 = statm
+    .split_whitespace()
+    .nth(1)
+    .and_then(|v| v.parse().ok())
+    .unwrap_or(0);
+  // SAFETY: sysconf has no preconditions.
+  let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+  pages * page.max(0) as u64
+}

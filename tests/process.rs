@@ -1,0 +1,193 @@
+//! The `edge` binary as operators run it: SIGHUP and `--watch` reloads, a
+//! broken config refused, SIGTERM draining a slow request before exit 0.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::support::{get, Fixture};
+
+/// A running `edge serve`, its log lines collected.
+struct Server {
+  child: Child,
+  lines: mpsc::Receiver<String>,
+  seen: Vec<String>,
+  addr: SocketAddr,
+}
+
+impl Server {
+  fn start(f: &Fixture, extra_args: &[&str]) -> Self {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge"))
+      .arg("serve")
+      .arg("--config")
+      .arg(f.path("edge.toml"))
+      .args(extra_args)
+      .env("RUST_LOG", "info")
+      .stderr(Stdio::piped())
+      .stdout(Stdio::null())
+      .spawn()
+      .expect("start edge");
+    let (tx, lines) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+      for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if tx.send(line).is_err() {
+          break;
+        }
+      }
+    });
+    let mut s = Self {
+      child,
+      lines,
+      seen: Vec::new(),
+      addr: "0.0.0.0:0".parse().unwrap(),
+    };
+    let line = s.wait_for("listening on http://");
+    let addr = line.split("http://").nth(1).unwrap().trim();
+    s.addr = addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
+    s
+  }
+
+  /// The first log line (from now on) containing `needle`.
+  fn wait_for(&mut self, needle: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+      let left = until.saturating_duration_since(Instant::now());
+      match self.lines.recv_timeout(left) {
+        Ok(line) => {
+          self.seen.push(line.clone());
+          if line.contains(needle) {
+            return line;
+          }
+        }
+        Err(_) => panic!("no log line with {needle:?}; seen:\n{}", self.seen.join("\n")),
+      }
+    }
+  }
+
+  fn signal(&self, sig: libc::c_int) {
+    // SAFETY: kill() on our own child's pid.
+    let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0);
+  }
+}
+
+impl Drop for Server {
+  fn drop(&mut self) {
+    let _ = self.child.kill();
+    let _ = self.child.wait();
+  }
+}
+
+fn worker(body: &str) -> String {
+  format!("export default {{ fetch() {{ return new Response('{body}') }} }}")
+}
+
+const ONE: &str = "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n[[worker]]\nname = \"a\"\nmain = \"a/index.js\"\nroutes = [\"a.test\"]\n";
+
+/// Polls `host` until it answers `want` (reloads are asynchronous to the
+/// signal).
+async fn eventually(addr: SocketAddr, host: &str, want: &str) {
+  let until = Instant::now() + Duration::from_secs(20);
+  loop {
+    let got = get(addr, host, "/").await;
+    if got.body == want {
+      return;
+    }
+    assert!(
+      Instant::now() < until,
+      "{host} still answers {} {:?}",
+      got.status,
+      got.body
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+  }
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_a_broken_config_is_refused() {
+  let f = Fixture::new();
+  f.file("a/index.js", worker("a1"));
+  f.file("b/index.js", worker("b1"));
+  f.file("edge.toml", ONE);
+  let mut s = Server::start(&f, &[]);
+  assert_eq!(get(s.addr, "a.test", "/").await.body, "a1");
+  assert_eq!(get(s.addr, "b.test", "/").await.status, 404);
+
+  f.file("a/index.js", worker("a2"));
+  f.file(
+    "edge.toml",
+    format!("{ONE}[[worker]]\nname = \"b\"\nmain = \"b/index.js\"\nroutes = [\"b.test\"]\n"),
+  );
+  s.signal(libc::SIGHUP);
+  s.wait_for("config reloaded");
+  assert_eq!(get(s.addr, "a.test", "/").await.body, "a2");
+  assert_eq!(get(s.addr, "b.test", "/").await.body, "b1");
+
+  f.file("edge.toml", "[listen\nthis is not toml");
+  s.signal(libc::SIGHUP);
+  s.wait_for("reload refused");
+  f.file(
+    "edge.toml",
+    format!("{ONE}[[worker]]\nname = \"b\"\nmain = \"b/missing.js\"\nroutes = [\"b.test\"]\n"),
+  );
+  s.signal(libc::SIGHUP);
+  let refused = s.wait_for("reload refused");
+  assert!(refused.contains("missing.js"), "{refused}");
+  // A module that throws at load is refused too, before it serves.
+  f.file(
+    "edge.toml",
+    format!("{ONE}[[worker]]\nname = \"b\"\nmain = \"b/index.js\"\nroutes = [\"b.test\"]\n"),
+  );
+  f.file("b/index.js", "throw new Error('bad b')");
+  s.signal(libc::SIGHUP);
+  let refused = s.wait_for("reload refused");
+  assert!(refused.contains("bad b"), "{refused}");
+  assert_eq!(get(s.addr, "a.test", "/").await.body, "a2");
+  assert_eq!(get(s.addr, "b.test", "/").await.body, "b1");
+}
+
+#[tokio::test]
+async fn watch_reloads_when_a_module_changes() {
+  let f = Fixture::new();
+  f.file("a/index.js", worker("w1"));
+  f.file("edge.toml", ONE);
+  let s = Server::start(&f, &["--watch"]);
+  assert_eq!(get(s.addr, "a.test", "/").await.body, "w1");
+  // Modification times can be coarse: change the size too.
+  f.file("a/index.js", worker("w2-longer"));
+  eventually(s.addr, "a.test", "w2-longer").await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_a_slow_request_then_exits_zero() {
+  let f = Fixture::new();
+  f.file(
+    "a/index.js",
+    "export default { async fetch(req, env, ctx) { await new Promise(r => setTimeout(r, 1500)); return new Response('slow done') } }",
+  );
+  f.file("edge.toml", ONE);
+  let mut s = Server::start(&f, &[]);
+  let addr = s.addr;
+  let slow = tokio::spawn(async move { get(addr, "a.test", "/").await });
+  tokio::time::sleep(Duration::from_millis(400)).await;
+  s.signal(libc::SIGTERM);
+  s.wait_for("stopping");
+  // No new connections once draining.
+  tokio::time::sleep(Duration::from_millis(200)).await;
+  assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting");
+  let got = slow.await.unwrap();
+  assert_eq!((got.status, got.body.as_str()), (200, "slow done"));
+  let until = Instant::now() + Duration::from_secs(20);
+  let status = loop {
+    if let Some(st) = s.child.try_wait().unwrap() {
+      break st;
+    }
+    assert!(Instant::now() < until, "did not exit");
+    std::thread::sleep(Duration::from_millis(20));
+  };
+  assert_eq!(status.code(), Some(0));
+  s.wait_for("stopped");
+}
