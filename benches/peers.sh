@@ -162,6 +162,13 @@ start_server edge plain
 sleep 0.5
 hosts=$(for i in $(seq 0 19); do printf 'cold%d.localhost ' "$i"; done)
 newhost=$(taskset -c 1 python3 benches/peers/coldstart.py hosts 9201 $hosts | median)
+# The same probe on a worker already warm, and on hyper: what a request
+# costs after 100 ms of idleness on this machine, cold start or not.
+warmhosts=$(for i in $(seq 0 19); do printf 'cold%d.localhost ' "$((i % 3))"; done)
+idle_edge=$(taskset -c 1 python3 benches/peers/coldstart.py hosts 9201 $warmhosts | median)
+stop_server
+start_server hyper plain
+idle_hyper=$(taskset -c 1 python3 benches/peers/coldstart.py hosts 9211 $warmhosts | median)
 stop_server
 
 # ---- the table -----------------------------------------------------------------
@@ -191,6 +198,8 @@ report=benches/results/peers.md
   echo "| cold start (median of 5) | ms |"
   echo "|---|---|"
   echo "| edge: new host, first request (20 never-served workers, 100 ms apart, client side, connect included) | $newhost |"
+  echo "| edge: warm worker, a request after 100 ms idle (same probe) | $idle_edge |"
+  echo "| hyper: a request after 100 ms idle (same probe; this machine's floor) | $idle_hyper |"
   echo "| edge: process start to first response | $cold_edge |"
   echo "| hyper: process start to first response | $cold_hyper |"
   echo "| workerd: process start to first response | $cold_workerd |"

@@ -72,8 +72,12 @@ async fn deploy_replace_and_delete_under_load_fail_no_request() {
   let latest = Arc::new(AtomicUsize::new(1));
   let served = Arc::new(AtomicUsize::new(0));
   let mut clients = Vec::new();
+  // Client 0 asks the static worker until the end of the test, through the
+  // removal too.
+  let stop_bystander = Arc::new(AtomicBool::new(false));
   for i in 0..6 {
-    let (stop, latest, served) = (stop.clone(), latest.clone(), served.clone());
+    let stop = if i == 0 { stop_bystander.clone() } else { stop.clone() };
+    let (latest, served) = (latest.clone(), served.clone());
     clients.push(tokio::spawn(async move {
       let mut c = H1::connect(public).await;
       let mut failures = Vec::new();
@@ -105,6 +109,7 @@ async fn deploy_replace_and_delete_under_load_fail_no_request() {
   }
   tokio::time::sleep(Duration::from_millis(50)).await;
   stop.store(true, Ordering::SeqCst);
+  let bystander = clients.remove(0);
   for c in clients {
     let failures = c.await.unwrap();
     assert!(failures.is_empty(), "{failures:?}");
@@ -124,6 +129,9 @@ async fn deploy_replace_and_delete_under_load_fail_no_request() {
   assert_eq!(get(public, "app.test", "/").await.status, 404);
   assert_eq!(get(public, "static.test", "/").await.body, "static");
   assert_eq!(admin(a, "DELETE", "/workers/app", Some(TOKEN), None).await.status, 404);
+  stop_bystander.store(true, Ordering::SeqCst);
+  let failures = bystander.await.unwrap();
+  assert!(failures.is_empty(), "{failures:?}");
 }
 
 #[tokio::test]

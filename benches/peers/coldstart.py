@@ -9,12 +9,19 @@ import socket, subprocess, sys, time
 def get(port, host, timeout=5.0):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    # Read to the end of the response (its Content-Length), not to the
+    # server's close: the response is what the client waits for.
     data = b""
     while True:
         chunk = s.recv(65536)
         if not chunk:
             break
         data += chunk
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            lengths = [l.split(b":", 1)[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+            if lengths and len(body) >= int(lengths[0]):
+                break
     s.close()
     return data.split(b" ", 2)[1] if data.startswith(b"HTTP/") else b""
 
