@@ -21,7 +21,12 @@ type Body = BoxBody<Bytes, Infallible>;
 async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
   let res = match req.uri().path() {
     "/json" => {
-      let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+      let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
       let order: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
       let items = order["items"].as_array().cloned().unwrap_or_default();
       let total: f64 = items
@@ -43,7 +48,9 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Body>, I
         "tags": tags,
       });
       let mut res = Response::new(Full::new(Bytes::from(out.to_string())).boxed());
-      res.headers_mut().insert("content-type", "application/json".parse().unwrap());
+      res
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
       res
     }
     "/stream" => {

@@ -1,5 +1,5 @@
 //! Criterion micro-benchmarks of the hot path pieces: routing a host,
-//! calling a warm handler, and a cold start (binding a blank isolate to a
+//! taking a warm isolate from the pool, calling a warm handler, and a cold start (binding a blank isolate to a
 //! worker, then calling it).
 //!
 //! `cargo bench -p edge --bench micro`
@@ -135,9 +135,48 @@ fn isolates(c: &mut Criterion) {
   });
 }
 
+/// Taking a warm isolate from a thread's pool and giving it back (what a
+/// warm request pays the pool, without the call).
+fn pool(c: &mut Criterion) {
+  use futures::FutureExt;
+  let rt = tokio::runtime::Builder::new_current_thread()
+    .enable_all()
+    .build()
+    .unwrap();
+  let local = tokio::task::LocalSet::new();
+  let watchdog = edge::limits::Watchdog::start().unwrap();
+  let worker = hello_worker("pooled");
+  let limits = edge::pool::PoolLimits {
+    // No blank supply: releasing never schedules a refill.
+    blank_target: 0,
+    max_per_worker: 8,
+    max_isolates: 64,
+    max_idle_heap: 1 << 30,
+    idle_timeout: std::time::Duration::from_secs(300),
+  };
+  let pool = local.block_on(&rt, async {
+    let pool = edge::pool::Pool::new(
+      IsolateConfig::default(),
+      Rc::new(NoLog),
+      limits,
+      Arc::default(),
+      watchdog.watch_this_thread(),
+    );
+    drop(pool.acquire(&worker).await.unwrap());
+    pool
+  });
+  c.bench_function("take a warm isolate from the pool and give it back", |b| {
+    b.iter(|| {
+      let lease = pool.acquire(&worker).now_or_never().unwrap().unwrap();
+      assert!(!lease.cold);
+      drop(lease)
+    })
+  });
+}
+
 criterion_group! {
   name = benches;
   config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(4));
-  targets = routing, isolates
+  targets = routing, isolates, pool
 }
 criterion_main!(benches);
