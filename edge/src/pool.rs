@@ -27,6 +27,10 @@ use crate::limits::{CpuMeter, LimitHit, LimitKind, Watch};
 use crate::stats::Stats;
 use crate::worker::Worker;
 
+/// CPU time a worker's modules may take to evaluate when it starts, if its
+/// request limit is lower (Cloudflare allows 400 ms for startup too).
+pub const STARTUP_CPU: Duration = Duration::from_millis(400);
+
 /// The sizes a pool keeps to (per thread).
 #[derive(Clone, Debug)]
 pub struct PoolLimits {
@@ -240,10 +244,11 @@ impl Pool {
         return Err(RequestError::Internal(e.to_string()));
       }
     };
-    // Evaluating the worker's modules runs its top-level code: under its
-    // CPU and wall limits, like a request.
+    // Evaluating the worker's modules runs its top-level code: under a CPU
+    // limit (the request's, but at least STARTUP_CPU: compiling is work a
+    // request does not do) and the wall limit.
     let stopper = iso.stopper();
-    let mut cpu = CpuMeter::new(worker.limits.cpu);
+    let mut cpu = CpuMeter::new(worker.limits.cpu.max(STARTUP_CPU));
     let outcome = {
       let mut bind = std::pin::pin!(iso.bind(
         worker.code.clone(),
