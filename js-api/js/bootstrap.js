@@ -529,8 +529,12 @@ function warmup() {
       const h = new Headers({ "content-type": "text/plain" });
       h.set("x-a", env.A);
       void request.method;
-      void request.url;
-      return new Response("warm " + request.url, { status: 201, headers: h });
+      // What most handlers touch first: the URL and its parts.
+      const url = new URL(request.url);
+      void url.hostname;
+      void url.pathname;
+      void url.searchParams.get("q");
+      return new Response("warm " + url.href, { status: 201, headers: h });
     },
   };
   bind({ default: { fetch: () => new Response("warm") } }, {}, 1);
@@ -541,6 +545,11 @@ function warmup() {
   for (let i = 0; i < 3; i++) {
     handle(0, "POST", "http://warm.example/path?q=1", false);
     void JSON.stringify({ a: [1, "b"] });
+    void new TextDecoder().decode(new TextEncoder().encode("warm"));
+  }
+  bind({ default: { fetch: () => Response.json({ ok: true, n: 1 }) } }, {}, 1);
+  for (let i = 0; i < 3; i++) {
+    handle(0, "GET", "http://warm.example/json", false);
   }
   handlerObject = null;
   handlerFetch = null;
