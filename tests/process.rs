@@ -1,5 +1,6 @@
 //! The `edge` binary as operators run it: SIGHUP and `--watch` reloads, a
-//! broken config refused, SIGTERM draining a slow request before exit 0.
+//! broken config refused, SIGTERM draining a slow request before exit 0, a
+//! second signal ending the drain at once.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -190,4 +191,33 @@ async fn sigterm_drains_a_slow_request_then_exits_zero() {
   };
   assert_eq!(status.code(), Some(0));
   s.wait_for("stopped");
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+  let f = Fixture::new();
+  f.file(
+    "a/index.js",
+    "export default { async fetch() { await new Promise(r => setTimeout(r, 20000)); return new Response('late') } }",
+  );
+  f.file("edge.toml", ONE);
+  let mut s = Server::start(&f, &[]);
+  let addr = s.addr;
+  let _pending = tokio::spawn(async move { get(addr, "a.test", "/").await });
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  s.signal(libc::SIGTERM);
+  s.wait_for("stopping");
+  let asked = Instant::now();
+  s.signal(libc::SIGINT);
+  let status = loop {
+    if let Some(st) = s.child.try_wait().unwrap() {
+      break st;
+    }
+    assert!(
+      asked.elapsed() < Duration::from_secs(10),
+      "still draining the 20 s request"
+    );
+    std::thread::sleep(Duration::from_millis(20));
+  };
+  assert_eq!(status.code(), Some(1));
 }
