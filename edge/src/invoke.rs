@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::body::{BodyOverLimit, EdgeBody};
 use crate::error::RequestError;
 use crate::executor::Executor;
-use crate::limits::{CpuMeter, LimitHit, LimitKind, Limits, Watch};
+use crate::limits::{CpuMeter, LimitHit, Limits, Watch};
 use crate::logging::RequestId;
 use crate::pool::Lease;
 use crate::worker::Worker;
@@ -71,11 +71,10 @@ pub async fn run(
       if body_over() {
         return Err(limit_err(body_hit(&limits)));
       }
-      return Err(limit_err(LimitHit {
-        kind: LimitKind::Wall,
-        limit: format!("{} ms", limits.wall.as_millis()),
-        reached: "the response did not start in time".into(),
-      }));
+      return Err(limit_err(LimitHit::wall(
+        limits.wall,
+        "the response did not start in time",
+      )));
     }
   };
   info.cpu = flight.cpu.used();
@@ -122,14 +121,13 @@ impl Flight {
   fn limit_hit(&self, limits: &Limits) -> Option<LimitHit> {
     let memory = self.lease_stopper().memory.clone();
     if memory.exceeded() {
-      return Some(LimitHit {
-        kind: LimitKind::Memory,
-        limit: format!("{} MB", limits.memory_bytes >> 20),
-        reached: format!(
+      return Some(LimitHit::memory(
+        limits.memory_bytes,
+        format!(
           "heap or buffers past the budget ({} MB in ArrayBuffers)",
           memory.array_buffer_bytes() >> 20
         ),
-      });
+      ));
     }
     self.cpu.exceeded().then(|| self.cpu.hit())
   }

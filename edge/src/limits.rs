@@ -99,6 +99,24 @@ pub struct LimitHit {
 }
 
 impl LimitHit {
+  /// The isolate's heap and buffers passed `limit` bytes.
+  pub fn memory(limit: usize, reached: impl Into<String>) -> Self {
+    Self {
+      kind: LimitKind::Memory,
+      limit: format!("{} MB", limit >> 20),
+      reached: reached.into(),
+    }
+  }
+
+  /// The work did not finish within `limit` of wall time.
+  pub fn wall(limit: Duration, reached: &str) -> Self {
+    Self {
+      kind: LimitKind::Wall,
+      limit: format!("{} ms", limit.as_millis()),
+      reached: reached.into(),
+    }
+  }
+
   /// The request body passed `limit` bytes; `how` says how it was seen.
   pub fn body(limit: u64, how: &str) -> Self {
     Self {

@@ -23,7 +23,7 @@ use js_api::{Isolate, IsolateConfig, LogSink};
 use tokio::sync::Notify;
 
 use crate::error::RequestError;
-use crate::limits::{CpuMeter, LimitHit, LimitKind, Watch};
+use crate::limits::{CpuMeter, LimitHit, Watch};
 use crate::stats::Stats;
 use crate::worker::Worker;
 
@@ -260,28 +260,30 @@ impl Pool {
       let drive = std::future::poll_fn(|cx| cpu.measure(watch, &stopper, || bind.as_mut().poll(cx)));
       tokio::time::timeout(worker.limits.wall, drive).await
     };
-    let limit = |hit: LimitHit| RequestError::Limit {
-      worker: worker.name.to_string(),
-      hit,
+    let hit = if cpu.exceeded() {
+      Some(cpu.hit())
+    } else if stopper.memory.exceeded() {
+      Some(LimitHit::memory(
+        worker.limits.memory_bytes,
+        "while evaluating the worker's modules",
+      ))
+    } else {
+      None
     };
-    let failed = match outcome {
-      Ok(Ok(())) if !cpu.exceeded() && !stopper.memory.exceeded() => return Ok(iso),
-      _ if cpu.exceeded() => limit(cpu.hit()),
-      _ if stopper.memory.exceeded() => limit(LimitHit {
-        kind: LimitKind::Memory,
-        limit: format!("{} MB", worker.limits.memory_bytes >> 20),
-        reached: "while evaluating the worker's modules".into(),
-      }),
-      Err(_) => limit(LimitHit {
-        kind: LimitKind::Wall,
-        limit: format!("{} ms", worker.limits.wall.as_millis()),
-        reached: "the worker's modules did not finish evaluating".into(),
-      }),
-      Ok(Err(error)) => RequestError::Startup {
+    let failed = match (hit, outcome) {
+      (None, Ok(Ok(()))) => return Ok(iso),
+      (Some(hit), _) => RequestError::Limit {
+        worker: worker.name.to_string(),
+        hit,
+      },
+      (None, Err(_)) => RequestError::Limit {
+        worker: worker.name.to_string(),
+        hit: LimitHit::wall(worker.limits.wall, "the worker's modules did not finish evaluating"),
+      },
+      (None, Ok(Err(error))) => RequestError::Startup {
         worker: worker.name.to_string(),
         error,
       },
-      Ok(Ok(())) => unreachable!("handled by the first arm"),
     };
     // Not reusable: it may hold half of the worker's state.
     drop(iso);
