@@ -83,6 +83,14 @@ impl RequestError {
     }
   }
 
+  /// The limit that ended the request, if one did.
+  pub fn limit_kind(&self) -> Option<LimitKind> {
+    match self {
+      Self::Limit { hit, .. } => Some(hit.kind),
+      _ => None,
+    }
+  }
+
   fn exception(&self) -> Option<&JsException> {
     match self {
       Self::Startup {

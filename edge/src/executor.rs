@@ -218,22 +218,16 @@ fn run_job(exec: &Rc<Executor>, job: Job) {
         let request_id = exec.next_request_id();
         let mut info = RunInfo::default();
         let res = crate::invoke::run(&exec, &worker, req, body_over, request_id, &mut info).await;
-        let res = match res {
-          // The embedder maps errors itself; they are counted and logged.
+        // The embedder maps errors itself; they are counted and logged.
+        let (status, limit) = match &res {
+          Ok(r) => (r.status(), None),
           Err(e) => {
-            let status = e.status();
             e.log(request_id);
-            if let RequestError::Limit { hit, .. } = &e {
-              worker.stats.limit_hit(hit.kind);
-            }
-            worker.stats.response(status, started.elapsed(), info.cpu);
-            Err(e)
-          }
-          Ok(r) => {
-            worker.stats.response(r.status(), started.elapsed(), info.cpu);
-            Ok(r.map(EdgeBody::into_send))
+            (e.status(), e.limit_kind())
           }
         };
+        worker.stats.finished(status, limit, started.elapsed(), info.cpu);
+        let res = res.map(|r| r.map(EdgeBody::into_send));
         let _ = reply.send(res);
       });
     }

@@ -106,13 +106,7 @@ async fn handle(exec: Rc<Executor>, conn: Rc<Conn>, req: Request<Incoming>) -> R
   let request_id = exec.next_request_id();
   let access = exec.shared.config.log.access;
   let (method, path, host) = if access {
-    let host = req
-      .uri()
-      .authority()
-      .map(|a| a.as_str())
-      .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()))
-      .unwrap_or("-")
-      .to_string();
+    let host = request_host(req.uri(), req.headers()).unwrap_or("-").to_string();
     (req.method().clone(), req.uri().path().to_string(), host)
   } else {
     Default::default()
@@ -160,20 +154,27 @@ pub fn finish(
   request_id: RequestId,
   dev: bool,
 ) -> Response<EdgeBody> {
-  let res = match result {
-    Ok(res) => res,
+  let (res, limit) = match result {
+    Ok(res) => (res, None),
     Err(e) => {
       e.log(request_id);
-      if let (Some(w), RequestError::Limit { hit, .. }) = (worker, &e) {
-        w.stats.limit_hit(hit.kind);
-      }
-      e.to_response(dev)
+      (e.to_response(dev), e.limit_kind())
     }
   };
   if let Some(w) = worker {
-    w.stats.response(res.status(), started.elapsed(), info.cpu);
+    w.stats.finished(res.status(), limit, started.elapsed(), info.cpu);
   }
   res
+}
+
+/// The host a request is for: HTTP/2's `:authority` (or an absolute URI),
+/// else the `Host` header; `None` when neither names one.
+fn request_host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+  uri
+    .authority()
+    .map(|a| a.as_str())
+    .or_else(|| headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+    .filter(|h| !h.is_empty())
 }
 
 async fn route_and_run(
@@ -185,12 +186,7 @@ async fn route_and_run(
   routed: &mut Option<Arc<Worker>>,
 ) -> Result<Response<EdgeBody>, RequestError> {
   let (parts, body) = req.into_parts();
-  let host = parts
-    .uri
-    .authority()
-    .map(|a| a.as_str())
-    .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
-    .filter(|h| !h.is_empty())
+  let host = request_host(&parts.uri, &parts.headers)
     .ok_or(RequestError::NoHost)?
     .to_string();
   let bare = crate::routing::strip_port(&host);

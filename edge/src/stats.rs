@@ -228,9 +228,14 @@ pub enum ConsoleVerdict {
 }
 
 impl WorkerStats {
-  pub fn response(&self, status: http::StatusCode, latency: Duration, cpu: Duration) {
+  /// Counts one answered request: its status, the limit that ended it (if
+  /// one did), its latency and CPU time.
+  pub fn finished(&self, status: http::StatusCode, limit: Option<LimitKind>, latency: Duration, cpu: Duration) {
     let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
     self.responses[class].inc();
+    if let Some(kind) = limit {
+      self.limit_hit(kind);
+    }
     self.latency.record(latency);
     self.cpu.record(cpu);
   }
