@@ -32,20 +32,49 @@ impl Deployments {
     self.from_config.values().chain(self.from_api.values())
   }
 
-  /// A route of `w` claimed by another worker (other than an older version
-  /// of `w` itself).
-  fn route_conflict(&self, w: &Worker, others: &mut dyn Iterator<Item = &Arc<Worker>>) -> Option<String> {
-    let mine: Vec<String> = w.routes.iter().map(|r| r.to_ascii_lowercase()).collect();
-    for o in others {
-      if o.name == w.name {
+  /// A router over every worker here.
+  pub fn router(&self) -> Router {
+    let workers: Vec<Arc<Worker>> = self.all().cloned().collect();
+    Router::from_workers(&workers)
+  }
+
+  /// Adds the uploads kept under `dir` (at start). One whose name or a
+  /// route is already taken (the config file's workers come first) is
+  /// logged and left out.
+  pub fn add_stored(&mut self, dir: &Path, stats: &crate::stats::Stats) {
+    for upload in load_stored(dir) {
+      let clash = if self.from_config.contains_key(&upload.name) {
+        Some("a worker of the config file has its name".to_string())
+      } else {
+        route_conflict(&upload.name, &upload.meta.routes, &mut self.all())
+      };
+      if let Some(why) = clash {
+        tracing::error!(worker = %upload.name, "stored worker not loaded: {why}");
         continue;
       }
-      if let Some(r) = o.routes.iter().find(|r| mine.contains(&r.to_ascii_lowercase())) {
-        return Some(format!("route {r:?} is claimed by worker {:?}", &*o.name));
+      match Worker::from_upload(&self.config, &upload, stats.worker(&upload.name)) {
+        Ok(w) => {
+          self.from_api.insert(upload.name.clone(), w);
+        }
+        Err(e) => tracing::error!(worker = %upload.name, "stored worker not loaded: {e}"),
       }
     }
-    None
   }
+}
+
+/// A route of the worker `name` claimed by another worker among `others`
+/// (an older version of `name` itself does not count).
+fn route_conflict(name: &str, routes: &[String], others: &mut dyn Iterator<Item = &Arc<Worker>>) -> Option<String> {
+  let mine: Vec<String> = routes.iter().map(|r| r.to_ascii_lowercase()).collect();
+  for o in others {
+    if &*o.name == name {
+      continue;
+    }
+    if let Some(r) = o.routes.iter().find(|r| mine.contains(&r.to_ascii_lowercase())) {
+      return Some(format!("route {r:?} is claimed by worker {:?}", &*o.name));
+    }
+  }
+  None
 }
 
 /// What a deploy did.
@@ -116,8 +145,7 @@ impl Shared {
   /// Makes the router serve the current set; every request routed after
   /// this sees it.
   fn publish(&self, d: &Deployments) {
-    let workers: Vec<Arc<Worker>> = d.all().cloned().collect();
-    *self.router.write().expect("router lock") = Arc::new(Router::from_workers(&workers));
+    *self.router.write().expect("router lock") = Arc::new(d.router());
   }
 
   /// Drops `old`'s isolates once their requests finish, on every thread.
@@ -145,7 +173,7 @@ impl Shared {
       });
     }
     let worker = Worker::from_upload(&d.config, &upload, self.stats.worker(&name)).map_err(DeployError::Invalid)?;
-    if let Some(c) = d.route_conflict(&worker, &mut d.all()) {
+    if let Some(c) = route_conflict(&worker.name, &worker.routes, &mut d.all()) {
       return Err(DeployError::Conflict(c));
     }
     self.check(&worker).await?;
@@ -231,7 +259,7 @@ impl Shared {
       next.insert(wc.name.clone(), w);
     }
     for w in next.values() {
-      if let Some(c) = d.route_conflict(w, &mut d.from_api.values()) {
+      if let Some(c) = route_conflict(&w.name, &w.routes, &mut d.from_api.values()) {
         return Err(DeployError::Config(format!(
           "{}: worker {:?}: {c}",
           config.origin, &*w.name

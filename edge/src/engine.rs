@@ -146,9 +146,15 @@ impl Engine {
       from_config.insert(w.name.clone(), worker);
     }
     let data_dir = config.admin.data_dir.as_ref().map(|d| config.resolve(d));
-    let from_api = stored_workers(&config, data_dir.as_deref(), &from_config, &stats);
-    let workers: Vec<Arc<Worker>> = from_config.values().chain(from_api.values()).cloned().collect();
-    let router = Router::from_workers(&workers);
+    let mut deployments = Deployments {
+      config: config.clone(),
+      from_config,
+      from_api: Default::default(),
+    };
+    if let Some(dir) = &data_dir {
+      deployments.add_stored(dir, &stats);
+    }
+    let router = deployments.router();
     let certs = if config.tls.is_empty() {
       None
     } else {
@@ -172,11 +178,7 @@ impl Engine {
     let watchdog = Watchdog::start().map_err(StartError::Threads)?;
     let (draining, _) = watch::channel(false);
     let shared = Arc::new(Shared {
-      deployments: tokio::sync::Mutex::new(Deployments {
-        config: config.clone(),
-        from_config,
-        from_api,
-      }),
+      deployments: tokio::sync::Mutex::new(deployments),
       config,
       watchdog,
       pool_limits,
@@ -336,45 +338,6 @@ impl Drop for Engine {
   fn drop(&mut self) {
     self.stop();
   }
-}
-
-/// The workers kept in the data directory; one that clashes with the config
-/// file's (a name or a route) is logged and left out.
-fn stored_workers(
-  config: &Config,
-  dir: Option<&std::path::Path>,
-  from_config: &std::collections::BTreeMap<String, Arc<Worker>>,
-  stats: &Stats,
-) -> std::collections::BTreeMap<String, Arc<Worker>> {
-  let mut out = std::collections::BTreeMap::new();
-  let Some(dir) = dir else { return out };
-  let mut claimed: std::collections::HashSet<String> = from_config
-    .values()
-    .flat_map(|w| w.routes.iter().map(|r| r.to_ascii_lowercase()))
-    .collect();
-  for upload in crate::deploy::load_stored(dir) {
-    let clash = from_config.contains_key(&upload.name)
-      || upload
-        .meta
-        .routes
-        .iter()
-        .any(|r| claimed.contains(&r.to_ascii_lowercase()));
-    if clash {
-      tracing::error!(
-        worker = %upload.name,
-        "the stored worker clashes with the config file (name or route); not loaded"
-      );
-      continue;
-    }
-    match Worker::from_upload(config, &upload, stats.worker(&upload.name)) {
-      Ok(w) => {
-        claimed.extend(w.routes.iter().map(|r| r.to_ascii_lowercase()));
-        out.insert(upload.name.clone(), w);
-      }
-      Err(e) => tracing::error!(worker = %upload.name, "stored worker not loaded: {e}"),
-    }
-  }
-  out
 }
 
 fn isolate_config(config: &Config) -> Result<IsolateConfig, StartError> {
