@@ -68,6 +68,18 @@ impl Server {
     }
   }
 
+  /// The exit status, within `limit` (else the test fails with `what`).
+  fn exit_within(&mut self, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let since = Instant::now();
+    loop {
+      if let Some(st) = self.child.try_wait().unwrap() {
+        return st;
+      }
+      assert!(since.elapsed() < limit, "{what}");
+      std::thread::sleep(Duration::from_millis(20));
+    }
+  }
+
   fn signal(&self, sig: libc::c_int) {
     // SAFETY: kill() on our own child's pid.
     let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
@@ -181,14 +193,7 @@ async fn sigterm_drains_a_slow_request_then_exits_zero() {
   assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting");
   let got = slow.await.unwrap();
   assert_eq!((got.status, got.body.as_str()), (200, "slow done"));
-  let until = Instant::now() + Duration::from_secs(20);
-  let status = loop {
-    if let Some(st) = s.child.try_wait().unwrap() {
-      break st;
-    }
-    assert!(Instant::now() < until, "did not exit");
-    std::thread::sleep(Duration::from_millis(20));
-  };
+  let status = s.exit_within(Duration::from_secs(20), "did not exit");
   assert_eq!(status.code(), Some(0));
   s.wait_for("stopped");
 }
@@ -207,17 +212,7 @@ async fn a_second_signal_exits_at_once() {
   tokio::time::sleep(Duration::from_millis(300)).await;
   s.signal(libc::SIGTERM);
   s.wait_for("stopping");
-  let asked = Instant::now();
   s.signal(libc::SIGINT);
-  let status = loop {
-    if let Some(st) = s.child.try_wait().unwrap() {
-      break st;
-    }
-    assert!(
-      asked.elapsed() < Duration::from_secs(10),
-      "still draining the 20 s request"
-    );
-    std::thread::sleep(Duration::from_millis(20));
-  };
+  let status = s.exit_within(Duration::from_secs(10), "still draining the 20 s request");
   assert_eq!(status.code(), Some(1));
 }

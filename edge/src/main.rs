@@ -145,27 +145,24 @@ fn main() -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
-      tokio::select! {
+      let why = tokio::select! {
         _ = term.recv() => break,
         _ = int.recv() => break,
-        _ = hup.recv() => {
-          tracing::info!("SIGHUP: reloading");
-          if let Some(c) = reload(&engine, &source).await {
-            stamp = source.stamp(&c);
-            last = c;
-          }
-        }
+        _ = hup.recv() => "SIGHUP",
         _ = tick.tick(), if watch => {
           let now = source.stamp(&last);
-          if now != stamp {
-            stamp = now;
-            tracing::info!("files changed: reloading");
-            if let Some(c) = reload(&engine, &source).await {
-              stamp = source.stamp(&c);
-              last = c;
-            }
+          if now == stamp {
+            continue;
           }
+          // Not again for the same files if this reload is refused.
+          stamp = now;
+          "files changed"
         }
+      };
+      tracing::info!("{why}: reloading");
+      if let Some(c) = reload(&engine, &source).await {
+        stamp = source.stamp(&c);
+        last = c;
       }
     }
     tracing::info!(
