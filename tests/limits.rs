@@ -117,7 +117,7 @@ async fn cpu_spent_in_wait_until_counts_against_the_request() {
 #[tokio::test]
 async fn memory_attacks_get_503_and_never_end_the_process() {
   let t = target().await;
-  for path in ["/array-bomb", "/string-bomb", "/buffer", "/buffers"] {
+  for path in ["/array-bomb", "/string-bomb", "/json", "/buffer", "/buffers"] {
     expect_limit_on(&t, "mem.test", path, 503, "memory").await;
   }
 }

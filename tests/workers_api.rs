@@ -279,3 +279,18 @@ async fn request_headers_method_and_json_body_reach_the_worker() {
   assert_eq!(r.body, r#"{"id":7,"count":2,"total":7,"names":["A","B"]}"#);
   assert_eq!(c.get("api.test", "/").await.status, 405);
 }
+
+#[tokio::test]
+async fn long_json_texts_parse_in_parts_exactly_as_v8_parses_them() {
+  // workers/json checks values, key order, __proto__, duplicates, nesting,
+  // error messages, revivers and Request/Response.json() on texts long
+  // enough to be parsed in parts; it answers the checks that failed.
+  let f = Fixture::new();
+  f.file(
+    "json.js",
+    std::fs::read_to_string(examples_dir().join("json/index.js")).unwrap(),
+  );
+  let engine = one_worker(&f, "json", "json.js", "[worker.limits]\ncpu_ms = 30000");
+  let r = get(engine.http_addr().unwrap(), "json.test", "/").await;
+  assert_eq!((r.status, r.body.as_str()), (200, r#"{"failed":[]}"#));
+}

@@ -5,6 +5,7 @@
 //! the startup snapshot, so it may only refer to its own submodules.
 
 pub mod body;
+pub mod json;
 pub mod list;
 pub mod ops;
 
@@ -25,6 +26,10 @@ deno_core::extension!(
     ops::op_edge_wasm_pages,
     ops::op_edge_req_headers,
     ops::op_edge_req_body,
+    json::op_edge_json_plan,
+    json::op_edge_json_take_plan,
+    json::op_edge_json_check,
+    json::op_edge_json_error,
   ],
   esm_entry_point = "ext:edge_runtime/bootstrap.js",
   esm = [dir "js", "bootstrap.js"],
