@@ -79,9 +79,10 @@ pub struct Engine {
 }
 
 /// Sets V8's process-wide flags once (the first engine of the process
-/// decides): a Wasm memory may not grow past the largest memory budget of
-/// any worker (growth from JS is also counted against the isolate's own
-/// budget; growth from inside Wasm is bounded only by this).
+/// decides): no Wasm memory may grow past the largest memory budget of any
+/// worker. (Each isolate's Wasm memory also counts against its own budget:
+/// `js_api` checks it when JS makes or grows a memory and every few
+/// milliseconds while JS or Wasm runs.)
 fn init_v8_once(config: &Config) {
   static ONCE: std::sync::Once = std::sync::Once::new();
   ONCE.call_once(|| {

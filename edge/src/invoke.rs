@@ -123,10 +123,7 @@ impl Flight {
     if memory.exceeded() {
       return Some(LimitHit::memory(
         limits.memory_bytes,
-        format!(
-          "heap or buffers past the budget ({} MB in ArrayBuffers)",
-          memory.array_buffer_bytes() >> 20
-        ),
+        format!("{} MB of heap, ArrayBuffers and Wasm memory", memory.reached() >> 20),
       ));
     }
     self.cpu.exceeded().then(|| self.cpu.hit())

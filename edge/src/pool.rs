@@ -354,8 +354,12 @@ impl Pool {
   fn release(self: &Rc<Self>, worker: &Arc<Worker>, mut iso: Isolate, lent_heap: usize) {
     self.schedule_refill();
     let key = Arc::as_ptr(worker);
-    let reusable = iso.is_reusable() && !worker.is_retired();
+    let mut reusable = iso.is_reusable() && !worker.is_retired();
     let heap = if reusable { iso.heap_used() } else { 0 };
+    // The look at its memory may find the isolate over its budget (Wasm
+    // memory grown in a request too short for the watchdog to look).
+    reusable = reusable && iso.is_reusable();
+    let heap = if reusable { heap } else { 0 };
     worker.stats.heap_bytes.add(heap as i64 - lent_heap as i64);
     {
       let mut slots = self.slots.borrow_mut();

@@ -130,9 +130,10 @@ function fetch(input, init = undefined) {
   return fetchMod.fetch(input, init);
 }
 
-// ---- Wasm memory created or grown from JS counts against the isolate's
-// memory budget (V8 keeps it outside the heap). Installed per isolate:
-// WebAssembly does not exist while the snapshot is made.
+// ---- Wasm memory created or grown from JS must fit the isolate's memory
+// budget, checked before V8 makes it (memory.rs; growth from inside Wasm
+// is seen by the periodic check). Installed per isolate: WebAssembly does
+// not exist while the snapshot is made.
 function installWasmMemoryAccounting() {
   const WasmMemory = WebAssembly.Memory;
   const grow = WasmMemory.prototype.grow;

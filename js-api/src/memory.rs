@@ -1,7 +1,11 @@
 //! Memory of one isolate against one budget: the V8 heap (capped by V8's
 //! heap limit, with a near-limit callback that stops the script instead of
-//! letting V8 abort the process) plus ArrayBuffer bytes, which live outside
-//! the heap and are counted by our ArrayBuffer allocator.
+//! letting V8 abort the process), ArrayBuffer bytes, which live outside the
+//! heap and are counted by our ArrayBuffer allocator when they are made, and
+//! Wasm memories, which V8 makes and grows itself (also from inside Wasm)
+//! and counts in its external memory total: [`isolate_memory`] is looked at
+//! every few milliseconds while JS runs, and whenever JS makes or grows a
+//! `WebAssembly.Memory`.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,6 +21,8 @@ pub struct MemoryBudget {
   /// Heap size at the last look; ArrayBuffers may use what is left.
   heap_hint: AtomicUsize,
   exceeded: AtomicBool,
+  /// Bytes held, or asked for, when the budget was found spent.
+  reached: AtomicUsize,
   handle: OnceLock<v8::IsolateHandle>,
 }
 
@@ -27,6 +33,7 @@ impl MemoryBudget {
       array_buffers: AtomicUsize::new(0),
       heap_hint: AtomicUsize::new(0),
       exceeded: AtomicBool::new(false),
+      reached: AtomicUsize::new(0),
       handle: OnceLock::new(),
     })
   }
@@ -40,8 +47,15 @@ impl MemoryBudget {
     self.exceeded.load(Ordering::SeqCst)
   }
 
-  /// Records that the budget is spent and stops the script.
-  pub(crate) fn exceed(&self) {
+  /// Bytes the isolate held, or asked for, when its budget was found
+  /// spent.
+  pub fn reached(&self) -> usize {
+    self.reached.load(Ordering::SeqCst)
+  }
+
+  /// Records that the budget is spent at `bytes` and stops the script.
+  pub(crate) fn exceed(&self, bytes: usize) {
+    self.reached.fetch_max(bytes, Ordering::SeqCst);
     self.exceeded.store(true, Ordering::SeqCst);
     if let Some(h) = self.handle.get() {
       h.terminate_execution();
@@ -106,8 +120,9 @@ static VTABLE: v8::RustAllocatorVtable<MemoryBudget> = v8::RustAllocatorVtable {
   drop: drop_budget,
 };
 
-fn refuse(b: &MemoryBudget) -> *mut c_void {
-  b.exceed();
+fn refuse(b: &MemoryBudget, len: usize) -> *mut c_void {
+  let held = b.heap_hint.load(Ordering::Relaxed) + b.array_buffer_bytes();
+  b.exceed(held.saturating_add(len));
   std::ptr::null_mut()
 }
 
@@ -141,7 +156,7 @@ fn alloc_bytes(len: usize, zeroed: bool) -> *mut c_void {
 
 fn reserve_and_alloc(b: &MemoryBudget, len: usize, zeroed: bool) -> *mut c_void {
   if !b.reserve(len) {
-    return refuse(b);
+    return refuse(b, len);
   }
   let p = alloc_bytes(len, zeroed);
   if p.is_null() {
@@ -177,28 +192,52 @@ unsafe extern "C" fn drop_budget(b: *const MemoryBudget) {
   drop(unsafe { Arc::from_raw(b) });
 }
 
+/// What an isolate holds now, in bytes: its V8 heap in use, and outside
+/// the heap everything V8 counts as external (ArrayBuffers, Wasm memories
+/// at their current size, compiled Wasm), whichever of V8's two external
+/// figures is larger.
+pub fn isolate_memory(isolate: &mut v8::Isolate) -> (usize, usize) {
+  let stats = isolate.get_heap_statistics();
+  // Adjusting by 0 reads V8's external memory total without changing it;
+  // unlike the heap statistics' figure it includes Wasm memories.
+  let total = isolate.adjust_amount_of_external_allocated_memory(0).max(0) as usize;
+  (stats.used_heap_size(), total.max(stats.external_memory()))
+}
+
+impl MemoryBudget {
+  /// Compares what the isolate holds with the budget; over it, the script
+  /// is stopped. Returns the bytes held.
+  pub(crate) fn check(&self, isolate: &mut v8::Isolate) -> usize {
+    let (heap, external) = isolate_memory(isolate);
+    // The allocator counts ArrayBuffers itself: what it may still hand out
+    // is what heap and other external memory (Wasm) leave.
+    self.note_heap(heap + external.saturating_sub(self.array_buffer_bytes()));
+    let used = heap + external;
+    if used > self.limit {
+      self.exceed(used);
+    }
+    used
+  }
+}
+
 unsafe extern "C" fn check_interrupt(isolate: v8::UnsafeRawIsolatePtr, data: *mut c_void) {
   // SAFETY: `data` is the Arc made in `request_check`, passed once.
   let budget = unsafe { Arc::from_raw(data as *const MemoryBudget) };
   // SAFETY: V8 runs interrupts on the isolate's thread with it entered.
   let mut isolate = unsafe { v8::Isolate::from_raw_isolate_ptr(isolate) };
-  let stats = isolate.get_heap_statistics();
-  let used = stats.used_heap_size().saturating_add(stats.external_memory());
-  if used > budget.limit {
-    budget.exceed();
-  }
+  budget.check(&mut isolate);
 }
 
-/// Wasm memory created or grown from JS counts against the budget; over it,
-/// the script is stopped. (Pages are not given back: a Wasm memory lives as
-/// long as its isolate in practice.)
+/// A Wasm memory made or grown from JS must fit, with everything else the
+/// isolate holds, in the budget; otherwise the script is stopped. (Growth
+/// from inside Wasm is seen by the periodic [`MemoryBudget::check`].)
 impl crate::ext::ops::WasmMemoryAccount for MemoryBudget {
-  fn reserve_wasm(&self, bytes: usize) -> bool {
-    if self.reserve(bytes) {
-      true
-    } else {
-      self.exceed();
-      false
+  fn wasm_fits(&self, isolate: &mut v8::Isolate, bytes: usize) -> bool {
+    let wanted = self.check(isolate).saturating_add(bytes);
+    if wanted > self.limit {
+      self.exceed(wanted);
+      return false;
     }
+    true
   }
 }

@@ -149,7 +149,7 @@ impl Isolate {
         // Stop the script and give V8 room to unwind; the caller drops
         // the isolate afterwards. Not raising the limit would abort the
         // whole process.
-        memory.exceed();
+        memory.exceed(current);
         current * 2
       });
     }
@@ -195,13 +195,14 @@ impl Isolate {
     self.rt.v8_isolate().cancel_terminate_execution();
   }
 
-  /// V8 heap in use, in bytes, as of the last look; looks again every
-  /// few requests (reading heap statistics costs microseconds).
+  /// Memory the isolate holds (V8 heap in use, ArrayBuffers, Wasm
+  /// memories), in bytes, as of the last look; looks again every few
+  /// requests (reading heap statistics costs microseconds). Over the
+  /// budget, the isolate is not reused.
   pub fn heap_used(&mut self) -> usize {
     if self.next_request % HEAP_SAMPLE_EVERY == 1 || self.heap_seen == 0 {
       let _entered = self.entered();
-      self.heap_seen = self.rt.v8_isolate().get_heap_statistics().used_heap_size();
-      self.stopper.memory.note_heap(self.heap_seen);
+      self.heap_seen = self.stopper.memory.check(self.rt.v8_isolate());
     }
     self.heap_seen
   }

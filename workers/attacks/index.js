@@ -2,6 +2,10 @@
 // limit tests (tests/limits.rs) and by benches/limits.sh, which reports how
 // long after each limit the request was stopped. Anything else answers
 // "good". /wasm-spin runs `(func (export "spin") (loop (br 0)))`.
+// GROW is `(memory (export "mem") 1) (func (export "grow") (param i32)
+// (result i32) (memory.grow (local.get 0)))`: its memory grows from inside
+// Wasm, where no JS wrapper sees it.
+const GROW = new Uint8Array([0,97,115,109,1,0,0,0,1,6,1,96,1,127,1,127,3,2,1,0,5,3,1,0,1,7,14,2,4,103,114,111,119,0,0,3,109,101,109,2,0,10,8,1,6,0,32,0,64,0,11]);
 const attacks = {
   "/spin": () => { while (true) {} },
   "/microtasks": async () => { for (;;) await null; },
@@ -13,6 +17,8 @@ const attacks = {
   "/string-bomb": () => { let s = "x".repeat(1 << 20); const keep = []; for (;;) { s = s + s.slice(0, 1 << 20) + "y"; keep.push(s.slice(1)); } },
   "/buffer": () => new ArrayBuffer(1 << 30),
   "/buffers": () => { const keep = []; for (;;) keep.push(new Uint8Array(8 << 20)); },
+  "/wasm-grow-inside": () => { const { exports: ex } = new WebAssembly.Instance(new WebAssembly.Module(GROW)); for (;;) { if (ex.grow(160) < 0) return new Response("grow failed"); new Uint8Array(ex.mem.buffer).fill(1); } },
+  "/wasm-instances": () => { const keep = []; for (;;) { const { exports: ex } = new WebAssembly.Instance(new WebAssembly.Module(GROW)); while (ex.grow(160) >= 0) new Uint8Array(ex.mem.buffer).fill(1); keep.push(ex); } },
   "/wasm-grow": () => { const m = new WebAssembly.Memory({ initial: 1, maximum: 65536 }); for (;;) { m.grow(160); new Uint8Array(m.buffer).fill(1); } },
   "/recursion-caught": () => { const f = (n) => f(n + 1) + 1; try { f(0); } catch (e) { return new Response("caught " + e.constructor.name); } },
   "/recursion": () => { const f = (n) => f(n + 1) + 1; return f(0); },

@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use deno_core::convert::ByteString;
 use deno_core::op2;
+use deno_core::v8;
 use deno_core::OpState;
 use deno_core::ResourceId;
 use deno_error::JsErrorBox;
@@ -47,11 +48,11 @@ pub fn op_edge_log(state: &mut OpState, #[smi] level: u32, #[string] message: &s
 }
 
 /// JS reports Wasm memory it is about to create or grow, in 64 KiB pages;
-/// false (and the script stopped) when that passes the isolate's budget.
+/// false (and the script stopped) when that would pass the isolate's budget.
 #[op2(fast)]
-pub fn op_edge_wasm_pages(state: &mut OpState, pages: u32) -> bool {
+pub fn op_edge_wasm_pages(scope: &mut v8::PinScope, state: &mut OpState, pages: u32) -> bool {
   match state.try_borrow::<std::sync::Arc<dyn WasmMemoryAccount>>() {
-    Some(budget) => budget.reserve_wasm(pages as usize * 65536),
+    Some(budget) => budget.wasm_fits(scope, pages as usize * 65536),
     None => true,
   }
 }
@@ -59,7 +60,7 @@ pub fn op_edge_wasm_pages(state: &mut OpState, pages: u32) -> bool {
 /// Where Wasm memory is counted (the isolate's memory budget).
 pub trait WasmMemoryAccount {
   /// False when `bytes` more would pass the budget (the script is stopped).
-  fn reserve_wasm(&self, bytes: usize) -> bool;
+  fn wasm_fits(&self, isolate: &mut v8::Isolate, bytes: usize) -> bool;
 }
 
 /// JS reports that the request used up its subrequests.
