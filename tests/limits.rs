@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{body, collect, rss_bytes, streamed_body, BoxBody, Fixture, H1};
+use crate::support::{body, collect, resident_memory_lock, rss_bytes, streamed_body, BoxBody, Fixture, H1};
 
 fn attack_worker() -> String {
   std::fs::read_to_string(crate::support::examples_dir().join("attacks/index.js")).unwrap()
@@ -92,7 +92,17 @@ async fn expect_limit_on(t: &Target, host: &str, path: &str, status: u16, limit:
 #[tokio::test]
 async fn cpu_attacks_get_503_and_the_worker_keeps_serving() {
   let t = target().await;
-  for path in ["/spin", "/microtasks", "/timers", "/wasm-spin", "/regex", "/json"] {
+  for path in [
+    "/spin",
+    "/microtasks",
+    "/timers",
+    "/wasm-spin",
+    "/regex",
+    "/json",
+    "/fill-sparse",
+    "/copy-within",
+    "/reverse-sparse",
+  ] {
     expect_limit(&t, path, 503, "cpu").await;
   }
 }
@@ -116,10 +126,33 @@ async fn cpu_spent_in_wait_until_counts_against_the_request() {
 
 #[tokio::test]
 async fn memory_attacks_get_503_and_never_end_the_process() {
+  let _spikes = resident_memory_lock().await;
   let t = target().await;
-  for path in ["/array-bomb", "/string-bomb", "/json", "/buffer", "/buffers"] {
+  // "/split-array" makes a 2^27-element array in one allocation, past
+  // the heap limit: V8 gets room to finish it, then the script stops.
+  for path in [
+    "/array-bomb",
+    "/string-bomb",
+    "/json",
+    "/buffer",
+    "/buffers",
+    "/split-array",
+  ] {
     expect_limit_on(&t, "mem.test", path, 503, "memory").await;
   }
+}
+
+#[tokio::test]
+async fn arrays_v8_would_abort_the_process_for_are_a_range_error() {
+  // V8 aborts the process ("invalid size") rather than make an array of
+  // 2^28 elements; the worker gets the RangeError V8 throws for arrays
+  // too long.
+  let t = target().await;
+  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+  let r = c.get("mem.test", "/split-huge").await;
+  assert_eq!(r.status, 500, "{}", r.body);
+  assert!(r.body.contains("RangeError: Invalid array length"), "{}", r.body);
+  assert_eq!(c.get("mem.test", "/").await.body, "good");
 }
 
 #[tokio::test]
@@ -201,6 +234,7 @@ async fn subrequests_past_the_limit_reject_with_a_type_error() {
 
 #[tokio::test]
 async fn chaos_good_requests_all_succeed_among_attacks() {
+  let _measures = resident_memory_lock().await;
   let t = target().await;
   let addr = t.engine.http_addr().unwrap();
   // Warm up, then measure memory.

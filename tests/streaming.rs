@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use crate::support::{examples_dir, rss_bytes, streamed_body, Fixture, Upstream, H1};
+use crate::support::{examples_dir, resident_memory_lock, rss_bytes, streamed_body, Fixture, Upstream, H1};
 
 #[tokio::test]
 async fn response_chunks_arrive_before_the_stream_ends() {
@@ -77,6 +77,7 @@ async fn the_streaming_example_sends_its_chunks() {
 async fn large_upload_echoed_back_keeps_memory_flat() {
   const MB: usize = 1 << 20;
   const TOTAL: usize = 200 * MB;
+  let _measures = resident_memory_lock().await;
   let f = Fixture::new();
   let engine = f.start(&format!(
     "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"echo\"\nmain = \"{}\"\nroutes = [\"echo.test\"]\n[worker.limits]\nrequest_body_mb = 256\n",

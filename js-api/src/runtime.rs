@@ -115,6 +115,10 @@ impl<F: std::future::Future> std::future::Future for EnterEachPoll<F> {
   }
 }
 
+/// Heap V8 may use past an isolate's budget once the script has been told
+/// to stop (see the near-heap-limit callback in [`Isolate::new`]).
+const OOM_HEADROOM: usize = 2 << 30;
+
 impl Isolate {
   /// Makes a blank isolate from the startup snapshot (about 2-3 ms).
   pub fn new(config: &IsolateConfig) -> Result<Self, JsApiError> {
@@ -146,11 +150,13 @@ impl Isolate {
     {
       let memory = memory.clone();
       rt.add_near_heap_limit_callback(move |current, _initial| {
-        // Stop the script and give V8 room to unwind; the caller drops
-        // the isolate afterwards. Not raising the limit would abort the
-        // whole process.
+        // Stop the script, and give V8 room to finish what it is doing
+        // until the termination lands: one allocation of up to a
+        // gigabyte (`"x".repeat(2 ** 27).split("")`), or a builtin that
+        // allocates as it goes. The caller drops the isolate afterwards.
+        // Not raising the limit enough would abort the whole process.
         memory.exceed(current);
-        current * 2
+        current.saturating_mul(2).max(current.saturating_add(OOM_HEADROOM))
       });
     }
     let account: Arc<dyn crate::ext::ops::WasmMemoryAccount> = memory.clone();

@@ -347,6 +347,14 @@ pub fn self_signed(hosts: &[&str]) -> (String, String, Arc<rustls::ServerConfig>
 }
 
 /// Resident memory of this process, in bytes.
+/// Held by the tests that measure this process's resident memory and by
+/// those that make it spike (attacks past the memory limit), which would
+/// otherwise run in parallel in this one binary.
+pub async fn resident_memory_lock() -> tokio::sync::MutexGuard<'static, ()> {
+  static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+  LOCK.lock().await
+}
+
 pub fn rss_bytes() -> u64 {
   let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
   let pages: u64 = s.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
