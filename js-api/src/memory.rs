@@ -47,6 +47,11 @@ impl MemoryBudget {
     self.exceeded.load(Ordering::SeqCst)
   }
 
+  /// The budget, in bytes.
+  pub fn limit(&self) -> usize {
+    self.limit
+  }
+
   /// Bytes the isolate held, or asked for, when its budget was found
   /// spent.
   pub fn reached(&self) -> usize {

@@ -155,7 +155,8 @@ impl Isolate {
         // gigabyte (`"x".repeat(2 ** 27).split("")`), or a builtin that
         // allocates as it goes. The caller drops the isolate afterwards.
         // Not raising the limit enough would abort the whole process.
-        memory.exceed(current);
+        // (V8's heap limit is the budget less the young generation.)
+        memory.exceed(current.max(memory.limit()));
         current.saturating_mul(2).max(current.saturating_add(OOM_HEADROOM))
       });
     }
