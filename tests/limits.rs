@@ -156,6 +156,26 @@ async fn arrays_v8_would_abort_the_process_for_are_a_range_error() {
 }
 
 #[tokio::test]
+async fn array_methods_refuse_sparse_arrays_longer_than_the_budget_could_hold() {
+  // V8 would go through 10^8 indexes for these without checking for
+  // termination (seconds past the CPU limit).
+  let t = target().await;
+  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+  for path in ["/sort-sparse", "/map-sparse"] {
+    let r = c.get("attack.test", path).await;
+    assert_eq!(r.status, 500, "{path}: {}", r.body);
+    assert!(
+      r.body.contains(
+        "an array of length 100000000 is longer than this worker's memory limit could hold (67108864 elements)"
+      ),
+      "{path}: {}",
+      r.body
+    );
+  }
+  assert_eq!(c.get("attack.test", "/").await.body, "good");
+}
+
+#[tokio::test]
 async fn wasm_memory_growth_is_stopped() {
   // Grown from JS, from inside Wasm (where no JS wrapper sees it), and
   // spread over many instances.

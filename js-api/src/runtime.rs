@@ -293,7 +293,12 @@ impl Isolate {
     }
     let undefined = v8::undefined(tc).into();
     let max = v8::Integer::new_from_unsigned(tc, max_subrequests).into();
-    if bind.call(tc, undefined, &[ns, vars.into(), max]).is_none() {
+    // Longest array the budget could hold densely (4-byte elements):
+    // Array methods refuse longer ones, which V8 would go through index by
+    // index without checking for termination.
+    let longest = (self.stopper.memory.limit() / 4).min(u32::MAX as usize) as u32;
+    let longest = v8::Integer::new_from_unsigned(tc, longest).into();
+    if bind.call(tc, undefined, &[ns, vars.into(), max, longest]).is_none() {
       if tc.has_terminated() {
         return Err(JsApiError::Terminated);
       }
