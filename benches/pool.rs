@@ -92,6 +92,32 @@ async fn cold_starts(blank: usize, pause: Duration) -> (Vec<Duration>, Vec<Durat
   (cold, warm, server)
 }
 
+/// Cold starts back to back, as under load: `BURST` blank isolates are made
+/// first, then each request goes to a worker never served before, with no
+/// pause (the executor's caches stay warm; refills wait for idle turns).
+/// Server side, bucket bounds.
+async fn cold_burst() -> (f64, f64) {
+  const BURST: usize = 50;
+  let engine = edge::Engine::new(config(BURST, BURST)).unwrap();
+  // Let the executor make its supply.
+  for _ in 0..500 {
+    if engine.stats_detail().blank_isolates.get() as usize >= BURST {
+      break;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+  }
+  assert!(engine.stats_detail().blank_isolates.get() as usize >= BURST, "supply made");
+  for i in 0..BURST {
+    let res = engine.handle(&format!("w{i}"), req()).await.unwrap();
+    assert_eq!(res.status(), 200);
+  }
+  let s = engine.stats();
+  assert_eq!(s.cold_starts as usize, BURST);
+  assert_eq!(s.blank_misses, 0, "a blank isolate was ready for every cold start");
+  let h = &engine.stats_detail().cold_latency;
+  (h.quantile_us(0.5), h.quantile_us(0.99))
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
   println!("== memory per idle warm worker ({WARM_WORKERS} hello-world workers, 1 thread)");
@@ -102,7 +128,9 @@ async fn main() {
     let res = engine.handle(&format!("w{i}"), req()).await.unwrap();
     assert_eq!(res.status(), 200);
   }
-  tokio::time::sleep(Duration::from_millis(500)).await;
+  // Idle: past the pool's one second before it collects an idle
+  // isolate's garbage.
+  tokio::time::sleep(Duration::from_millis(2500)).await;
   let after = rss();
   assert_eq!(engine.stats().live_isolates as usize, WARM_WORKERS);
   println!(
@@ -113,6 +141,13 @@ async fn main() {
     "after {WARM_WORKERS} warm workers        {:.1} MB RSS: {:.2} MB per worker",
     after as f64 / 1048576.0,
     (after - before) as f64 / 1048576.0 / WARM_WORKERS as f64
+  );
+  let heap: i64 = (0..WARM_WORKERS)
+    .map(|i| engine.stats_detail().worker(&format!("w{i}")).heap_bytes.get())
+    .sum();
+  println!(
+    "of which V8 heap in use, ArrayBuffers and Wasm (as the pool counts them): {:.2} MB per worker",
+    heap as f64 / 1048576.0 / WARM_WORKERS as f64
   );
   drop(engine);
 
@@ -133,4 +168,12 @@ async fn main() {
   row("cold, blank isolate ready", &cold, (s.0, s.1));
   let (cold, _, s) = cold_starts(0, Duration::from_millis(1)).await;
   row("cold, supply exhausted", &cold, (s.0, s.1));
+  let (p50, p99) = cold_burst().await;
+  println!(
+    "{:<25} {:>37}   p50 {}  p99 {}",
+    "cold, back to back",
+    "",
+    us(p50),
+    us(p99)
+  );
 }
