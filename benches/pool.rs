@@ -106,7 +106,10 @@ async fn cold_burst() -> (f64, f64) {
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
   }
-  assert!(engine.stats_detail().blank_isolates.get() as usize >= BURST, "supply made");
+  assert!(
+    engine.stats_detail().blank_isolates.get() as usize >= BURST,
+    "supply made"
+  );
   for i in 0..BURST {
     let res = engine.handle(&format!("w{i}"), req()).await.unwrap();
     assert_eq!(res.status(), 200);

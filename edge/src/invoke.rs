@@ -119,7 +119,7 @@ struct Flight {
 impl Flight {
   /// The CPU or memory limit this request went over, if any.
   fn limit_hit(&self, limits: &Limits) -> Option<LimitHit> {
-    let memory = self.lease_stopper().memory.clone();
+    let memory = &self.lease.isolate_ref().stopper().memory;
     if memory.exceeded() {
       return Some(LimitHit::memory(
         limits.memory_bytes,
@@ -127,10 +127,6 @@ impl Flight {
       ));
     }
     self.cpu.exceeded().then(|| self.cpu.hit())
-  }
-
-  fn lease_stopper(&self) -> js_api::IsolateStopper {
-    self.lease.isolate_ref().stopper()
   }
 }
 
@@ -155,7 +151,7 @@ async fn call(
   request_id: RequestId,
   deadline: Instant,
 ) -> Option<Result<JsResponse, JsApiError>> {
-  let stopper = f.lease.isolate().stopper();
+  let stopper = f.lease.isolate().stopper().clone();
   let started = {
     let (cpu, lease, watch) = (&mut f.cpu, &mut f.lease, &f.watch);
     cpu.measure(watch, &stopper, || lease.isolate().call(req, request_id.0))
@@ -208,7 +204,7 @@ async fn background(
   deadline: Instant,
   request_id: RequestId,
 ) {
-  let stopper = flight.lease.isolate().stopper();
+  let stopper = flight.lease.isolate().stopper().clone();
   let drive = std::future::poll_fn(|cx| {
     if let Some(b) = &body {
       b.set_drive_waker(cx.waker());

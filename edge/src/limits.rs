@@ -176,7 +176,7 @@ impl CpuMeter {
   /// Runs `f` (an entry into the isolate) with the CPU deadline armed, and
   /// adds its time.
   #[inline]
-  pub fn measure<R>(&mut self, watch: &Watch, stopper: &IsolateStopper, f: impl FnOnce() -> R) -> R {
+  pub fn measure<R>(&mut self, watch: &Watch, stopper: &Arc<IsolateStopper>, f: impl FnOnce() -> R) -> R {
     let start = Instant::now();
     watch.arm(stopper, self.limit.saturating_sub(self.used), start);
     let r = f();
@@ -212,14 +212,19 @@ impl CpuMeter {
 /// The JS running now on one executor thread, and its CPU budget.
 pub struct Watch {
   clock: libc::clockid_t,
-  slot: Mutex<Option<Slice>>,
+  slot: Mutex<Slice>,
   dog: Arc<DogShared>,
 }
 
+/// The slice of JS being watched, if `active`. It keeps the last isolate's
+/// stopper between slices: most slices on a thread run the isolate the
+/// previous one ran, and then arming clones nothing.
+#[derive(Default)]
 struct Slice {
-  stopper: IsolateStopper,
+  active: bool,
+  stopper: Option<Arc<IsolateStopper>>,
   budget: Duration,
-  armed_at: Instant,
+  armed_at: Option<Instant>,
   /// The thread's CPU clock when the slice began, as the watchdog first
   /// estimated it (its clock now, less the wall time since arming).
   start_cpu: Option<Duration>,
@@ -229,15 +234,19 @@ struct Slice {
 }
 
 impl Watch {
-  fn arm(&self, stopper: &IsolateStopper, budget: Duration, now: Instant) {
-    *self.slot.lock().expect("watch") = Some(Slice {
-      stopper: stopper.clone(),
-      budget,
-      armed_at: now,
-      start_cpu: None,
-      fired: false,
-      ticks: 0,
-    });
+  fn arm(&self, stopper: &Arc<IsolateStopper>, budget: Duration, now: Instant) {
+    {
+      let mut slot = self.slot.lock().expect("watch");
+      if !slot.stopper.as_ref().is_some_and(|s| Arc::ptr_eq(s, stopper)) {
+        slot.stopper = Some(stopper.clone());
+      }
+      slot.active = true;
+      slot.budget = budget;
+      slot.armed_at = Some(now);
+      slot.start_cpu = None;
+      slot.fired = false;
+      slot.ticks = 0;
+    }
     if self.dog.quiet.load(Ordering::SeqCst) {
       let _g = self.dog.lock.lock().expect("watchdog");
       self.dog.wake.notify_one();
@@ -247,13 +256,15 @@ impl Watch {
   /// Clears the slice: whether the watchdog terminated it, and its CPU
   /// time if the watchdog saw it run.
   fn disarm(&self) -> (bool, Option<Duration>) {
-    match self.slot.lock().expect("watch").take() {
-      Some(s) => (
-        s.fired,
-        s.start_cpu.map(|start| clock_time(self.clock).saturating_sub(start)),
-      ),
-      None => (false, None),
+    let mut s = self.slot.lock().expect("watch");
+    if !s.active {
+      return (false, None);
     }
+    s.active = false;
+    (
+      s.fired,
+      s.start_cpu.map(|start| clock_time(self.clock).saturating_sub(start)),
+    )
   }
 }
 
@@ -306,7 +317,7 @@ impl Watchdog {
     }
     let w = Arc::new(Watch {
       clock,
-      slot: Mutex::new(None),
+      slot: Mutex::new(Slice::default()),
       dog: self.shared.clone(),
     });
     self.shared.watches.lock().expect("watchdog").push(w.clone());
@@ -356,21 +367,24 @@ fn check(s: &DogShared) -> bool {
   let mut any = false;
   for w in watches.iter() {
     let mut slot = w.slot.lock().expect("watch");
-    let Some(slice) = slot.as_mut() else { continue };
+    let slice = &mut *slot;
+    let (true, Some(stopper), Some(armed_at)) = (slice.active, &slice.stopper, slice.armed_at) else {
+      continue;
+    };
     any = true;
     let now = clock_time(w.clock);
     let start = *slice
       .start_cpu
-      .get_or_insert_with(|| now.saturating_sub(slice.armed_at.elapsed()));
+      .get_or_insert_with(|| now.saturating_sub(armed_at.elapsed()));
     if !slice.fired && now.saturating_sub(start) >= slice.budget {
       slice.fired = true;
-      slice.stopper.terminate();
+      stopper.terminate();
     }
     // Wasm memory is outside both the heap and our allocator: a long
     // slice gets its memory looked at every few milliseconds.
     slice.ticks += 1;
     if slice.ticks % MEMORY_CHECK_TICKS == 0 {
-      slice.stopper.memory.request_check();
+      stopper.memory.request_check();
     }
   }
   any

@@ -73,6 +73,19 @@ impl LogSink for ConsoleSink {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestId(pub u64);
 
+impl RequestId {
+  /// The id as a response header value: 16 hex digits, formatted without
+  /// the `fmt` machinery (it is on every response).
+  pub fn header_value(self) -> http::HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+      *b = HEX[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    http::HeaderValue::from_bytes(&out).expect("hex digits are a valid header value")
+  }
+}
+
 impl std::fmt::Display for RequestId {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     write!(f, "{:016x}", self.0)

@@ -3,6 +3,11 @@
 //! SIGHUP (and, with `--watch`, a changed file) reloads the workers;
 //! SIGTERM/SIGINT drain and exit, a second one exits at once.
 
+/// mimalloc for the server's own allocations (hyper's buffers, header
+/// maps, per-request values); V8 keeps its heap in its own pages.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -51,8 +51,9 @@ pub struct Pool {
   watch: Arc<Watch>,
   blank: RefCell<Vec<Isolate>>,
   refilling: Cell<bool>,
-  /// When a request last took or gave back an isolate on this thread.
-  last_activity: Cell<Instant>,
+  /// Isolates taken or given back on this thread so far (a change between
+  /// two looks means the thread was not quiet).
+  activity: Cell<u64>,
   slots: RefCell<HashMap<*const Worker, Slot>>,
   /// Idle isolates, oldest release first: sequence number -> worker key.
   lru: RefCell<BTreeMap<u64, *const Worker>>,
@@ -83,10 +84,9 @@ struct Idle {
 
 /// How long an isolate stays idle before its garbage is collected and
 /// V8's spare pages given back (~5% of an idle hello-world isolate's
-/// memory; ~2 ms of the thread each)...
+/// memory; ~2 ms of the thread each), which is done only when the thread
+/// has served nothing for a quarter of this.
 const COMPACT_AFTER: Duration = Duration::from_secs(1);
-/// ...which is done only when the thread has served nothing for this long.
-const COMPACT_WHEN_QUIET: Duration = Duration::from_millis(100);
 
 /// An isolate lent to one request; back to the pool when dropped.
 pub struct Lease {
@@ -138,7 +138,7 @@ impl Pool {
       watch,
       blank: RefCell::new(Vec::new()),
       refilling: Cell::new(false),
-      last_activity: Cell::new(Instant::now()),
+      activity: Cell::new(0),
       slots: RefCell::new(HashMap::new()),
       lru: RefCell::new(BTreeMap::new()),
       next_seq: Cell::new(0),
@@ -153,7 +153,7 @@ impl Pool {
   /// An isolate for `worker`: warm if one is idle, else a blank one bound
   /// now, else wait for one to be released.
   pub async fn acquire(self: &Rc<Self>, worker: &Arc<Worker>) -> Result<Lease, RequestError> {
-    self.last_activity.set(Instant::now());
+    self.activity.set(self.activity.get() + 1);
     loop {
       if let Some((iso, heap)) = self.take_idle(worker) {
         self.stats.warm_starts.inc();
@@ -260,7 +260,7 @@ impl Pool {
     // Evaluating the worker's modules runs its top-level code: under a CPU
     // limit (the request's, but at least STARTUP_CPU: compiling is work a
     // request does not do) and the wall limit.
-    let stopper = iso.stopper();
+    let stopper = iso.stopper().clone();
     let mut cpu = CpuMeter::new(worker.limits.cpu.max(STARTUP_CPU));
     let outcome = {
       let mut bind = std::pin::pin!(iso.bind(
@@ -365,7 +365,7 @@ impl Pool {
   }
 
   fn release(self: &Rc<Self>, worker: &Arc<Worker>, mut iso: Isolate, lent_heap: usize) {
-    self.last_activity.set(Instant::now());
+    self.activity.set(self.activity.get() + 1);
     self.schedule_refill();
     let key = Arc::as_ptr(worker);
     let mut reusable = iso.is_reusable() && !worker.is_retired();
@@ -480,14 +480,17 @@ impl Pool {
     });
     let pool = Rc::downgrade(self);
     tokio::task::spawn_local(async move {
+      let mut seen = u64::MAX;
       loop {
         tokio::time::sleep(COMPACT_AFTER / 4).await;
         let Some(pool) = pool.upgrade() else { return };
         // One isolate per scheduler turn, while the thread is quiet: a
         // request meanwhile waits for one collection at most.
-        while pool.last_activity.get().elapsed() >= COMPACT_WHEN_QUIET && pool.compact_one_idle() {
+        let quiet = |p: &Pool| p.activity.get() == seen;
+        while quiet(&pool) && pool.compact_one_idle() {
           tokio::task::yield_now().await;
         }
+        seen = pool.activity.get();
       }
     });
   }
@@ -499,7 +502,9 @@ impl Pool {
     let mut slots = self.slots.borrow_mut();
     for (&seq, &key) in lru.iter() {
       let Some(slot) = slots.get_mut(&key) else { continue };
-      let Some(idle) = slot.idle.iter_mut().find(|i| i.seq == seq) else { continue };
+      let Some(idle) = slot.idle.iter_mut().find(|i| i.seq == seq) else {
+        continue;
+      };
       if idle.since.elapsed() < COMPACT_AFTER {
         return false;
       }

@@ -101,6 +101,8 @@ where
   }
 }
 
+const EDGE_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("edge-request-id");
+
 async fn handle(exec: Rc<Executor>, conn: Rc<Conn>, req: Request<Incoming>) -> Result<Response<EdgeBody>, Infallible> {
   let started = Instant::now();
   let request_id = exec.next_request_id();
@@ -123,9 +125,7 @@ async fn handle(exec: Rc<Executor>, conn: Rc<Conn>, req: Request<Incoming>) -> R
     exec.shared.config.dev,
   );
   // The id the worker's console lines and the server's log carry.
-  if let Ok(v) = http::HeaderValue::from_str(&request_id.to_string()) {
-    res.headers_mut().insert("edge-request-id", v);
-  }
+  res.headers_mut().insert(EDGE_REQUEST_ID, request_id.header_value());
   if access {
     let line = AccessLine {
       request_id,
@@ -203,7 +203,10 @@ async fn route_and_run(
   *routed = Some(worker.clone());
   let scheme = if conn.tls.is_some() { "https" } else { "http" };
   let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-  let url = format!("{scheme}://{host}{path}");
+  let mut url = String::with_capacity(scheme.len() + 3 + host.len() + path.len());
+  for part in [scheme, "://", &host, path] {
+    url.push_str(part);
+  }
   let (body, over) = request_body(body, worker.limits.request_body_bytes).map_err(|_| RequestError::Limit {
     worker: worker.name.to_string(),
     hit: crate::limits::LimitHit::body(

@@ -69,7 +69,7 @@ pub struct Isolate {
   config: IsolateConfig,
   internals: Internals,
   loader: Rc<WorkerLoader>,
-  stopper: IsolateStopper,
+  stopper: Arc<IsolateStopper>,
   worker: Option<Arc<WorkerCode>>,
   next_request: u32,
   heap_seen: usize,
@@ -171,7 +171,7 @@ impl Isolate {
       config: config.clone(),
       internals,
       loader,
-      stopper: IsolateStopper { handle, memory },
+      stopper: Arc::new(IsolateStopper { handle, memory }),
       worker: None,
       next_request: 0,
       heap_seen: 0,
@@ -183,8 +183,10 @@ impl Isolate {
     Entered::new(self.rt.v8_isolate())
   }
 
-  pub fn stopper(&self) -> IsolateStopper {
-    self.stopper.clone()
+  /// What stops this isolate's JS from another thread (shared: cloning it
+  /// is one reference count).
+  pub fn stopper(&self) -> &Arc<IsolateStopper> {
+    &self.stopper
   }
 
   /// Whether the isolate may serve another request of its worker.
@@ -207,7 +209,10 @@ impl Isolate {
   /// memory it holds afterwards.
   pub fn compact(&mut self) -> usize {
     let _entered = self.entered();
-    self.rt.v8_isolate().memory_pressure_notification(v8::MemoryPressureLevel::Critical);
+    self
+      .rt
+      .v8_isolate()
+      .memory_pressure_notification(v8::MemoryPressureLevel::Critical);
     self.heap_seen = self.stopper.memory.check(self.rt.v8_isolate());
     self.heap_seen
   }
