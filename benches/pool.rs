@@ -121,6 +121,61 @@ async fn cold_burst() -> (f64, f64) {
   (h.quantile_us(0.5), h.quantile_us(0.99))
 }
 
+/// First request to a worker with a large module (a 600 KB bundle of
+/// 6,000 small functions) in a fresh engine, as after a restart: without a
+/// code cache directory, and with one that the previous engine filled.
+/// Median of 7, server side (bucket bounds).
+async fn restart_cold_start() -> (f64, f64) {
+  let dir = std::env::temp_dir().join(format!("edge-pool-bench-{}", std::process::id()));
+  let _ = std::fs::remove_dir_all(&dir);
+  std::fs::create_dir_all(&dir).unwrap();
+  let mut js = String::from("const t = {\n");
+  for i in 0..6000 {
+    js.push_str(&format!(
+      "  f{i}(x) {{ const y = x * {i} + 1; return y > 10 ? y - {i} : String(y).length; }},\n"
+    ));
+  }
+  js.push_str("};\nexport default { fetch() { return new Response(String(t.f5(2))) } }\n");
+  std::fs::write(dir.join("big.js"), js).unwrap();
+  let first = |cache: bool| {
+    let dir = dir.clone();
+    async move {
+      let mut c = Config {
+        base_dir: dir.clone(),
+        origin: "bench".into(),
+        ..Default::default()
+      };
+      c.runtime.threads = 1;
+      if cache {
+        c.runtime.code_cache_dir = Some(dir.join("cache"));
+      }
+      c.workers.push(WorkerConfig {
+        name: "big".into(),
+        main: "big.js".into(),
+        ..Default::default()
+      });
+      let engine = edge::Engine::new(c).unwrap();
+      tokio::time::sleep(Duration::from_millis(100)).await; // blank supply made
+      let res = engine.handle("big", req()).await.unwrap();
+      assert_eq!(res.status(), 200);
+      engine.stats_detail().cold_latency.quantile_us(0.5)
+    }
+  };
+  let median = |mut v: Vec<f64>| {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+  };
+  let mut without = Vec::new();
+  let mut with = Vec::new();
+  first(true).await; // fills the cache directory
+  for _ in 0..7 {
+    without.push(first(false).await);
+    with.push(first(true).await);
+  }
+  let _ = std::fs::remove_dir_all(&dir);
+  (median(without), median(with))
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
   println!("== memory per idle warm worker ({WARM_WORKERS} hello-world workers, 1 thread)");
@@ -171,6 +226,12 @@ async fn main() {
   row("cold, blank isolate ready", &cold, (s.0, s.1));
   let (cold, _, s) = cold_starts(0, Duration::from_millis(1)).await;
   row("cold, supply exhausted", &cold, (s.0, s.1));
+  let (without, with) = restart_cold_start().await;
+  println!(
+    "first request after a restart, 600 KB module: {} without runtime.code_cache_dir (baseline), {} with it",
+    us(without),
+    us(with)
+  );
   let (p50, p99) = cold_burst().await;
   println!(
     "{:<25} {:>37}   p50 {}  p99 {}",

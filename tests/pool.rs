@@ -114,3 +114,43 @@ async fn a_client_hello_warms_its_worker_before_the_request() {
     "no cold start on the request path: {after:?}"
   );
 }
+
+#[tokio::test]
+async fn the_code_cache_is_kept_across_restarts() {
+  let f = Fixture::new();
+  // A module with enough code that V8 makes a cache for it.
+  let mut js = String::from("const table = {\n");
+  for i in 0..200 {
+    let _ = writeln!(js, "  f{i}(x) {{ return x * {i} + {i}; }},");
+  }
+  js.push_str("};\nexport default { fetch() { return new Response(String(table.f7(6))) } }\n");
+  f.file("w.js", js);
+  let config = "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\ncode_cache_dir = \"cache\"\n[[worker]]\nname = \"a\"\nmain = \"w.js\"\nroutes = [\"a.test\"]\n";
+  let cached = |f: &Fixture| -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(f.path("cache"))
+      .map(|d| d.map(|e| e.unwrap().path()).collect())
+      .unwrap_or_default()
+  };
+  {
+    let engine = f.start(config);
+    assert_eq!(get(engine.http_addr().unwrap(), "a.test", "/").await.body, "49");
+    let w = engine.stats_detail().worker("a");
+    assert_eq!((w.code_cache_read.get(), w.code_cache_written.get()), (0, 1));
+  }
+  let files = cached(&f);
+  assert_eq!(files.len(), 1, "{files:?}");
+  assert!(files[0].to_string_lossy().ends_with(".v8cache"), "{files:?}");
+  // A restart: V8 takes the cache (it would otherwise make and write one).
+  let engine = f.start(config);
+  assert_eq!(get(engine.http_addr().unwrap(), "a.test", "/").await.body, "49");
+  let w = engine.stats_detail().worker("a");
+  assert_eq!((w.code_cache_read.get(), w.code_cache_written.get()), (1, 0));
+  // A cache V8 rejects is made again.
+  std::fs::write(&files[0], b"not a code cache").unwrap();
+  drop(engine);
+  let engine = f.start(config);
+  assert_eq!(get(engine.http_addr().unwrap(), "a.test", "/").await.body, "49");
+  let w = engine.stats_detail().worker("a");
+  assert_eq!((w.code_cache_read.get(), w.code_cache_written.get()), (1, 1));
+  assert_ne!(std::fs::read(&files[0]).unwrap(), b"not a code cache");
+}

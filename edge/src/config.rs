@@ -71,6 +71,9 @@ pub struct RuntimeConfig {
   pub max_heap_mb: usize,
   /// An isolate idle this long is dropped.
   pub idle_timeout_s: u64,
+  /// A directory where V8's code cache for workers' modules is kept, so
+  /// that the first isolate of a worker after a restart skips compiling.
+  pub code_cache_dir: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -82,6 +85,7 @@ impl Default for RuntimeConfig {
       max_isolates: 4096,
       max_heap_mb: 8192,
       idle_timeout_s: 300,
+      code_cache_dir: None,
     }
   }
 }

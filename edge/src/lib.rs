@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod code_cache;
 pub mod config;
 pub mod deploy;
 pub mod engine;

@@ -146,12 +146,24 @@ pub fn render(stats: &Stats) -> String {
       );
     }
   }
-  let per_worker: [(&str, &str, &str, WorkerValue); 5] = [
+  let per_worker: [(&str, &str, &str, WorkerValue); 7] = [
     (
       "edge_worker_cold_starts_total",
       "counter",
       "Requests that started a new isolate.",
       |w| w.cold_starts.get() as f64,
+    ),
+    (
+      "edge_worker_code_cache_read_total",
+      "counter",
+      "Module code caches read from runtime.code_cache_dir.",
+      |w| w.code_cache_read.get() as f64,
+    ),
+    (
+      "edge_worker_code_cache_written_total",
+      "counter",
+      "Module code caches written to runtime.code_cache_dir.",
+      |w| w.code_cache_written.get() as f64,
     ),
     (
       "edge_worker_isolates",

@@ -208,6 +208,9 @@ pub struct WorkerStats {
   pub heap_bytes: Gauge,
   /// `console.*` lines dropped by the rate limit.
   pub console_dropped: Counter,
+  /// Module code caches read from `runtime.code_cache_dir` and written to it.
+  pub code_cache_read: Counter,
+  pub code_cache_written: Counter,
   console: Mutex<Option<ConsoleBudget>>,
 }
 

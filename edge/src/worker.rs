@@ -93,6 +93,7 @@ impl Worker {
       }),
       w.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     );
+    let code = crate::code_cache::with_code_cache_dir(code, config, &stats);
     Ok(Arc::new(Self {
       name: Arc::from(w.name.as_str()),
       code: Arc::new(code),
@@ -129,6 +130,7 @@ impl Worker {
       }),
       m.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     );
+    let code = crate::code_cache::with_code_cache_dir(code, config, &stats);
     Ok(Arc::new(Self {
       name: Arc::from(upload.name.as_str()),
       code: Arc::new(code),

@@ -1,7 +1,8 @@
 //! Module loading for workers: a worker imports modules relative to its main
 //! file (JS, JSON with `type: "json"`, and `.wasm` as a compiled
 //! `WebAssembly.Module`), from a [`ModuleSource`] the embedder provides, with
-//! V8's code cache shared by every isolate of the worker.
+//! V8's code cache shared by every isolate of the worker and, given a
+//! [`CodeCacheStore`], kept across restarts.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -22,6 +23,15 @@ pub trait ModuleSource: Send + Sync {
   fn read(&self, url: &ModuleSpecifier) -> Result<Arc<[u8]>, String>;
 }
 
+/// Where V8's code cache for module texts is kept across restarts (chosen
+/// by the embedder: a directory). `key` identifies the text (a hash of its
+/// bytes); V8 checks the cache against the source and its own version and
+/// flags, and a cache it rejects is made again and put back.
+pub trait CodeCacheStore: Send + Sync {
+  fn get(&self, key: u64) -> Option<Vec<u8>>;
+  fn put(&self, key: u64, data: &[u8]);
+}
+
 /// A worker's code: where its modules live and which one is the entry.
 /// Shared by all isolates of the worker, on every thread.
 pub struct WorkerCode {
@@ -36,6 +46,7 @@ pub struct WorkerCode {
   pub vars: Vec<(String, String)>,
   /// Module texts read so far and the V8 code cache made for them.
   cache: Mutex<HashMap<ModuleSpecifier, CachedModule>>,
+  store: Option<Arc<dyn CodeCacheStore>>,
 }
 
 #[derive(Clone)]
@@ -61,7 +72,14 @@ impl WorkerCode {
       source,
       vars,
       cache: Mutex::new(HashMap::new()),
+      store: None,
     }
+  }
+
+  /// Keeps the code cache of this worker's modules in `store` too.
+  pub fn with_code_cache_store(mut self, store: Arc<dyn CodeCacheStore>) -> Self {
+    self.store = Some(store);
+    self
   }
 
   fn module(&self, url: &ModuleSpecifier) -> Result<CachedModule, String> {
@@ -77,11 +95,16 @@ impl WorkerCode {
     };
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
+    let hash = h.finish();
+    let code_cache = match (&text, &self.store) {
+      (Some(_), Some(store)) => store.get(hash).map(Arc::from),
+      _ => None,
+    };
     let m = CachedModule {
       bytes,
       text,
-      hash: h.finish(),
-      code_cache: None,
+      hash,
+      code_cache,
     };
     self.cache.lock().expect("module cache").insert(url.clone(), m.clone());
     Ok(m)
@@ -92,6 +115,9 @@ impl WorkerCode {
       if m.hash == hash {
         m.code_cache = Some(Arc::from(data));
       }
+    }
+    if let Some(store) = &self.store {
+      store.put(hash, data);
     }
   }
 }

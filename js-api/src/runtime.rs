@@ -280,6 +280,15 @@ impl Isolate {
       .with_event_loop_promise(Box::pin(eval), PollEventLoopOptions::default())
       .await
       .map_err(|e| JsApiError::from_core(e, true))?;
+    // One turn of the event loop hands the code cache V8 made while
+    // compiling to the loader (shared with the worker's other isolates and
+    // kept on disk); a module that evaluates at once ends the line above
+    // before any turn. What the turn finds pending stays pending.
+    std::future::poll_fn(|cx| {
+      let _ = self.rt.poll_event_loop(cx, PollEventLoopOptions::default());
+      std::task::Poll::Ready(())
+    })
+    .await;
     let ns = self
       .rt
       .get_module_namespace(id)
