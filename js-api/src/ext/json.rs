@@ -629,6 +629,42 @@ fn primitive_end<C: Unit>(text: &[C], at: usize) -> Result<usize, Bad> {
   Ok(i)
 }
 
+/// A scan of a text that goes a step at a time, kept in the isolate's
+/// `OpState` between steps.
+trait Scan: Default + 'static {
+  fn step<C: Unit>(&mut self, text: &[C]) -> u32;
+}
+
+impl Scan for Planner {
+  fn step<C: Unit>(&mut self, text: &[C]) -> u32 {
+    Planner::step(self, text)
+  }
+}
+
+impl Scan for Checker {
+  fn step<C: Unit>(&mut self, text: &[C]) -> u32 {
+    Checker::step(self, text)
+  }
+}
+
+/// One step of the scan `S` over `text`, from the start when `restart`.
+fn scan_step<S: Scan>(
+  scope: &mut v8::PinScope,
+  state: &mut OpState,
+  text: v8::Local<v8::String>,
+  restart: bool,
+) -> u32 {
+  if restart || !state.has::<S>() {
+    state.put(S::default());
+  }
+  let scan = state.borrow_mut::<S>();
+  let view = v8::ValueView::new(scope, text);
+  match view.data() {
+    v8::ValueViewData::OneByte(b) => scan.step(b),
+    v8::ValueViewData::TwoByte(u) => scan.step(u),
+  }
+}
+
 /// One planning step over `text` (from the start when `restart`): 0 more
 /// to do, 1 planned ([`op_edge_json_take_plan`]), 2 malformed (check it),
 /// 3 parse it whole, 4 too deep.
@@ -639,15 +675,7 @@ pub fn op_edge_json_plan(
   text: v8::Local<v8::String>,
   restart: bool,
 ) -> u32 {
-  if restart || !state.has::<Planner>() {
-    state.put(Planner::default());
-  }
-  let planner = state.borrow_mut::<Planner>();
-  let view = v8::ValueView::new(scope, text);
-  let r = match view.data() {
-    v8::ValueViewData::OneByte(b) => planner.step(b),
-    v8::ValueViewData::TwoByte(u) => planner.step(u),
-  };
+  let r = scan_step::<Planner>(scope, state, text, restart);
   if r != MORE && r != DONE {
     state.try_take::<Planner>();
   }
@@ -672,15 +700,7 @@ pub fn op_edge_json_check(
   text: v8::Local<v8::String>,
   restart: bool,
 ) -> u32 {
-  if restart || !state.has::<Checker>() {
-    state.put(Checker::default());
-  }
-  let checker = state.borrow_mut::<Checker>();
-  let view = v8::ValueView::new(scope, text);
-  match view.data() {
-    v8::ValueViewData::OneByte(b) => checker.step(b),
-    v8::ValueViewData::TwoByte(u) => checker.step(u),
-  }
+  scan_step::<Checker>(scope, state, text, restart)
 }
 
 /// The error the last validation found.
