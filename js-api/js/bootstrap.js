@@ -6,6 +6,8 @@
 // `Deno` and `__bootstrap`) when an isolate is created from the snapshot.
 
 import { core, internals, primordials } from "ext:core/mod.js";
+import { installJsonParse } from "ext:edge_runtime/json.js";
+import { setLongestArray } from "ext:edge_runtime/guards.js";
 
 const {
   ObjectDefineProperties,
@@ -22,29 +24,11 @@ const {
   FunctionPrototypeCall,
   ObjectKeys,
   ReflectConstruct,
-  ReflectApply,
-  MathFloor,
-  MathMax,
-  MathMin,
-  MathTrunc,
-  StringPrototypeIndexOf,
-  ArrayIsArray,
-  ArrayPrototypePop,
-  ArrayPrototypePush,
-  JSONParse,
   RangeError,
-  StringPrototypeSlice,
-  SyntaxError,
-  TypedArrayPrototypeGetBuffer,
-  Uint32Array,
 } = primordials;
 
 const {
   op_edge_wasm_pages,
-  op_edge_json_check,
-  op_edge_json_error,
-  op_edge_json_plan,
-  op_edge_json_take_plan,
   op_edge_limit_hit,
   op_edge_log,
   op_edge_req_body,
@@ -161,249 +145,9 @@ function installWasmMemoryAccounting() {
   ObjectDefineProperty(WebAssembly, "Memory", { value: Memory, writable: true, configurable: true });
 }
 
-// ---- JSON.parse that a CPU or memory limit can stop. V8's parser never
-// checks for termination, so a text longer than 64 Ki code units is
-// planned a step at a time by op_edge_json_plan (ext/json.rs) and built
-// here from runs of members, each at most 64 Ki long and parsed by V8; the
-// script can be stopped between them. A malformed text is validated by
-// op_edge_json_check for the error. With a reviver, V8 parses the whole
-// text (the reviver's calls are stoppable).
-const JSON_PART = 64 * 1024;
-const JSON_OPEN_ARRAY = 1;
-const JSON_RUN = 3;
-const JSON_CLOSE = 4;
-const JSON_TOO_DEEP = "JSON text nested too deeply to parse (more than 65536 levels, " +
-  "or too many arrays and objects over 65536 characters for its length)";
-function defineMember(object, key, value) {
-  ObjectDefineProperty(object, key, {
-    __proto__: null,
-    value,
-    writable: true,
-    enumerable: true,
-    configurable: true,
-  });
-}
-const ArrayConcat = Array.prototype.concat;
-// Steps and parts are called through these JS functions on purpose: V8
-// checks for termination when a JS function is entered, but a loop in
-// unoptimized code only checks after many iterations, and calls into
-// C++ (ops, JSON.parse) never check.
-function planStep(text, restart) {
-  return op_edge_json_plan(text, restart);
-}
-function checkStep(text, restart) {
-  return op_edge_json_check(text, restart);
-}
-function parsePart(text) {
-  return JSONParse(text);
-}
-// An array is gathered as a list of parts (arrays of members) and joined
-// once at its end; an object gets its members as they come. A large member
-// of an object is defined when it opens, to keep the key order.
-function buildJson(text, plan) {
-  const stack = [];
-  let cur = null;
-  let isArray = false;
-  let root;
-  for (let i = 0; i < plan.length; i += 3) {
-    const op = plan[i];
-    if (op === JSON_RUN) {
-      const run = StringPrototypeSlice(text, plan[i + 1], plan[i + 2]);
-      if (isArray) {
-        ArrayPrototypePush(cur, parsePart("[" + run + "]"));
-      } else {
-        const part = parsePart("{" + run + "}");
-        const keys = ObjectKeys(part);
-        for (let j = 0; j < keys.length; j++) defineMember(cur, keys[j], part[keys[j]]);
-      }
-    } else if (op === JSON_CLOSE) {
-      const value = !isArray ? cur : cur.length === 1 ? cur[0] : ReflectApply(ArrayConcat, [], cur);
-      const parent = ArrayPrototypePop(stack);
-      cur = parent.cur;
-      isArray = parent.isArray;
-      if (cur === null) root = value;
-      else if (isArray) ArrayPrototypePush(cur, [value]);
-      else defineMember(cur, parent.key, value);
-    } else {
-      let key;
-      if (cur !== null && !isArray) {
-        key = parsePart(StringPrototypeSlice(text, plan[i + 1], plan[i + 2]));
-        if (typeof key !== "string") throw new SyntaxError("not a key");
-        defineMember(cur, key, undefined);
-      }
-      ArrayPrototypePush(stack, { cur, isArray, key });
-      isArray = op === JSON_OPEN_ARRAY;
-      cur = isArray ? [] : {};
-    }
-  }
-  return root;
-}
-function parse(text, reviver) {
-  const s = typeof text === "string" ? text : `${text}`;
-  if (s.length <= JSON_PART || typeof reviver === "function") return JSONParse(s, reviver);
-  let status = planStep(s, true);
-  while (status === 0) status = planStep(s, false);
-  if (status === 3) return JSONParse(s);
-  if (status === 4) throw new RangeError(JSON_TOO_DEEP);
-  if (status === 1) {
-    const bytes = op_edge_json_take_plan();
-    const plan = new Uint32Array(TypedArrayPrototypeGetBuffer(bytes), bytes.byteOffset, bytes.byteLength / 4);
-    try {
-      return buildJson(s, plan);
-    } catch (e) {
-      if (!(e instanceof SyntaxError)) throw e;
-    }
-  }
-  // Malformed (or too deep): the checker words the error as V8 would.
-  status = checkStep(s, true);
-  while (status === 0) status = checkStep(s, false);
-  if (status === 2) throw new SyntaxError(op_edge_json_error());
-  if (status === 4) throw new RangeError(JSON_TOO_DEEP);
-  return JSONParse(s);
-}
-ObjectDefineProperty(JSON, "parse", { value: parse, writable: true, configurable: true });
-// Request/Response .json() parse the same way (deno_fetch calls V8's).
-for (const proto of [request.Request.prototype, response.Response.prototype]) {
-  const text = proto.text;
-  ObjectDefineProperty(proto, "json", {
-    __proto__: null,
-    value: function json() {
-      return PromisePrototypeThen(FunctionPrototypeCall(text, this), parse);
-    },
-    writable: true,
-    enumerable: true,
-    configurable: true,
-  });
-}
-
-// ---- Builtins V8 runs to the end without checking for termination, on
-// inputs that cost almost nothing to make: a sparse array of length 10^8
-// (`new Array(1e8).fill(0)` ran 9 s past a 50 ms CPU limit and took 1.5
-// GB), or a string of 2^28 characters (`"x".repeat(2 ** 28).split("")`
-// aborts V8, and so the process, with "invalid size"). Large calls are
-// done in slices through a JS function (where V8 checks), or refused with
-// the RangeError V8 gives for arrays it cannot make.
-const SLICE = 1 << 16;
-const MAX_ARRAY = 2 ** 27 - 2;
-const nativeFill = Array.prototype.fill;
-const nativeCopyWithin = Array.prototype.copyWithin;
-const nativeReverse = Array.prototype.reverse;
-const nativeSplit = String.prototype.split;
-function relativeIndex(value, len, otherwise) {
-  if (value === undefined) return otherwise;
-  const n = MathTrunc(+value) || 0;
-  return n < 0 ? MathMax(len + n, 0) : MathMin(n, len);
-}
-function callSlice(fn, o, a, b, c) {
-  return FunctionPrototypeCall(fn, o, a, b, c);
-}
-function fill(value, start = undefined, end = undefined) {
-  if (!ArrayIsArray(this) || this.length <= SLICE) {
-    return FunctionPrototypeCall(nativeFill, this, value, start, end);
-  }
-  const len = this.length;
-  let k = relativeIndex(start, len, 0);
-  const last = relativeIndex(end, len, len);
-  for (; k < last; k += SLICE) callSlice(nativeFill, this, value, k, MathMin(k + SLICE, last));
-  return this;
-}
-function copyWithin(target, start, end = undefined) {
-  if (!ArrayIsArray(this) || this.length <= SLICE) {
-    return FunctionPrototypeCall(nativeCopyWithin, this, target, start, end);
-  }
-  const len = this.length;
-  const to = relativeIndex(target, len, 0);
-  const from = relativeIndex(start, len, 0);
-  const count = MathMin(relativeIndex(end, len, len) - from, len - to);
-  if (from < to && to < from + count) {
-    // Overlapping, source first: copy from the end, as the spec does.
-    for (let i = count; i > 0; i -= SLICE) {
-      const n = MathMin(SLICE, i);
-      callSlice(nativeCopyWithin, this, to + i - n, from + i - n, from + i);
-    }
-  } else {
-    for (let i = 0; i < count; i += SLICE) {
-      callSlice(nativeCopyWithin, this, to + i, from + i, from + MathMin(i + SLICE, count));
-    }
-  }
-  return this;
-}
-function reverse() {
-  if (!ArrayIsArray(this) || this.length <= 1 << 24) {
-    return FunctionPrototypeCall(nativeReverse, this);
-  }
-  // The spec's steps, in JS: V8's own loop over a sparse array visits
-  // every index without checking for termination.
-  const o = this;
-  const len = o.length;
-  const middle = MathFloor(len / 2);
-  for (let lower = 0; lower !== middle; lower++) {
-    const upper = len - lower - 1;
-    const lowerExists = lower in o;
-    const lowerValue = lowerExists ? o[lower] : undefined;
-    const upperExists = upper in o;
-    const upperValue = upperExists ? o[upper] : undefined;
-    if (upperExists) o[lower] = upperValue;
-    else if (lowerExists) delete o[lower];
-    if (lowerExists) o[upper] = lowerValue;
-    else if (upperExists) delete o[upper];
-  }
-  return o;
-}
-function split(separator, limit) {
-  if (
-    typeof this !== "string" || this.length <= MAX_ARRAY / 2 || typeof separator !== "string" ||
-    (limit !== undefined && limit >>> 0 <= MAX_ARRAY)
-  ) {
-    return FunctionPrototypeCall(nativeSplit, this, separator, limit);
-  }
-  let parts = 1;
-  if (separator === "") {
-    parts = this.length;
-  } else {
-    for (let at = 0; parts <= MAX_ARRAY; parts++) {
-      at = StringPrototypeIndexOf(this, separator, at);
-      if (at === -1) break;
-      at += separator.length;
-    }
-  }
-  if (parts > MAX_ARRAY) throw new RangeError("Invalid array length");
-  return FunctionPrototypeCall(nativeSplit, this, separator, limit);
-}
-for (const [proto, fns] of [[Array.prototype, [fill, copyWithin, reverse]], [String.prototype, [split]]]) {
-  for (const fn of fns) {
-    ObjectDefineProperty(proto, fn.name, { value: fn, writable: true, configurable: true });
-  }
-}
-// The other Array methods that V8 runs index by index over a sparse array
-// (1-9 s for a length of 10^8, termination unchecked) refuse an array
-// longer than the worker's memory budget could hold densely: such an array
-// can only be sparse. (bind() sets the figure: a quarter of the budget.)
-let longestArray = 2 ** 25;
-function tooLong(name, length) {
-  return new RangeError(
-    `Array.prototype.${name}: an array of length ${length} is longer than this worker's memory ` +
-      `limit could hold (${longestArray} elements); a sparse array this long is not supported`,
-  );
-}
-for (const name of [
-  "every", "filter", "flat", "flatMap", "forEach", "indexOf", "join", "lastIndexOf", "map",
-  "reduce", "reduceRight", "shift", "slice", "some", "sort", "splice", "toReversed",
-  "toSorted", "toSpliced", "toString", "unshift", "with",
-]) {
-  const native = Array.prototype[name];
-  // Arity matters (`splice(0)` is not `splice(0, undefined)`): the
-  // arguments are passed on as they came. (The wrapper costs ~15 ns a
-  // call: TurboFan no longer inlines the builtin into the caller.)
-  const guarded = {
-    [name]() {
-      if (ArrayIsArray(this) && this.length > longestArray) throw tooLong(name, this.length);
-      return ReflectApply(native, this, arguments);
-    },
-  }[name];
-  ObjectDefineProperty(guarded, "length", { value: native.length });
-  ObjectDefineProperty(Array.prototype, name, { value: guarded, writable: true, configurable: true });
-}
+// ---- JSON.parse in parts, and builtins a limit could not stop: json.js,
+// guards.js.
+installJsonParse(request.Request, response.Response);
 
 // ---- the global scope: a ServiceWorkerGlobalScope-like EventTarget.
 class WorkerGlobalScope extends event.EventTarget {
@@ -745,7 +489,7 @@ function dispatchFetchEvent(req, ctx) {
 // module's namespace; `vars` the worker's vars.
 function bind(ns, vars, maxSubrequests, longest = undefined) {
   subrequestLimit = maxSubrequests;
-  if (longest !== undefined) longestArray = longest;
+  if (longest !== undefined) setLongestArray(longest);
   workerEnv = ObjectFreeze({ ...vars });
   const def = ns.default;
   if (def !== undefined && def !== null && typeof def.fetch === "function") {

@@ -1,7 +1,7 @@
 //! Large JSON texts parsed in parts, so that a CPU or memory limit can stop
 //! `JSON.parse` (V8's parser never checks for termination while it runs).
 //!
-//! `JSON.parse` in `bootstrap.js` hands a text longer than [`PART`] to
+//! `JSON.parse` in `js/json.js` hands a text longer than [`PART`] to
 //! [`op_edge_json_plan`], which finds its structure a step at a time (JS
 //! loops between steps, and a stopped script stops there): every array or
 //! object spanning more than [`PART`] code units is built by JS from runs
@@ -45,7 +45,7 @@ const INVALID: u32 = 2;
 /// No array or object is large enough to split: V8 parses the whole text.
 const WHOLE: u32 = 3;
 /// Nested deeper than [`MAX_DEPTH`], or too many large containers for the
-/// text's length (a `RangeError` in JS, whose message `bootstrap.js` has).
+/// text's length (a `RangeError` in JS, whose message `js/json.js` has).
 const TOO_DEEP: u32 = 4;
 
 struct Frame {

@@ -32,5 +32,5 @@ deno_core::extension!(
     json::op_edge_json_error,
   ],
   esm_entry_point = "ext:edge_runtime/bootstrap.js",
-  esm = [dir "js", "bootstrap.js"],
+  esm = [dir "js", "bootstrap.js", "json.js", "guards.js"],
 );
