@@ -345,12 +345,17 @@ impl Isolate {
     {
       let state = self.rt.op_state();
       let mut state = state.borrow_mut();
-      state.put(RequestSlot {
+      let slot = RequestSlot {
         id,
         headers: Some(req.headers),
         body: req.body,
         subrequest_limit_hit: false,
-      });
+      };
+      // In place when the isolate has served before (no new box).
+      match state.try_borrow_mut::<RequestSlot>() {
+        Some(old) => *old = slot,
+        None => state.put(slot),
+      }
       if let Some(ctx) = state.try_borrow_mut::<WorkerLogContext>() {
         ctx.request_id = request_id;
       }
