@@ -35,7 +35,7 @@ RUST_LOG=warn target/release/edge serve --config "$dir/edge.toml" >/dev/null 2>&
 pid=$!
 until curl -sf http://127.0.0.1:9201/ >/dev/null; do sleep 0.05; done
 printf "| attack | status | edge-limit | server's figure | request wall time |\n|---|---|---|---|---|\n"
-for path in /spin /microtasks /timers /wasm-spin /regex /json /array-bomb /string-bomb /buffer /buffers /wasm-grow /wasm-grow-inside /wasm-instances /fill-sparse /copy-within /reverse-sparse /split-huge /sort-sparse /map-sparse /slow \
+for path in /spin /microtasks /timers /wasm-spin /regex /json /array-bomb /string-bomb /buffer /buffers /wasm-grow /wasm-grow-inside /wasm-instances /fill-sparse /copy-within /reverse-sparse /split-huge /sort-sparse /map-sparse /array-like /array-like-fill /slow \
   mem.test/json mem.test/array-bomb mem.test/string-bomb mem.test/wasm-grow mem.test/wasm-grow-inside mem.test/wasm-instances mem.test/split-array; do
   host=localhost
   case $path in *.test/*) host=${path%%/*}; path=/${path#*/} ;; esac

@@ -102,6 +102,7 @@ async fn cpu_attacks_get_503_and_the_worker_keeps_serving() {
     "/fill-sparse",
     "/copy-within",
     "/reverse-sparse",
+    "/array-like-fill",
   ] {
     expect_limit(&t, path, 503, "cpu").await;
   }
@@ -161,7 +162,7 @@ async fn array_methods_refuse_sparse_arrays_longer_than_the_budget_could_hold() 
   // termination (seconds past the CPU limit).
   let t = target().await;
   let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
-  for path in ["/sort-sparse", "/map-sparse"] {
+  for path in ["/sort-sparse", "/map-sparse", "/array-like"] {
     let r = c.get("attack.test", path).await;
     assert_eq!(r.status, 500, "{path}: {}", r.body);
     assert!(

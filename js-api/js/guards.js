@@ -34,24 +34,33 @@ function relativeIndex(value, len, otherwise) {
   const n = MathTrunc(+value) || 0;
   return n < 0 ? MathMax(len + n, 0) : MathMin(n, len);
 }
+/// The length the Array methods will go up to: an array's own, or an
+/// array-like's `length` as ToLength reads it (read once more by the
+/// builtin: a getter runs twice).
+function lengthOf(o) {
+  if (ArrayIsArray(o)) return o.length;
+  if (o === null || o === undefined) return 0;
+  const n = MathTrunc(+o.length) || 0;
+  return n > 0 ? n : 0;
+}
 function callSlice(fn, o, a, b, c) {
   return FunctionPrototypeCall(fn, o, a, b, c);
 }
 function fill(value, start = undefined, end = undefined) {
-  if (!ArrayIsArray(this) || this.length <= SLICE) {
+  const len = lengthOf(this);
+  if (len <= SLICE) {
     return FunctionPrototypeCall(nativeFill, this, value, start, end);
   }
-  const len = this.length;
   let k = relativeIndex(start, len, 0);
   const last = relativeIndex(end, len, len);
   for (; k < last; k += SLICE) callSlice(nativeFill, this, value, k, MathMin(k + SLICE, last));
   return this;
 }
 function copyWithin(target, start, end = undefined) {
-  if (!ArrayIsArray(this) || this.length <= SLICE) {
+  const len = lengthOf(this);
+  if (len <= SLICE) {
     return FunctionPrototypeCall(nativeCopyWithin, this, target, start, end);
   }
-  const len = this.length;
   const to = relativeIndex(target, len, 0);
   const from = relativeIndex(start, len, 0);
   const count = MathMin(relativeIndex(end, len, len) - from, len - to);
@@ -69,13 +78,13 @@ function copyWithin(target, start, end = undefined) {
   return this;
 }
 function reverse() {
-  if (!ArrayIsArray(this) || this.length <= 1 << 24) {
+  const len = lengthOf(this);
+  if (len <= 1 << 24) {
     return FunctionPrototypeCall(nativeReverse, this);
   }
   // The spec's steps, in JS: V8's own loop over a sparse array visits
   // every index without checking for termination.
   const o = this;
-  const len = o.length;
   const middle = MathFloor(len / 2);
   for (let lower = 0; lower !== middle; lower++) {
     const upper = len - lower - 1;
@@ -122,9 +131,10 @@ for (const [proto, fns] of [[Array.prototype, [fill, copyWithin, reverse]], [Str
   }
 }
 // The other Array methods that V8 runs index by index over a sparse array
-// (1-9 s for a length of 10^8, termination unchecked) refuse an array
-// longer than the worker's memory budget could hold densely: such an array
-// can only be sparse. (bind() sets the figure: a quarter of the budget.)
+// or an array-like (1-9 s for a length of 10^8, termination unchecked)
+// refuse one longer than the worker's memory budget could hold densely:
+// such an array can only be sparse. (bind() sets the figure: a quarter of
+// the budget.)
 let longestArray = 2 ** 25;
 function tooLong(name, length) {
   return new RangeError(
@@ -143,7 +153,8 @@ for (const name of [
   // call: TurboFan no longer inlines the builtin into the caller.)
   const guarded = {
     [name]() {
-      if (ArrayIsArray(this) && this.length > longestArray) throw tooLong(name, this.length);
+      const length = lengthOf(this);
+      if (length > longestArray) throw tooLong(name, length);
       return ReflectApply(native, this, arguments);
     },
   }[name];

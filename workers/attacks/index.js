@@ -20,6 +20,8 @@ const attacks = {
   // termination (a RangeError the worker may catch).
   "/sort-sparse": () => { const a = new Array(1e8); a[7] = 1; a.sort(); },
   "/map-sparse": () => { const a = new Array(1e8); a[7] = 1; a.map((x) => x); },
+  "/array-like": () => Array.prototype.indexOf.call({ length: 1e8 }, 1),
+  "/array-like-fill": () => Array.prototype.fill.call({ length: 1e8 }, 0),
   "/split-array": () => "x".repeat(1e8).split(""),
   "/split-huge": () => "x".repeat(2 ** 28).split(""),
   "/array-bomb": () => { const a = []; for (;;) a.push({ x: a.length, y: [1, 2, 3] }); },
