@@ -368,12 +368,15 @@ impl Pool {
     self.activity.set(self.activity.get() + 1);
     self.schedule_refill();
     let key = Arc::as_ptr(worker);
-    let mut reusable = iso.is_reusable() && !worker.is_retired();
-    let heap = if reusable { iso.heap_used() } else { 0 };
     // The look at its memory may find the isolate over its budget (Wasm
     // memory grown in a request too short for the watchdog to look).
-    reusable = reusable && iso.is_reusable();
-    let heap = if reusable { heap } else { 0 };
+    let heap = if worker.is_retired() {
+      None
+    } else {
+      iso.memory_if_reusable()
+    };
+    let reusable = heap.is_some();
+    let heap = heap.unwrap_or(0);
     worker.stats.heap_bytes.add(heap as i64 - lent_heap as i64);
     {
       let mut slots = self.slots.borrow_mut();
@@ -497,28 +500,37 @@ impl Pool {
 
   /// Collects the garbage of the oldest idle isolate idle for longer than
   /// [`COMPACT_AFTER`] and not collected since; false if there is none.
+  /// One found over its budget even so is dropped.
   fn compact_one_idle(&self) -> bool {
-    let lru = self.lru.borrow();
-    let mut slots = self.slots.borrow_mut();
-    for (&seq, &key) in lru.iter() {
-      let Some(slot) = slots.get_mut(&key) else { continue };
-      let Some(idle) = slot.idle.iter_mut().find(|i| i.seq == seq) else {
-        continue;
-      };
-      if idle.since.elapsed() < COMPACT_AFTER {
-        return false;
+    let mut compacted = None;
+    {
+      let lru = self.lru.borrow();
+      let mut slots = self.slots.borrow_mut();
+      for (&seq, &key) in lru.iter() {
+        let Some(slot) = slots.get_mut(&key) else { continue };
+        let Some(idle) = slot.idle.iter_mut().find(|i| i.seq == seq) else {
+          continue;
+        };
+        if idle.since.elapsed() < COMPACT_AFTER {
+          break;
+        }
+        if idle.compacted {
+          continue;
+        }
+        let heap = idle.iso.compact();
+        idle.compacted = true;
+        slot.worker.stats.heap_bytes.add(heap as i64 - idle.heap as i64);
+        self.idle_heap.set(self.idle_heap.get() - idle.heap + heap);
+        idle.heap = heap;
+        compacted = Some((seq, key, !idle.iso.is_reusable()));
+        break;
       }
-      if idle.compacted {
-        continue;
-      }
-      let heap = idle.iso.compact();
-      idle.compacted = true;
-      slot.worker.stats.heap_bytes.add(heap as i64 - idle.heap as i64);
-      self.idle_heap.set(self.idle_heap.get() - idle.heap + heap);
-      idle.heap = heap;
-      return true;
     }
-    false
+    let Some(over_budget) = compacted else { return false };
+    if let (seq, key, true) = over_budget {
+      self.evict(seq, key);
+    }
+    true
   }
 
   fn evict_idle_older_than(&self, age: Duration) {

@@ -109,6 +109,20 @@ impl MemoryBudget {
     self.array_buffers.fetch_sub(len, Ordering::Relaxed);
   }
 
+  /// Compares what the isolate holds with the budget; over it, the script
+  /// is stopped. Returns the bytes held.
+  pub(crate) fn check(&self, isolate: &mut v8::Isolate) -> usize {
+    let (heap, external) = isolate_memory(isolate);
+    // The allocator counts ArrayBuffers itself: what it may still hand out
+    // is what heap and other external memory (Wasm) leave.
+    self.note_heap(heap + external.saturating_sub(self.array_buffer_bytes()));
+    let used = heap + external;
+    if used > self.limit {
+      self.exceed(used);
+    }
+    used
+  }
+
   /// V8's ArrayBuffer allocator for an isolate with this budget.
   pub(crate) fn allocator(self: &Arc<Self>) -> v8::UniqueRef<v8::Allocator> {
     let raw = Arc::into_raw(self.clone());
@@ -200,7 +214,7 @@ unsafe extern "C" fn drop_budget(b: *const MemoryBudget) {
 /// What an isolate holds now, in bytes: its V8 heap in use, and outside
 /// the heap what V8 counts as external memory kept alive by JS
 /// (ArrayBuffers, Wasm memories at their current size, compiled Wasm).
-pub fn isolate_memory(isolate: &mut v8::Isolate) -> (usize, usize) {
+fn isolate_memory(isolate: &mut v8::Isolate) -> (usize, usize) {
   let stats = isolate.get_heap_statistics();
   // Adjusting by 0 reads V8's external memory total without changing it.
   // (The heap statistics' external figure leaves Wasm memories out and
@@ -208,22 +222,6 @@ pub fn isolate_memory(isolate: &mut v8::Isolate) -> (usize, usize) {
   // isolate shares.)
   let total = isolate.adjust_amount_of_external_allocated_memory(0).max(0) as usize;
   (stats.used_heap_size(), total)
-}
-
-impl MemoryBudget {
-  /// Compares what the isolate holds with the budget; over it, the script
-  /// is stopped. Returns the bytes held.
-  pub(crate) fn check(&self, isolate: &mut v8::Isolate) -> usize {
-    let (heap, external) = isolate_memory(isolate);
-    // The allocator counts ArrayBuffers itself: what it may still hand out
-    // is what heap and other external memory (Wasm) leave.
-    self.note_heap(heap + external.saturating_sub(self.array_buffer_bytes()));
-    let used = heap + external;
-    if used > self.limit {
-      self.exceed(used);
-    }
-    used
-  }
 }
 
 unsafe extern "C" fn check_interrupt(isolate: v8::UnsafeRawIsolatePtr, data: *mut c_void) {

@@ -218,15 +218,19 @@ impl Isolate {
   }
 
   /// Memory the isolate holds (V8 heap in use, ArrayBuffers, Wasm
-  /// memories), in bytes, as of the last look; looks again every few
-  /// requests (reading heap statistics costs microseconds). Over the
-  /// budget, the isolate is not reused.
-  pub fn heap_used(&mut self) -> usize {
+  /// memories), in bytes, as of the last look, if it may serve another
+  /// request; looks again every few requests (reading heap statistics
+  /// costs microseconds), and a look that finds it over its budget makes it
+  /// not reusable.
+  pub fn memory_if_reusable(&mut self) -> Option<usize> {
+    if !self.is_reusable() {
+      return None;
+    }
     if self.next_request % HEAP_SAMPLE_EVERY == 1 || self.heap_seen == 0 {
       let _entered = self.entered();
       self.heap_seen = self.stopper.memory.check(self.rt.v8_isolate());
     }
-    self.heap_seen
+    self.is_reusable().then_some(self.heap_seen)
   }
 
   /// Binds a blank isolate to a worker: loads and evaluates its main module
