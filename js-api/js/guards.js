@@ -34,15 +34,17 @@ function relativeIndex(value, len, otherwise) {
   const n = MathTrunc(+value) || 0;
   return n < 0 ? MathMax(len + n, 0) : MathMin(n, len);
 }
-/// The length the Array methods will go up to: an array's own, or an
-/// array-like's `length` as ToLength reads it (read once more by the
-/// builtin: a getter runs twice).
+// The length the Array methods will go up to: an array's own, or an
+// array-like's `length` as ToLength reads it (read once more by the
+// builtin: a getter runs twice).
 function lengthOf(o) {
   if (ArrayIsArray(o)) return o.length;
   if (o === null || o === undefined) return 0;
   const n = MathTrunc(+o.length) || 0;
   return n > 0 ? n : 0;
 }
+// A slice is called through this JS function: V8 checks for termination on
+// entering it (an unoptimized loop checks only every so many iterations).
 function callSlice(fn, o, a, b, c) {
   return FunctionPrototypeCall(fn, o, a, b, c);
 }
@@ -100,8 +102,9 @@ function reverse() {
   return o;
 }
 function split(separator, limit) {
+  // A string splits into at most its length + 1 parts.
   if (
-    typeof this !== "string" || this.length <= MAX_ARRAY / 2 || typeof separator !== "string" ||
+    typeof this !== "string" || this.length < MAX_ARRAY || typeof separator !== "string" ||
     (limit !== undefined && limit >>> 0 <= MAX_ARRAY)
   ) {
     return FunctionPrototypeCall(nativeSplit, this, separator, limit);
@@ -119,8 +122,8 @@ function split(separator, limit) {
   if (parts > MAX_ARRAY) throw new RangeError("Invalid array length");
   return FunctionPrototypeCall(nativeSplit, this, separator, limit);
 }
-/// The longest array the worker's Array methods go through (bind() sets
-/// it from the memory budget).
+// The longest array the worker's Array methods go through (bind() sets it
+// from the memory budget).
 export function setLongestArray(n) {
   longestArray = n;
 }

@@ -29,9 +29,15 @@ const { op_edge_json_check, op_edge_json_error, op_edge_json_plan, op_edge_json_
 // op_edge_json_check for the error. With a reviver, V8 parses the whole
 // text (the reviver's calls are stoppable).
 const JSON_PART = 64 * 1024;
+// Plan entries and step results, as in ext/json.rs.
 const JSON_OPEN_ARRAY = 1;
 const JSON_RUN = 3;
 const JSON_CLOSE = 4;
+const STEP_MORE = 0;
+const STEP_DONE = 1;
+const STEP_INVALID = 2;
+const STEP_WHOLE = 3;
+const STEP_TOO_DEEP = 4;
 const JSON_TOO_DEEP = "JSON text nested too deeply to parse (more than 65536 levels, " +
   "or too many arrays and objects over 65536 characters for its length)";
 function defineMember(object, key, value) {
@@ -102,10 +108,10 @@ function parse(text, reviver) {
   const s = typeof text === "string" ? text : `${text}`;
   if (s.length <= JSON_PART || typeof reviver === "function") return JSONParse(s, reviver);
   let status = planStep(s, true);
-  while (status === 0) status = planStep(s, false);
-  if (status === 3) return JSONParse(s);
-  if (status === 4) throw new RangeError(JSON_TOO_DEEP);
-  if (status === 1) {
+  while (status === STEP_MORE) status = planStep(s, false);
+  if (status === STEP_WHOLE) return JSONParse(s);
+  if (status === STEP_TOO_DEEP) throw new RangeError(JSON_TOO_DEEP);
+  if (status === STEP_DONE) {
     const bytes = op_edge_json_take_plan();
     const plan = new Uint32Array(TypedArrayPrototypeGetBuffer(bytes), bytes.byteOffset, bytes.byteLength / 4);
     try {
@@ -114,27 +120,28 @@ function parse(text, reviver) {
       if (!(e instanceof SyntaxError)) throw e;
     }
   }
-  // Malformed (or too deep): the checker words the error as V8 would.
+  // Malformed (the planner saw it, or V8 refused a run): the checker
+  // words the error as V8 would.
   status = checkStep(s, true);
-  while (status === 0) status = checkStep(s, false);
-  if (status === 2) throw new SyntaxError(op_edge_json_error());
-  if (status === 4) throw new RangeError(JSON_TOO_DEEP);
+  while (status === STEP_MORE) status = checkStep(s, false);
+  if (status === STEP_INVALID) throw new SyntaxError(op_edge_json_error());
+  if (status === STEP_TOO_DEEP) throw new RangeError(JSON_TOO_DEEP);
   return JSONParse(s);
 }
-/// Replaces JSON.parse, and the .json() of Request and Response (deno_fetch
-/// calls V8's parser directly).
+// Replaces JSON.parse, and the .json() of Request and Response (deno_fetch
+// calls V8's parser directly).
 export function installJsonParse(Request, Response) {
   ObjectDefineProperty(JSON, "parse", { value: parse, writable: true, configurable: true });
   for (const proto of [Request.prototype, Response.prototype]) {
-  const text = proto.text;
-  ObjectDefineProperty(proto, "json", {
-    __proto__: null,
-    value: function json() {
-      return PromisePrototypeThen(FunctionPrototypeCall(text, this), parse);
-    },
-    writable: true,
-    enumerable: true,
-    configurable: true,
-  });
-}
+    const text = proto.text;
+    ObjectDefineProperty(proto, "json", {
+      __proto__: null,
+      value: function json() {
+        return PromisePrototypeThen(FunctionPrototypeCall(text, this), parse);
+      },
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  }
 }
