@@ -1,4 +1,5 @@
-//! Criterion micro-benchmarks of the hot path pieces: routing a host,
+//! Criterion micro-benchmarks of the hot path pieces: routing a host (the
+//! `edge_core` table the router wraps),
 //! taking a warm isolate from the pool, calling a warm handler, and a cold start (binding a blank isolate to a
 //! worker, then calling it).
 //!
@@ -10,8 +11,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use edge::config::{Config, WorkerConfig};
-use edge::routing::Router;
-use edge::worker::Worker;
+use edge::internals::worker::Worker;
 use js_api::{CallState, Isolate, IsolateConfig, JsRequest, LogSink, WorkerLogContext};
 
 struct NoLog;
@@ -58,7 +58,7 @@ fn routing(c: &mut Criterion) {
     routes.push((format!("site{i}.example.com"), w.clone()));
     routes.push((format!("*.tenant{i}.example.net"), w.clone()));
   }
-  let router = Router::new(routes, &[w]);
+  let router = edge_core::routes::Routes::new(routes);
   c.bench_function("route exact host (2000 routes)", |b| {
     b.iter(|| router.route("site500.example.com:443").unwrap())
   });
@@ -144,9 +144,9 @@ fn pool(c: &mut Criterion) {
     .build()
     .unwrap();
   let local = tokio::task::LocalSet::new();
-  let watchdog = edge::limits::Watchdog::start().unwrap();
+  let watchdog = edge::internals::limits::Watchdog::start().unwrap();
   let worker = hello_worker("pooled");
-  let limits = edge::pool::PoolLimits {
+  let limits = edge::internals::pool::PoolLimits {
     // No blank supply: releasing never schedules a refill.
     blank_target: 0,
     max_per_worker: 8,
@@ -155,12 +155,12 @@ fn pool(c: &mut Criterion) {
     idle_timeout: std::time::Duration::from_secs(300),
   };
   let pool = local.block_on(&rt, async {
-    let pool = edge::pool::Pool::new(
+    let pool = edge::internals::pool::Pool::new(
       IsolateConfig::default(),
       Rc::new(NoLog),
       limits,
       Arc::default(),
-      watchdog.watch_this_thread(),
+      watchdog.deadline_maker().for_this_thread(),
     );
     drop(pool.acquire(&worker).await.unwrap());
     pool

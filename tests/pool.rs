@@ -94,13 +94,15 @@ async fn a_client_hello_warms_its_worker_before_the_request() {
   .await
   .unwrap();
   let mut c = H1::over(tls).await;
-  // Give the warm-up its moment; the request would wait for it anyway.
-  for _ in 0..100 {
-    if engine.stats().live_isolates == 1 {
+  // The warm-up is done when its isolate is idle (bound and evaluated).
+  let idle = engine.stats_detail().worker("a");
+  for _ in 0..1000 {
+    if idle.idle_isolates.get() == 1 {
       break;
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
   }
+  assert_eq!(idle.idle_isolates.get(), 1, "the ClientHello bound an isolate");
   assert_eq!(c.get("a.warm.test", "/").await.body, "1");
   let after = engine.stats();
   assert_eq!(after.sni_warmups - before.sni_warmups, 1, "{after:?}");

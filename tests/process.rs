@@ -174,23 +174,32 @@ async fn watch_reloads_when_a_module_changes() {
   eventually(s.addr, "a.test", "w2-longer").await;
 }
 
-#[tokio::test]
+// Multi-threaded: the client tasks run while the test waits on the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_a_slow_request_then_exits_zero() {
   let f = Fixture::new();
   f.file(
     "a/index.js",
-    "export default { async fetch(req, env, ctx) { await new Promise(r => setTimeout(r, 1500)); return new Response('slow done') } }",
+    "export default { async fetch(req, env, ctx) { console.log('slow request started'); await new Promise(r => setTimeout(r, 1500)); return new Response('slow done') } }",
   );
   f.file("edge.toml", ONE);
   let mut s = Server::start(&f, &[]);
   let addr = s.addr;
   let slow = tokio::spawn(async move { get(addr, "a.test", "/").await });
-  tokio::time::sleep(Duration::from_millis(400)).await;
+  s.wait_for("slow request started");
   s.signal(libc::SIGTERM);
   s.wait_for("stopping");
-  // No new connections once draining.
-  tokio::time::sleep(Duration::from_millis(200)).await;
-  assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting");
+  // No new connections once draining (the listeners close as soon as the
+  // executors see the flag).
+  let mut refused = false;
+  for _ in 0..500 {
+    if tokio::net::TcpStream::connect(addr).await.is_err() {
+      refused = true;
+      break;
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+  }
+  assert!(refused, "still accepting");
   let got = slow.await.unwrap();
   assert_eq!((got.status, got.body.as_str()), (200, "slow done"));
   let status = s.exit_within(Duration::from_secs(20), "did not exit");
@@ -198,18 +207,18 @@ async fn sigterm_drains_a_slow_request_then_exits_zero() {
   s.wait_for("stopped");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once() {
   let f = Fixture::new();
   f.file(
     "a/index.js",
-    "export default { async fetch() { await new Promise(r => setTimeout(r, 20000)); return new Response('late') } }",
+    "export default { async fetch() { console.log('long request started'); await new Promise(r => setTimeout(r, 20000)); return new Response('late') } }",
   );
   f.file("edge.toml", ONE);
   let mut s = Server::start(&f, &[]);
   let addr = s.addr;
   let _pending = tokio::spawn(async move { get(addr, "a.test", "/").await });
-  tokio::time::sleep(Duration::from_millis(300)).await;
+  s.wait_for("long request started");
   s.signal(libc::SIGTERM);
   s.wait_for("stopping");
   s.signal(libc::SIGINT);

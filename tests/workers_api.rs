@@ -156,7 +156,9 @@ async fn console_goes_to_the_log_with_worker_and_request_id() {
   let r = get(engine.http_addr().unwrap(), "consoletest.test", "/").await;
   assert_eq!(r.body, "ok");
   let id = r.headers["edge-request-id"].to_str().unwrap().to_string();
-  assert_eq!(id.len(), 16, "{id}");
+  // 128 bits: unique across threads, restarts and nodes.
+  assert_eq!(id.len(), 32, "{id}");
+  assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
   let logs = logs();
   let line = logs
     .lines()

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::ConfigError;
-use crate::limits::{Limits, LimitsConfig};
+use edge_core::host::check_host_pattern;
+use edge_core::limits::{Limits, LimitsConfig};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -233,7 +234,8 @@ impl Config {
   }
 
   fn check_limits(&self, field: &str, l: &LimitsConfig) -> Result<(), ConfigError> {
-    check_limits(l).map_err(|(name, m)| self.invalid(format!("{field}.{name}"), m))
+    l.check()
+      .map_err(|(name, m)| self.invalid(format!("{field}.{name}"), m))
   }
 
   /// The admin token, read from `admin.token_file` (surrounding whitespace
@@ -319,7 +321,7 @@ impl Config {
     let mut routes: BTreeMap<String, &str> = BTreeMap::new();
     for (i, w) in self.workers.iter().enumerate() {
       let field = |f: &str| format!("worker[{i}].{f}");
-      crate::worker::check_worker_name(&w.name).map_err(|m| self.invalid(field("name"), m))?;
+      edge_core::names::check_worker_name(&w.name).map_err(|m| self.invalid(field("name"), m))?;
       if !names.insert(w.name.as_str()) {
         return Err(self.invalid(field("name"), format!("two workers are named {:?}", w.name)));
       }
@@ -345,43 +347,5 @@ impl Config {
       }
     }
     Ok(())
-  }
-}
-
-/// Limits below their minimum: the field and why.
-pub(crate) fn check_limits(l: &LimitsConfig) -> Result<(), (&'static str, String)> {
-  let checks = [
-    ("cpu_ms", l.cpu_ms, 1),
-    ("memory_mb", l.memory_mb, 16),
-    ("wall_ms", l.wall_ms, 1),
-    ("request_body_mb", l.request_body_mb, 0),
-  ];
-  for (name, v, min) in checks {
-    if v.is_some_and(|v| v < min) {
-      return Err((name, format!("must be at least {min}")));
-    }
-  }
-  Ok(())
-}
-
-/// A host name, `*.` followed by one, or (for routes) a lone `*`.
-pub(crate) fn check_host_pattern(p: &str, allow_catch_all: bool) -> Result<(), String> {
-  if p == "*" {
-    return if allow_catch_all {
-      Ok(())
-    } else {
-      Err("\"*\" is not a host name".into())
-    };
-  }
-  let name = p.strip_prefix("*.").unwrap_or(p);
-  let ok = !name.is_empty()
-    && name.len() <= 253
-    && name.split('.').all(|l| {
-      !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-')
-    });
-  if ok {
-    Ok(())
-  } else {
-    Err(format!("{p:?} is not a host name (nor *.name)"))
   }
 }

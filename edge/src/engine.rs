@@ -1,247 +1,288 @@
-//! The runtime as a library: build it from a [`Config`] value, then serve
-//! the front door ([`Engine::start`] with listeners) and/or hand it requests
-//! for a named worker from any thread ([`Engine::handle`]), as a CDN node's
-//! proxy would.
+//! The runtime as a library: [`Engine::builder`] from a [`Config`] value,
+//! then serve the front door (listeners bound by the engine or handed in),
+//! and/or hand it requests for a named worker from any thread
+//! ([`Engine::handle_with`]), as a CDN node's proxy would; deploy and
+//! remove workers with code from any module source ([`Engine::deploy`]).
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use edge_core::request_id::RequestId;
 use http::{Request, Response};
 use js_api::{IsolateConfig, JsRequest};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 
-use crate::body::SendBody;
 use crate::config::Config;
-use crate::deploy::Deployments;
-use crate::error::{RequestError, StartError};
-use crate::executor::{ExecutorHandle, Job, Listeners};
-use crate::limits::Watchdog;
+use crate::control::admin::AdminServer;
+use crate::control::deploy::{Deployed, Deployer, Deployments, Reloaded, WorkerInfo};
+use crate::error::{DeployError, RequestError, StartError};
+use crate::exec::body::SendBody;
+use crate::exec::jobs::{Failed, Handled, Job, RequestJob};
+use crate::front::accept::Listeners;
+use crate::front::tls::CertStore;
+use crate::front::view::ServingView;
+use crate::limits::{LimitHit, Phase};
+use crate::obs::observer::{ConsoleOutput, RequestObserver};
+use crate::obs::stats::{Stats, StatsSnapshot};
 use crate::pool::PoolLimits;
-use crate::routing::Router;
-use crate::stats::{Stats, StatsSnapshot};
-use crate::tls::CertStore;
-use crate::worker::Worker;
+use crate::threads::{Executors, ThreadParams};
+use crate::worker::{Upload, WorkerSpec};
 
-/// State every executor thread reads.
-pub struct Shared {
-  /// The config the engine started with (see [`Shared::reload`] for what a
-  /// reload changes).
-  pub config: Config,
-  /// Stops JS that runs past its CPU deadline, on every executor.
-  pub watchdog: Watchdog,
-  pub pool_limits: PoolLimits,
-  pub stats: Arc<Stats>,
-  pub isolate_config: IsolateConfig,
-  /// Swapped whole when workers change.
-  pub router: RwLock<Arc<Router>>,
-  pub certs: RwLock<Option<Arc<CertStore>>>,
-  pub deployments: tokio::sync::Mutex<Deployments>,
-  /// Where uploaded workers are kept (`[admin] data_dir`).
-  pub data_dir: Option<std::path::PathBuf>,
-  /// Set once: stop accepting, let connections finish.
-  pub draining: watch::Sender<bool>,
-  jobs: OnceLock<Vec<mpsc::UnboundedSender<Job>>>,
+/// What an embedder knows of a request it hands in.
+#[derive(Clone, Debug, Default)]
+pub struct RequestContext {
+  /// The client, for logs.
+  pub peer: Option<SocketAddr>,
+  /// The caller's id for the request (else the engine makes one).
+  pub request_id: Option<RequestId>,
+  /// The request's wall time ends here if this comes before its worker's
+  /// wall limit.
+  pub deadline: Option<std::time::Instant>,
 }
 
-impl Shared {
-  pub fn router(&self) -> Arc<Router> {
-    self.router.read().expect("router lock").clone()
+/// Builds an [`Engine`]: the config, and what a config file cannot say.
+pub struct EngineBuilder {
+  config: Config,
+  listeners: Option<Listeners>,
+  admin: Option<(TcpListener, String)>,
+  observer: Option<Arc<dyn RequestObserver>>,
+  console: Option<Arc<dyn ConsoleOutput>>,
+}
+
+impl EngineBuilder {
+  /// Executor threads (0: one per core).
+  pub fn threads(mut self, n: usize) -> Self {
+    self.config.runtime.threads = n;
+    self
   }
 
-  pub fn certs(&self) -> Option<Arc<CertStore>> {
-    self.certs.read().expect("certs lock").clone()
+  /// The default limits of every worker that sets none of its own.
+  pub fn limits(mut self, limits: crate::limits::LimitsConfig) -> Self {
+    self.config.limits = limits;
+    self
   }
 
-  /// Every executor's job channel.
-  pub fn executor_jobs(&self) -> &[mpsc::UnboundedSender<Job>] {
-    self.jobs.get().map_or(&[], Vec::as_slice)
+  /// Pool sizes (`[runtime]` of the config).
+  pub fn runtime(mut self, runtime: crate::config::RuntimeConfig) -> Self {
+    self.config.runtime = runtime;
+    self
   }
 
-  /// The executor where the worker named `name` runs requests that come
-  /// through [`Engine::handle`] (and its deploy check): the same one every
-  /// time, so its isolates there stay warm.
-  pub fn executor_for(&self, name: &str) -> &mpsc::UnboundedSender<Job> {
-    use std::hash::{Hash, Hasher};
-    let jobs = self.executor_jobs();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    name.hash(&mut h);
-    &jobs[(h.finish() as usize) % jobs.len()]
+  /// Serve these already bound sockets (plain HTTP, TLS) instead of the
+  /// config's `listen` addresses.
+  pub fn listeners(mut self, http: Option<TcpListener>, https: Option<TcpListener>) -> Self {
+    self.listeners = Some(Listeners { http, https });
+    self
   }
+
+  /// Serve the config's `listen` addresses, bound now.
+  pub fn bind_listeners(mut self) -> Result<Self, StartError> {
+    self.listeners = Some(Listeners {
+      http: self.config.listen.http.map(bind).transpose()?,
+      https: self.config.listen.https.map(bind).transpose()?,
+    });
+    if let (Some(addr), Some(token)) = (self.config.admin.listen, self.config.admin_token()?) {
+      self.admin = Some((bind(addr)?, token));
+    }
+    Ok(self)
+  }
+
+  /// Serve the admin API on `listener`, every request carrying `token`.
+  pub fn admin(mut self, listener: TcpListener, token: String) -> Self {
+    self.admin = Some((listener, token));
+    self
+  }
+
+  /// Tell `observer` of every request's outcome (billing, own metrics).
+  pub fn observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
+    self.observer = Some(observer);
+    self
+  }
+
+  /// Send workers' `console.*` lines to `output` instead of the log.
+  pub fn console(mut self, output: Arc<dyn ConsoleOutput>) -> Self {
+    self.console = Some(output);
+    self
+  }
+
+  /// Starts the executor threads (and the admin API if given).
+  pub fn start(self) -> Result<Engine, StartError> {
+    Engine::start_with(self)
+  }
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+  let err = |e| StartError::Bind { addr, source: e };
+  let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).map_err(err)?;
+  let _ = sock.set_reuse_address(true);
+  sock.bind(&addr.into()).map_err(err)?;
+  sock.listen(1024).map_err(err)?;
+  Ok(sock.into())
 }
 
 pub struct Engine {
-  shared: Arc<Shared>,
-  admin: Option<crate::admin::AdminServer>,
-  executors: Vec<ExecutorHandle>,
-  shutdown: watch::Sender<bool>,
-  http_addr: Option<std::net::SocketAddr>,
-  https_addr: Option<std::net::SocketAddr>,
+  view: Arc<ServingView>,
+  executors: Arc<Executors>,
+  deployer: Arc<Deployer>,
+  admin: Option<AdminServer>,
+  http_addr: Option<SocketAddr>,
+  https_addr: Option<SocketAddr>,
 }
 
-/// Sets V8's process-wide flags once (the first engine of the process
-/// decides): no Wasm memory may grow past the largest memory budget of any
-/// worker. (Each isolate's Wasm memory also counts against its own budget:
-/// `js_api` checks it when JS makes or grows a memory and every few
-/// milliseconds while JS or Wasm runs.)
+/// Sets V8's process-wide flags once: no Wasm memory may grow past the
+/// largest memory budget of the first engine's workers (each isolate's
+/// Wasm memory also counts against its own budget: `js_api` checks it when
+/// JS makes or grows a memory and every few milliseconds while JS or Wasm
+/// runs). A later engine whose workers need more is told so.
 fn init_v8_once(config: &Config) {
-  static ONCE: std::sync::Once = std::sync::Once::new();
-  ONCE.call_once(|| {
-    let largest = config
-      .workers
-      .iter()
-      .map(|w| config.limits_of(w).memory_bytes)
-      .chain([config.default_limits().memory_bytes])
-      .max()
-      .unwrap_or(128 << 20);
-    let pages = format!("--wasm-max-mem-pages={}", (largest / 65536).max(1));
-    js_api::init_v8(&[&pages]);
+  static PAGES: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+  let largest = config
+    .workers
+    .iter()
+    .map(|w| config.limits_of(w).memory_bytes)
+    .chain([config.default_limits().memory_bytes])
+    .max()
+    .unwrap_or(128 << 20);
+  let wanted = (largest as u64 / 65536).max(1);
+  let pages = *PAGES.get_or_init(|| {
+    js_api::init_v8(&[&format!("--wasm-max-mem-pages={wanted}")]);
+    wanted
   });
+  if wanted > pages {
+    tracing::warn!(
+      "V8 was set up for Wasm memories of at most {} MB by this process's first engine; this one's workers allow {} MB",
+      (pages * 65536) >> 20,
+      (wanted * 65536) >> 20
+    );
+  }
 }
 
 impl Engine {
-  /// Starts executor threads for `config` without listening anywhere:
-  /// requests come only through [`Engine::handle`].
-  pub fn new(config: Config) -> Result<Self, StartError> {
-    Self::start_with(config, Listeners::default())
-  }
-
-  /// Binds the configured listeners and starts serving them.
-  pub fn start(config: Config) -> Result<Self, StartError> {
-    let bind = |addr: std::net::SocketAddr| -> Result<std::net::TcpListener, StartError> {
-      let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)
-        .map_err(|e| StartError::Bind { addr, source: e })?;
-      let _ = sock.set_reuse_address(true);
-      sock
-        .bind(&addr.into())
-        .map_err(|e| StartError::Bind { addr, source: e })?;
-      sock.listen(1024).map_err(|e| StartError::Bind { addr, source: e })?;
-      Ok(sock.into())
-    };
-    let listeners = Listeners {
-      http: config.listen.http.map(bind).transpose()?,
-      https: config.listen.https.map(bind).transpose()?,
-    };
-    let admin = config.admin.listen.map(bind).transpose()?;
-    let token = config.admin_token()?;
-    let mut engine = Self::start_with(config, listeners)?;
-    if let (Some(listener), Some(token)) = (admin, token) {
-      let server =
-        crate::admin::AdminServer::start(engine.shared.clone(), listener, token).map_err(StartError::Threads)?;
-      engine.admin = Some(server);
+  /// A builder for an engine running `config`.
+  pub fn builder(config: Config) -> EngineBuilder {
+    EngineBuilder {
+      config,
+      listeners: None,
+      admin: None,
+      observer: None,
+      console: None,
     }
-    Ok(engine)
   }
 
-  /// The bound admin address (useful with port 0).
-  pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
-    self.admin.as_ref().map(|a| a.addr)
+  /// Starts executor threads for `config` without listening anywhere:
+  /// requests come only through [`Engine::handle_with`].
+  pub fn new(config: Config) -> Result<Self, StartError> {
+    Self::builder(config).start()
   }
 
-  fn start_with(config: Config, listeners: Listeners) -> Result<Self, StartError> {
+  /// Binds the configured listeners (and admin API) and starts serving.
+  pub fn start(config: Config) -> Result<Self, StartError> {
+    Self::builder(config).bind_listeners()?.start()
+  }
+
+  fn start_with(b: EngineBuilder) -> Result<Self, StartError> {
+    let EngineBuilder {
+      config,
+      listeners,
+      admin,
+      observer,
+      console,
+    } = b;
+    let listeners = listeners.unwrap_or_default();
     config.validate()?;
     init_v8_once(&config);
     let stats = Arc::new(Stats::default());
-    let mut from_config = std::collections::BTreeMap::new();
-    for (i, w) in config.workers.iter().enumerate() {
-      let worker = Worker::from_config(&config, i, w, stats.worker(&w.name))?;
-      from_config.insert(w.name.clone(), worker);
-    }
     let data_dir = config.admin.data_dir.as_ref().map(|d| config.resolve(d));
-    let mut deployments = Deployments {
-      config: config.clone(),
-      from_config,
-      from_api: Default::default(),
-    };
-    if let Some(dir) = &data_dir {
-      deployments.add_stored(dir, &stats);
-    }
-    let router = deployments.router();
     let certs = if config.tls.is_empty() {
       None
     } else {
-      Some(Arc::new(CertStore::from_config(&config)?))
+      Some(CertStore::from_config(&config)?)
     };
     let isolate_config = isolate_config(&config)?;
     let threads = match config.runtime.threads {
       0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
       n => n,
     };
+    let rt = &config.runtime;
+    let params = ThreadParams {
+      isolate_config,
+      pool_limits: PoolLimits {
+        blank_target: rt.blank_isolates,
+        max_per_worker: rt.max_isolates_per_worker,
+        max_isolates: rt.max_isolates.div_ceil(threads),
+        max_idle_heap: (rt.max_heap_mb << 20).div_ceil(threads),
+        idle_timeout: Duration::from_secs(rt.idle_timeout_s),
+      },
+      console_lines_per_s: config.log.console_lines_per_s,
+      id_prefix: edge_core::request_id::random_prefix(),
+      observer,
+      console,
+    };
     let http_addr = listeners.http.as_ref().and_then(|l| l.local_addr().ok());
     let https_addr = listeners.https.as_ref().and_then(|l| l.local_addr().ok());
-    let rt = &config.runtime;
-    let pool_limits = PoolLimits {
-      blank_target: rt.blank_isolates,
-      max_per_worker: rt.max_isolates_per_worker,
-      max_isolates: rt.max_isolates.div_ceil(threads),
-      max_idle_heap: (rt.max_heap_mb << 20).div_ceil(threads),
-      idle_timeout: std::time::Duration::from_secs(rt.idle_timeout_s),
-    };
-    let watchdog = Watchdog::start().map_err(StartError::Threads)?;
-    let (draining, _) = watch::channel(false);
-    let shared = Arc::new(Shared {
-      deployments: tokio::sync::Mutex::new(deployments),
-      config,
-      watchdog,
-      pool_limits,
-      stats,
-      isolate_config,
-      router: RwLock::new(Arc::new(router)),
-      certs: RwLock::new(certs),
-      data_dir,
-      draining,
-      jobs: OnceLock::new(),
-    });
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let mut executors = Vec::with_capacity(threads);
-    for i in 0..threads {
-      let h = crate::executor::spawn(i, shared.clone(), &listeners, shutdown_rx.clone(), ready_tx.clone())
-        .map_err(StartError::Threads)?;
-      executors.push(h);
-    }
-    drop(ready_tx);
-    let _ = shared.jobs.set(executors.iter().map(|e| e.jobs.clone()).collect());
-    for _ in 0..threads {
-      if ready_rx.recv().is_err() {
-        return Err(StartError::Threads(std::io::Error::other(
-          "an executor thread failed to start",
-        )));
+    let (access_log, dev) = (config.log.access, config.dev);
+    let deployments = Deployments::load(config, data_dir.as_deref(), &stats)?;
+    let view = Arc::new(ServingView::new(
+      deployments.router(),
+      certs,
+      stats.clone(),
+      access_log,
+      dev,
+    ));
+    let executors = Arc::new(Executors::start(threads, params, view.clone(), &listeners).map_err(StartError::Threads)?);
+    let deployer = Arc::new(Deployer::new(deployments, data_dir, view.clone(), executors.clone()));
+    let admin = match admin {
+      Some((listener, token)) => {
+        Some(AdminServer::start(deployer.clone(), stats, listener, token).map_err(StartError::Threads)?)
       }
-    }
+      None => None,
+    };
     Ok(Self {
-      shared,
-      admin: None,
+      view,
       executors,
-      shutdown,
+      deployer,
+      admin,
       http_addr,
       https_addr,
     })
   }
 
   /// The bound plain-HTTP address (useful with port 0).
-  pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+  pub fn http_addr(&self) -> Option<SocketAddr> {
     self.http_addr
   }
 
   /// The bound TLS address.
-  pub fn https_addr(&self) -> Option<std::net::SocketAddr> {
+  pub fn https_addr(&self) -> Option<SocketAddr> {
     self.https_addr
+  }
+
+  /// The bound admin address.
+  pub fn admin_addr(&self) -> Option<SocketAddr> {
+    self.admin.as_ref().map(|a| a.addr)
   }
 
   /// The engine's counters (cold and warm starts, evictions, ...).
   pub fn stats(&self) -> StatsSnapshot {
-    self.shared.stats.snapshot()
+    self.view.stats.snapshot()
   }
 
   /// The live counters and latency histograms.
   pub fn stats_detail(&self) -> &Stats {
-    &self.shared.stats
+    &self.view.stats
+  }
+
+  /// The counters in the Prometheus text format.
+  pub fn metrics_text(&self) -> String {
+    crate::obs::metrics::render(&self.view.stats)
   }
 
   /// PEM certificates in use (self-signed ones included), in config order.
   pub fn certificates_pem(&self) -> Vec<String> {
     self
-      .shared
+      .view
       .certs()
       .iter()
       .flat_map(|c| c.entries().iter().map(|e| e.cert_pem.clone()))
@@ -255,43 +296,97 @@ impl Engine {
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
   {
-    let w = self
-      .shared
-      .router()
-      .by_name(worker)
-      .cloned()
-      .ok_or_else(|| RequestError::NoWorker { name: worker.into() })?;
+    self
+      .handle_with(worker, req, RequestContext::default())
+      .await
+      .map(|h| h.response)
+      .map_err(|f| *f.error)
+  }
+
+  /// Runs `req` through the worker named `worker` with what the caller
+  /// knows of it, and says what it cost: its id, CPU time, cold or warm.
+  pub async fn handle_with<B>(&self, worker: &str, req: Request<B>, ctx: RequestContext) -> Result<Handled, Failed>
+  where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+  {
+    let request_id = ctx.request_id.unwrap_or(RequestId(0));
+    let fail = |error| Failed {
+      error: Box::new(error),
+      request_id,
+      cpu: Duration::ZERO,
+      cold: false,
+    };
+    let Some(w) = self.view.router().by_name(worker).cloned() else {
+      return Err(fail(RequestError::NoWorker { name: worker.into() }));
+    };
     let (parts, body) = req.into_parts();
-    let (body, body_over) =
-      crate::body::request_body(Box::pin(body), w.limits.request_body_bytes).map_err(|e| RequestError::Limit {
-        worker: worker.into(),
-        hit: crate::limits::LimitHit::body(e.limit, "the declared length is larger"),
-      })?;
+    let (body, body_over) = match crate::exec::body::request_body(Box::pin(body), w.limits.request_body_bytes) {
+      Ok(b) => b,
+      Err(e) => {
+        return Err(fail(RequestError::Limit {
+          worker: worker.into(),
+          hit: LimitHit::body(e.limit, Phase::DeclaredBody),
+        }))
+      }
+    };
     let req = JsRequest {
       method: parts.method,
       url: parts.uri.to_string(),
       headers: parts.headers,
       body,
     };
-    // The same worker goes to the same thread, where its isolates are warm.
+    if let Some(peer) = ctx.peer {
+      tracing::debug!(worker, %peer, "request from an embedder");
+    }
     let (reply, rx) = oneshot::channel();
-    self
-      .shared
-      .executor_for(worker)
-      .send(Job::Request {
-        worker: w,
-        req,
-        body_over,
-        reply,
-      })
-      .map_err(|_| RequestError::ShuttingDown)?;
-    rx.await.map_err(|_| RequestError::ShuttingDown)?
+    let job = Job::Request(Box::new(RequestJob {
+      worker: w,
+      req,
+      body_over,
+      request_id: ctx.request_id,
+      deadline: ctx.deadline.map(tokio::time::Instant::from_std),
+      reply,
+    }));
+    // The same worker goes to the same thread, where its isolates are warm.
+    if !self.executors.send_to(worker, job) {
+      return Err(fail(RequestError::ShuttingDown));
+    }
+    rx.await.unwrap_or_else(|_| Err(fail(RequestError::ShuttingDown)))
   }
 
-  /// The engine's shared state, for the admin API and deploys
-  /// ([`Shared::deploy`], [`Shared::remove`], [`Shared::reload`]).
-  pub fn shared(&self) -> &Arc<Shared> {
-    &self.shared
+  /// Deploys a worker (or a new version of one) whose modules come from
+  /// any source: checked in an isolate before it serves.
+  pub async fn deploy(&self, spec: WorkerSpec) -> Result<Deployed, DeployError> {
+    self.deployer.deploy_spec(spec).await
+  }
+
+  /// Deploys an upload (the admin API's shape), kept in the data directory
+  /// if there is one.
+  pub async fn deploy_upload(&self, upload: Upload) -> Result<Deployed, DeployError> {
+    self.deployer.deploy(upload).await
+  }
+
+  /// Removes a deployed worker.
+  pub async fn remove(&self, name: &str) -> Result<(), DeployError> {
+    self.deployer.remove(name).await
+  }
+
+  /// The running workers, by name.
+  pub async fn workers(&self) -> Vec<WorkerInfo> {
+    self
+      .deployer
+      .workers()
+      .await
+      .iter()
+      .map(|w| WorkerInfo::of(w))
+      .collect()
+  }
+
+  /// Applies a new config: its workers, limits and certificates (see
+  /// [`Deployer::reload`]).
+  pub async fn reload(&self, config: Config) -> Result<Reloaded, DeployError> {
+    self.deployer.reload(config).await
   }
 
   /// Stops accepting connections, lets open ones finish their requests
@@ -299,10 +394,10 @@ impl Engine {
   /// get a GOAWAY), and waits until no request holds an isolate (their
   /// streamed bodies and `waitUntil` work done) or `timeout` passes.
   /// Returns whether everything finished.
-  pub async fn drain(&self, timeout: std::time::Duration) -> bool {
-    let _ = self.shared.draining.send(true);
+  pub async fn drain(&self, timeout: Duration) -> bool {
+    self.view.start_draining();
     let until = std::time::Instant::now() + timeout;
-    let s = &self.shared.stats;
+    let s = &self.view.stats;
     loop {
       if s.open_connections.get() <= 0 && s.in_flight.get() <= 0 {
         return true;
@@ -315,7 +410,7 @@ impl Engine {
         );
         return false;
       }
-      tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+      tokio::time::sleep(Duration::from_millis(10)).await;
     }
   }
 
@@ -326,12 +421,7 @@ impl Engine {
 
   fn stop(&mut self) {
     self.admin = None;
-    let _ = self.shutdown.send(true);
-    for e in &mut self.executors {
-      if let Some(t) = e.thread.take() {
-        let _ = t.join();
-      }
-    }
+    self.executors.join();
   }
 }
 

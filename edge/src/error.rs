@@ -2,11 +2,10 @@
 //! that turns a failed request into an HTTP response.
 
 use bytes::Bytes;
+use edge_core::limits::{LimitHit, LimitKind};
+use edge_core::request_id::RequestId;
 use http::{HeaderValue, Response, StatusCode};
 use js_api::{JsApiError, JsException};
-
-use crate::body::EdgeBody;
-use crate::limits::{LimitHit, LimitKind};
 
 /// A configuration that cannot be used; names the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +106,7 @@ impl RequestError {
 
   /// Logs the failure: worker errors with their stack, limit hits with the
   /// figure reached, the rest (a client's mistake) at debug level.
-  pub fn log(&self, request_id: crate::logging::RequestId) {
+  pub fn log(&self, request_id: RequestId) {
     match self {
       Self::Worker { error, .. } | Self::Startup { error, .. } => {
         let stack = match error {
@@ -123,8 +122,8 @@ impl RequestError {
 
   /// The client's view: a plain-text status and explanation. In `dev`
   /// mode the worker's stack trace is included; otherwise it only goes to
-  /// the log.
-  pub fn to_response(&self, dev: bool) -> Response<EdgeBody> {
+  /// the log. (The one place a failed request becomes a response.)
+  pub fn to_response(&self, dev: bool) -> Response<Bytes> {
     let status = self.status();
     let mut text = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
     match self {
@@ -149,7 +148,7 @@ impl RequestError {
         text.push('\n');
       }
     }
-    let mut res = Response::new(EdgeBody::full(Bytes::from(text)));
+    let mut res = Response::new(Bytes::from(text));
     *res.status_mut() = status;
     if let Self::Limit { hit, .. } = self {
       res

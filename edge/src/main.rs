@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use edge::config::{Config, Listen, WorkerConfig};
-use edge::logging::LogFormat;
 use edge::Engine;
+use edge::LogFormat;
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
@@ -102,7 +102,7 @@ impl Source {
     }
     for w in &config.workers {
       if let Some(root) = config.resolve(&w.main).parent() {
-        edge::worker::folder_stamp(root, &mut h);
+        edge::internals::worker::folder_stamp(root, &mut h);
       }
     }
     h.finish()
@@ -111,7 +111,7 @@ impl Source {
 
 fn main() -> anyhow::Result<()> {
   let cli = Cli::parse();
-  let _log = edge::logging::init(cli.log_format);
+  let _log = edge::internals::logging::init(cli.log_format);
   let (source, watch) = match cli.command {
     Command::Serve { config, threads, watch } => (Source::File { path: config, threads }, watch),
     Command::Dev {
@@ -199,7 +199,7 @@ async fn reload(engine: &Engine, source: &Source) -> Option<Config> {
       return None;
     }
   };
-  match engine.shared().reload(config.clone()).await {
+  match engine.reload(config.clone()).await {
     Ok(_) => Some(config),
     Err(e) => {
       tracing::error!("reload refused, the running config stays: {e}");

@@ -19,27 +19,39 @@ const {
   Uint32Array,
 } = primordials;
 
-const { op_edge_json_check, op_edge_json_error, op_edge_json_plan, op_edge_json_take_plan } = core.ops;
+const {
+  op_edge_json_check,
+  op_edge_json_constants,
+  op_edge_json_error,
+  op_edge_json_plan,
+  op_edge_json_take_plan,
+} = core.ops;
 
 // JSON.parse that a CPU or memory limit can stop. V8's parser never
-// checks for termination, so a text longer than 64 Ki code units is
-// planned a step at a time by op_edge_json_plan (ext/json.rs) and built
-// here from runs of members, each at most 64 Ki long and parsed by V8; the
-// script can be stopped between them. A malformed text is validated by
-// op_edge_json_check for the error. With a reviver, V8 parses the whole
-// text (the reviver's calls are stoppable).
-const JSON_PART = 64 * 1024;
-// Plan entries and step results, as in ext/json.rs.
-const JSON_OPEN_ARRAY = 1;
-const JSON_RUN = 3;
-const JSON_CLOSE = 4;
-const STEP_MORE = 0;
-const STEP_DONE = 1;
-const STEP_INVALID = 2;
-const STEP_WHOLE = 3;
-const STEP_TOO_DEEP = 4;
-const JSON_TOO_DEEP = "JSON text nested too deeply to parse (more than 65536 levels, " +
-  "or too many arrays and objects over 65536 characters for its length)";
+// checks for termination, so a text longer than JSON_PART (64 Ki) code
+// units is planned a step at a time by op_edge_json_plan (ext/json.rs) and
+// built here from runs of members, each at most JSON_PART long and parsed
+// by V8; the script can be stopped between them. A malformed text is
+// validated by op_edge_json_check for the error. With a reviver, V8 parses
+// the whole text (the reviver's calls are stoppable).
+//
+// The sizes, plan entries and step results come from the planner itself
+// (edge_core::json), read once while the snapshot is made.
+const [
+  JSON_PART,
+  JSON_MAX_DEPTH,
+  JSON_OPEN_ARRAY,
+  JSON_OPEN_OBJECT,
+  JSON_RUN,
+  JSON_CLOSE,
+  STEP_MORE,
+  STEP_DONE,
+  STEP_INVALID,
+  STEP_WHOLE,
+  STEP_TOO_DEEP,
+] = op_edge_json_constants();
+const JSON_TOO_DEEP = `JSON text nested too deeply to parse (more than ${JSON_MAX_DEPTH} levels, ` +
+  `or too many arrays and objects over ${JSON_PART} characters for its length)`;
 function defineMember(object, key, value) {
   ObjectDefineProperty(object, key, {
     __proto__: null,

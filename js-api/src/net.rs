@@ -18,28 +18,7 @@ pub struct NetPolicy {
   pub allow_private_network: bool,
 }
 
-/// Whether an address belongs to a network a worker must not reach.
-pub fn is_private(ip: IpAddr) -> bool {
-  match ip {
-    IpAddr::V4(v4) => {
-      let o = v4.octets();
-      v4.is_private()
-        || v4.is_loopback()
-        || v4.is_link_local()
-        || v4.is_unspecified()
-        || v4.is_broadcast()
-        || o[0] == 0
-        || (o[0] == 100 && (o[1] & 0xc0) == 64)
-    }
-    IpAddr::V6(v6) => {
-      if let Some(v4) = v6.to_ipv4_mapped() {
-        return is_private(IpAddr::V4(v4));
-      }
-      let s = v6.segments();
-      v6.is_loopback() || v6.is_unspecified() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
-    }
-  }
-}
+pub use edge_core::addr::is_private;
 
 const REFUSED: &str = "fetch() refused: this worker may not reach private, loopback or link-local addresses";
 

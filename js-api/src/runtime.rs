@@ -4,9 +4,9 @@
 //! Several isolates live on one thread, so every method enters its isolate
 //! and exits it before returning; V8 wants entries and exits in LIFO order.
 
-use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -50,17 +50,28 @@ struct Internals {
 }
 
 /// A thread-safe handle to stop whatever the isolate runs (limits).
-#[derive(Clone)]
 pub struct IsolateStopper {
   handle: v8::IsolateHandle,
   /// The isolate's memory budget; knows when it was exceeded.
   pub memory: Arc<MemoryBudget>,
+  /// Set when the isolate may not serve again (a limit stopped it, or an
+  /// error left its event loop in an unknown state).
+  condemned: AtomicBool,
 }
 
 impl IsolateStopper {
   /// Terminates running JS; returns false if the isolate is gone.
   pub fn terminate(&self) -> bool {
     self.handle.terminate_execution()
+  }
+
+  /// Marks the isolate as not to be reused (from any thread).
+  pub fn condemn(&self) {
+    self.condemned.store(true, Ordering::Relaxed);
+  }
+
+  pub fn is_condemned(&self) -> bool {
+    self.condemned.load(Ordering::Relaxed)
   }
 }
 
@@ -73,8 +84,6 @@ pub struct Isolate {
   worker: Option<Arc<WorkerCode>>,
   next_request: u32,
   heap_seen: usize,
-  /// An error left the event loop in an unknown state: do not reuse.
-  poisoned: Cell<bool>,
 }
 
 /// While alive, the isolate is V8's current one on this thread. Made by
@@ -171,11 +180,14 @@ impl Isolate {
       config: config.clone(),
       internals,
       loader,
-      stopper: Arc::new(IsolateStopper { handle, memory }),
+      stopper: Arc::new(IsolateStopper {
+        handle,
+        memory,
+        condemned: AtomicBool::new(false),
+      }),
       worker: None,
       next_request: 0,
       heap_seen: 0,
-      poisoned: Cell::new(false),
     })
   }
 
@@ -191,12 +203,12 @@ impl Isolate {
 
   /// Whether the isolate may serve another request of its worker.
   pub fn is_reusable(&self) -> bool {
-    self.worker.is_some() && !self.poisoned.get() && !self.stopper.memory.exceeded()
+    self.worker.is_some() && !self.stopper.is_condemned() && !self.stopper.memory.exceeded()
   }
 
   /// Marks the isolate as not to be reused.
   pub fn poison(&self) {
-    self.poisoned.set(true);
+    self.stopper.condemn();
   }
 
   /// After a termination: let the isolate run JS again (to unwind).
@@ -341,7 +353,7 @@ impl Isolate {
   /// Starts a request: calls the worker's handler. The answer is ready at
   /// once for a handler that settles without waiting on I/O or timers;
   /// otherwise drive it with [`Isolate::poll_call`].
-  pub fn call(&mut self, req: crate::call::JsRequest, request_id: u64) -> Result<crate::call::CallState, JsApiError> {
+  pub fn call(&mut self, req: crate::call::JsRequest, request_id: u128) -> Result<crate::call::CallState, JsApiError> {
     let _entered = self.entered();
     self.next_request = self.next_request.wrapping_add(1);
     let id = self.next_request;
@@ -396,7 +408,7 @@ impl Isolate {
       Poll::Pending => Poll::Pending,
       Poll::Ready(Ok(())) => Poll::Ready(Err(JsApiError::NeverSettles)),
       Poll::Ready(Err(e)) => {
-        self.poisoned.set(true);
+        self.stopper.condemn();
         Poll::Ready(Err(JsApiError::from_core(e, false)))
       }
     }
@@ -414,7 +426,7 @@ impl Isolate {
     let _entered = self.entered();
     match self.rt.poll_event_loop(cx, PollEventLoopOptions::default()) {
       Poll::Ready(Err(e)) => {
-        self.poisoned.set(true);
+        self.stopper.condemn();
         Poll::Ready(Err(JsApiError::from_core(e, false)))
       }
       Poll::Ready(Ok(())) => Poll::Ready(Ok(())),

@@ -30,6 +30,7 @@ deno_core::extension!(
     json::op_edge_json_take_plan,
     json::op_edge_json_check,
     json::op_edge_json_error,
+    json::op_edge_json_constants,
   ],
   esm_entry_point = "ext:edge_runtime/bootstrap.js",
   esm = [dir "js", "bootstrap.js", "json.js", "guards.js"],

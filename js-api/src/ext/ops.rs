@@ -23,7 +23,7 @@ pub trait LogSink {
 #[derive(Clone, Debug, Default)]
 pub struct WorkerLogContext {
   pub worker: Rc<str>,
-  pub request_id: u64,
+  pub request_id: u128,
 }
 
 /// The request an isolate is serving: its headers and body wait here until

@@ -1,7 +1,6 @@
-//! Steps 1-3 of a request on the front door: a connection accepted on an
-//! executor thread, TLS if it came to the HTTPS listener, HTTP/1.1 or
-//! HTTP/2 by hyper, then each request routed by its host to a worker and run
-//! on this same thread.
+//! Steps 2-3 of a request on the front door: TLS if the connection came to
+//! the HTTPS listener, HTTP/1.1 or HTTP/2 by hyper, then each request
+//! routed by its host to a worker and run on this same thread.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,12 +15,15 @@ use hyper_util::server::conn::auto;
 use js_api::JsRequest;
 use tokio::net::TcpStream;
 
-use crate::body::{request_body, EdgeBody};
+use edge_core::request_id::RequestId;
+
+use super::tls::CertEntry;
+use super::FrontDoor;
 use crate::error::RequestError;
-use crate::executor::Executor;
-use crate::invoke::RunInfo;
-use crate::logging::{AccessLine, RequestId};
-use crate::tls::CertEntry;
+use crate::exec::body::{request_body, EdgeBody};
+use crate::exec::context::RunInfo;
+use crate::limits::{LimitHit, Phase};
+use crate::obs::logging::{request_id_header, AccessLine};
 use crate::worker::Worker;
 
 /// hyper's executor for HTTP/2 streams: tasks stay on this thread.
@@ -40,29 +42,29 @@ struct Conn {
   peer: SocketAddr,
 }
 
-pub async fn serve_tcp(exec: Rc<Executor>, tcp: TcpStream, peer: SocketAddr, tls: bool) {
+pub async fn serve_tcp(door: Rc<FrontDoor>, tcp: TcpStream, peer: SocketAddr, tls: bool) {
   if !tls {
-    serve_http(exec, TokioIo::new(tcp), Conn { tls: None, peer }, false).await;
+    serve_http(door, TokioIo::new(tcp), Conn { tls: None, peer }, false).await;
     return;
   }
-  let Some(certs) = exec.shared.certs() else {
+  let Some(certs) = door.view.certs() else {
     return;
   };
   // Warm the worker of the named host while the handshake completes.
   let warm = |sni: Option<&str>| {
-    if let Some(worker) = sni.and_then(|name| exec.shared.router().route(name).cloned()) {
-      exec.pool.prewarm(&worker);
+    if let Some(worker) = sni.and_then(|name| door.view.router().route(name).cloned()) {
+      door.ctx.pool.prewarm(&worker);
     }
   };
-  let stats = &exec.shared.stats;
-  match crate::tls::accept(tcp, &certs, warm).await {
+  let stats = door.view.stats.clone();
+  match super::tls::accept(tcp, &certs, warm).await {
     Ok(acc) => {
       stats.tls_handshakes.inc();
       let conn = Conn {
         tls: Some(acc.cert.clone()),
         peer,
       };
-      serve_http(exec, TokioIo::new(acc.stream), conn, acc.h2).await;
+      serve_http(door, TokioIo::new(acc.stream), conn, acc.h2).await;
     }
     Err(e) => {
       stats.handshake_failed(e.failure());
@@ -71,14 +73,14 @@ pub async fn serve_tcp(exec: Rc<Executor>, tcp: TcpStream, peer: SocketAddr, tls
   }
 }
 
-async fn serve_http<I>(exec: Rc<Executor>, io: TokioIo<I>, conn: Conn, h2_only: bool)
+async fn serve_http<I>(door: Rc<FrontDoor>, io: TokioIo<I>, conn: Conn, h2_only: bool)
 where
   I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
   let conn = Rc::new(conn);
-  let mut draining = exec.draining.clone();
-  let stats = exec.shared.stats.clone();
-  let svc = hyper::service::service_fn(move |req| handle(exec.clone(), conn.clone(), req));
+  let mut draining = door.view.draining();
+  let stats = door.view.stats.clone();
+  let svc = hyper::service::service_fn(move |req| handle(door.clone(), conn.clone(), req));
   let mut builder = auto::Builder::new(LocalExec);
   builder.http1().timer(TokioTimer::new()).keep_alive(true);
   builder.http2().timer(TokioTimer::new());
@@ -103,10 +105,10 @@ where
 
 const EDGE_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("edge-request-id");
 
-async fn handle(exec: Rc<Executor>, conn: Rc<Conn>, req: Request<Incoming>) -> Result<Response<EdgeBody>, Infallible> {
+async fn handle(door: Rc<FrontDoor>, conn: Rc<Conn>, req: Request<Incoming>) -> Result<Response<EdgeBody>, Infallible> {
   let started = Instant::now();
-  let request_id = exec.next_request_id();
-  let access = exec.shared.config.log.access;
+  let request_id = door.ctx.next_request_id();
+  let access = door.view.access_log;
   let (method, path, host) = if access {
     let host = request_host(req.uri(), req.headers()).unwrap_or("-").to_string();
     (req.method().clone(), req.uri().path().to_string(), host)
@@ -115,17 +117,10 @@ async fn handle(exec: Rc<Executor>, conn: Rc<Conn>, req: Request<Incoming>) -> R
   };
   let mut info = RunInfo::default();
   let mut worker: Option<Arc<Worker>> = None;
-  let result = route_and_run(&exec, &conn, req, request_id, &mut info, &mut worker).await;
-  let mut res = finish(
-    result,
-    worker.as_deref(),
-    started,
-    &info,
-    request_id,
-    exec.shared.config.dev,
-  );
+  let result = route_and_run(&door, &conn, req, request_id, &mut info, &mut worker).await;
+  let mut res = finish(&door, result, worker.as_deref(), started, &info, request_id);
   // The id the worker's console lines and the server's log carry.
-  res.headers_mut().insert(EDGE_REQUEST_ID, request_id.header_value());
+  res.headers_mut().insert(EDGE_REQUEST_ID, request_id_header(request_id));
   if access {
     let line = AccessLine {
       request_id,
@@ -146,30 +141,32 @@ async fn handle(exec: Rc<Executor>, conn: Rc<Conn>, req: Request<Incoming>) -> R
 
 /// The response of a request that was routed (or not), counted in its
 /// worker's metrics; a failure logged and turned into its error response.
-pub fn finish(
+fn finish(
+  door: &FrontDoor,
   result: Result<Response<EdgeBody>, RequestError>,
   worker: Option<&Worker>,
   started: Instant,
   info: &RunInfo,
   request_id: RequestId,
-  dev: bool,
 ) -> Response<EdgeBody> {
   let (res, limit) = match result {
     Ok(res) => (res, None),
     Err(e) => {
       e.log(request_id);
-      (e.to_response(dev), e.limit_kind())
+      (e.to_response(door.view.dev).map(EdgeBody::full), e.limit_kind())
     }
   };
   if let Some(w) = worker {
-    w.stats.finished(res.status(), limit, started.elapsed(), info.cpu);
+    door
+      .ctx
+      .finished(w, request_id, res.status(), limit, started.elapsed(), info);
   }
   res
 }
 
 /// The host a request is for: HTTP/2's `:authority` (or an absolute URI),
 /// else the `Host` header; `None` when neither names one.
-fn request_host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
   uri
     .authority()
     .map(|a| a.as_str())
@@ -178,7 +175,7 @@ fn request_host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<
 }
 
 async fn route_and_run(
-  exec: &Rc<Executor>,
+  door: &FrontDoor,
   conn: &Conn,
   req: Request<Incoming>,
   request_id: RequestId,
@@ -189,13 +186,13 @@ async fn route_and_run(
   let host = request_host(&parts.uri, &parts.headers)
     .ok_or(RequestError::NoHost)?
     .to_string();
-  let bare = crate::routing::strip_port(&host);
+  let bare = edge_core::host::strip_port(&host);
   if let Some(cert) = &conn.tls {
     if !cert.covers(bare) {
       return Err(RequestError::Misdirected { host: bare.to_string() });
     }
   }
-  let router = exec.shared.router();
+  let router = door.view.router();
   let worker = router
     .route(&host)
     .ok_or_else(|| RequestError::NoRoute { host: bare.to_string() })?
@@ -209,10 +206,7 @@ async fn route_and_run(
   }
   let (body, over) = request_body(body, worker.limits.request_body_bytes).map_err(|_| RequestError::Limit {
     worker: worker.name.to_string(),
-    hit: crate::limits::LimitHit::body(
-      worker.limits.request_body_bytes,
-      "the declared Content-Length is larger",
-    ),
+    hit: LimitHit::body(worker.limits.request_body_bytes, Phase::DeclaredBody),
   })?;
   let req = JsRequest {
     method: parts.method,
@@ -220,5 +214,5 @@ async fn route_and_run(
     headers: parts.headers,
     body,
   };
-  crate::invoke::run(exec, &worker, req, over, request_id, info).await
+  crate::exec::invoke::run(&door.ctx, &worker, req, over, request_id, None, info).await
 }

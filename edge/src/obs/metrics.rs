@@ -3,14 +3,14 @@
 
 use std::fmt::Write;
 
-use crate::limits::LimitKind;
-use crate::stats::{bucket_bound_us, Histogram, Stats, BUCKETS};
+use crate::obs::stats::{bucket_bound_us, Histogram, Stats, BUCKETS};
+use edge_core::limits::LimitKind;
 
 /// Every 4th bucket of [`Histogram`] (10 µs to ~6.5 s, ×2.44 apart).
 const EXPORTED_EVERY: usize = 4;
 
 /// Reads one value of a worker's counters.
-type WorkerValue = fn(&crate::stats::WorkerStats) -> f64;
+type WorkerValue = fn(&crate::obs::stats::WorkerStats) -> f64;
 
 /// The whole exposition.
 pub fn render(stats: &Stats) -> String {

@@ -13,7 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use js_api::{BodyTooLarge, RequestBody, ResponseStream};
 use tokio::sync::mpsc;
 
-use crate::logging::AccessLine;
+use crate::obs::logging::AccessLine;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

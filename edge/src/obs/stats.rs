@@ -1,111 +1,14 @@
 //! Counters of the whole engine and of each worker, shared by the executor
 //! threads (read with [`crate::Engine::stats`], exported by
-//! [`crate::metrics`]).
+//! `obs::metrics`).
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-
-use crate::limits::LimitKind;
-
-#[derive(Default, Debug)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-  pub fn inc(&self) {
-    self.0.fetch_add(1, Ordering::Relaxed);
-  }
-  pub fn add(&self, n: u64) {
-    self.0.fetch_add(n, Ordering::Relaxed);
-  }
-  pub fn get(&self) -> u64 {
-    self.0.load(Ordering::Relaxed)
-  }
-}
-
-#[derive(Default, Debug)]
-pub struct Gauge(AtomicI64);
-
-impl Gauge {
-  pub fn add(&self, n: i64) {
-    self.0.fetch_add(n, Ordering::Relaxed);
-  }
-  pub fn get(&self) -> i64 {
-    self.0.load(Ordering::Relaxed)
-  }
-}
-
-/// A histogram of durations with fixed buckets (10 µs, then ×1.25 apart),
-/// with the sum and count Prometheus wants.
-#[derive(Debug)]
-pub struct Histogram {
-  buckets: Vec<AtomicU64>,
-  sum_ns: AtomicU64,
-}
-
-pub const BUCKETS: usize = 64;
-
-/// The upper bound of bucket `i`, in microseconds.
-pub fn bucket_bound_us(i: usize) -> f64 {
-  10.0 * 1.25f64.powi(i as i32)
-}
-
-impl Default for Histogram {
-  fn default() -> Self {
-    Self {
-      buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-      sum_ns: AtomicU64::new(0),
-    }
-  }
-}
-
-impl Histogram {
-  pub fn record(&self, d: Duration) {
-    let us = d.as_secs_f64() * 1e6;
-    let i = if us <= 10.0 {
-      0
-    } else {
-      // The first bucket whose bound is at least `us`.
-      let mut i = ((us / 10.0).ln() / 1.25f64.ln()).ceil() as usize;
-      while i > 0 && bucket_bound_us(i - 1) >= us {
-        i -= 1;
-      }
-      i.min(BUCKETS - 1)
-    };
-    self.buckets[i].fetch_add(1, Ordering::Relaxed);
-    self.sum_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
-  }
-
-  /// Per-bucket counts (not cumulative).
-  pub fn counts(&self) -> Vec<u64> {
-    self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect()
-  }
-
-  pub fn sum(&self) -> Duration {
-    Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed))
-  }
-
-  /// The upper bound of the bucket holding quantile `q` (0..=1), in
-  /// microseconds; 0 when empty.
-  pub fn quantile_us(&self, q: f64) -> f64 {
-    let counts = self.counts();
-    let total: u64 = counts.iter().sum();
-    if total == 0 {
-      return 0.0;
-    }
-    let target = (q * total as f64).ceil().max(1.0) as u64;
-    let mut seen = 0;
-    for (i, c) in counts.iter().enumerate() {
-      seen += c;
-      if seen >= target {
-        return bucket_bound_us(i);
-      }
-    }
-    bucket_bound_us(BUCKETS - 1)
-  }
-}
+use edge_core::bucket::{TokenBucket, Verdict};
+pub use edge_core::counters::{bucket_bound_us, Counter, Gauge, Histogram, BUCKETS};
+use edge_core::limits::LimitKind;
 
 /// Why TLS handshakes failed (a label of the metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,23 +114,7 @@ pub struct WorkerStats {
   /// Module code caches read from `runtime.code_cache_dir` and written to it.
   pub code_cache_read: Counter,
   pub code_cache_written: Counter,
-  console: Mutex<Option<ConsoleBudget>>,
-}
-
-#[derive(Debug)]
-struct ConsoleBudget {
-  tokens: f64,
-  at: Instant,
-  dropped_since_note: u64,
-}
-
-/// What to do with one `console.*` line.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ConsoleVerdict {
-  Log,
-  /// Log it, and say first how many were dropped before it.
-  LogAfterDropping(u64),
-  Drop,
+  console: Mutex<Option<TokenBucket>>,
 }
 
 impl WorkerStats {
@@ -247,31 +134,20 @@ impl WorkerStats {
     self.limit_hits[kind as usize].inc();
   }
 
-  /// A token bucket of `per_s` lines a second (burst of the same size)
-  /// shared by all the worker's isolates.
-  pub fn console_line(&self, per_s: u32) -> ConsoleVerdict {
-    if per_s == 0 {
-      return ConsoleVerdict::Log;
-    }
+  /// Whether one more `console.*` line may be logged: a token bucket of
+  /// `per_s` lines a second (burst of the same size) shared by all the
+  /// worker's isolates.
+  pub fn console_line(&self, per_s: u32) -> Verdict {
     let now = Instant::now();
-    let mut guard = self.console.lock().expect("console budget");
-    let b = guard.get_or_insert(ConsoleBudget {
-      tokens: per_s as f64,
-      at: now,
-      dropped_since_note: 0,
-    });
-    b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_s as f64).min(per_s as f64);
-    b.at = now;
-    if b.tokens < 1.0 {
-      b.dropped_since_note += 1;
-      drop(guard);
+    let verdict = self
+      .console
+      .lock()
+      .expect("console budget")
+      .get_or_insert_with(|| TokenBucket::new(per_s, now))
+      .take(now);
+    if verdict == Verdict::Drop {
       self.console_dropped.inc();
-      return ConsoleVerdict::Drop;
     }
-    b.tokens -= 1.0;
-    match std::mem::take(&mut b.dropped_since_note) {
-      0 => ConsoleVerdict::Log,
-      n => ConsoleVerdict::LogAfterDropping(n),
-    }
+    verdict
   }
 }

@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 use js_api::{LogSink, WorkerLogContext};
 
-use crate::stats::{ConsoleVerdict, Stats};
+use edge_core::bucket::Verdict;
+pub use edge_core::request_id::RequestId;
+
+use super::observer::{ConsoleLevel, ConsoleOutput};
+use crate::obs::stats::Stats;
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -35,14 +39,17 @@ pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
 
 /// `console.log` and friends from workers, as `worker` target events,
 /// at most `per_s` lines a second per worker.
+/// At most `per_s` lines a second per worker; to `output` if an embedder
+/// gave one, else to the server's log.
 pub struct ConsoleSink {
   stats: Arc<Stats>,
   per_s: u32,
+  output: Option<Arc<dyn ConsoleOutput>>,
 }
 
 impl ConsoleSink {
-  pub fn new(stats: Arc<Stats>, per_s: u32) -> Self {
-    Self { stats, per_s }
+  pub fn new(stats: Arc<Stats>, per_s: u32, output: Option<Arc<dyn ConsoleOutput>>) -> Self {
+    Self { stats, per_s, output }
   }
 }
 
@@ -51,14 +58,24 @@ impl LogSink for ConsoleSink {
     let worker = &*ctx.worker;
     let request_id = RequestId(ctx.request_id);
     match self.stats.worker(worker).console_line(self.per_s) {
-      ConsoleVerdict::Drop => return,
-      ConsoleVerdict::LogAfterDropping(n) => tracing::warn!(
+      Verdict::Drop => return,
+      Verdict::PassAfterDropping(n) => tracing::warn!(
         target: "worker",
         worker,
         "{n} console lines dropped (over {} a second)",
         self.per_s
       ),
-      ConsoleVerdict::Log => {}
+      Verdict::Pass => {}
+    }
+    if let Some(out) = &self.output {
+      let level = match level {
+        0 => ConsoleLevel::Debug,
+        1 => ConsoleLevel::Info,
+        2 => ConsoleLevel::Warn,
+        _ => ConsoleLevel::Error,
+      };
+      out.line(worker, request_id, level, message);
+      return;
     }
     match level {
       0 => tracing::debug!(target: "worker", worker, %request_id, "{message}"),
@@ -69,27 +86,9 @@ impl LogSink for ConsoleSink {
   }
 }
 
-/// A request id as it appears in logs: 16 hex digits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RequestId(pub u64);
-
-impl RequestId {
-  /// The id as a response header value: 16 hex digits, formatted without
-  /// the `fmt` machinery (it is on every response).
-  pub fn header_value(self) -> http::HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 16];
-    for (i, b) in out.iter_mut().enumerate() {
-      *b = HEX[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    http::HeaderValue::from_bytes(&out).expect("hex digits are a valid header value")
-  }
-}
-
-impl std::fmt::Display for RequestId {
-  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    write!(f, "{:016x}", self.0)
-  }
+/// The id as a response header value (32 hex digits).
+pub fn request_id_header(id: RequestId) -> http::HeaderValue {
+  http::HeaderValue::from_bytes(&id.hex()).expect("hex digits are a valid header value")
 }
 
 /// One request's access line (target `access`, info level), written when

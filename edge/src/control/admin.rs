@@ -20,9 +20,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 
-use crate::deploy::WorkerInfo;
-use crate::engine::Shared;
+use super::deploy::{Deployer, WorkerInfo};
 use crate::error::DeployError;
+use crate::obs::stats::Stats;
 use crate::worker::{Upload, UploadMeta};
 
 /// The largest upload accepted.
@@ -36,7 +36,12 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-  pub fn start(shared: Arc<Shared>, listener: std::net::TcpListener, token: String) -> std::io::Result<Self> {
+  pub fn start(
+    deployer: Arc<Deployer>,
+    stats: Arc<Stats>,
+    listener: std::net::TcpListener,
+    token: String,
+  ) -> std::io::Result<Self> {
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     let (stop, mut stopped) = watch::channel(false);
@@ -69,9 +74,14 @@ impl AdminServer {
             },
             _ = stopped.wait_for(|s| *s) => return,
           };
-          let (shared, token) = (shared.clone(), token.clone());
+          let api = Api {
+            deployer: deployer.clone(),
+            stats: stats.clone(),
+            token: token.clone(),
+          };
           tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| serve(shared.clone(), token.clone(), req));
+            let api = Arc::new(api);
+            let svc = hyper::service::service_fn(move |req| serve(api.clone(), req));
             let _ = hyper::server::conn::http1::Builder::new()
               .timer(TokioTimer::new())
               .serve_connection(TokioIo::new(tcp), svc)
@@ -99,8 +109,15 @@ impl Drop for AdminServer {
 
 type Reply = Response<Full<Bytes>>;
 
-async fn serve(shared: Arc<Shared>, token: Arc<[u8]>, req: Request<Incoming>) -> Result<Reply, Infallible> {
-  if !authorized(&req, &token) {
+/// What the admin API reaches: the deployer and the counters.
+struct Api {
+  deployer: Arc<Deployer>,
+  stats: Arc<Stats>,
+  token: Arc<[u8]>,
+}
+
+async fn serve(api: Arc<Api>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+  if !authorized(&req, &api.token) {
     let mut res = text(
       StatusCode::UNAUTHORIZED,
       "401 Unauthorized: send Authorization: Bearer <token>\n",
@@ -114,7 +131,7 @@ async fn serve(shared: Arc<Shared>, token: Arc<[u8]>, req: Request<Incoming>) ->
   let method = req.method().clone();
   let res = match (method, path.as_str()) {
     (Method::GET, "/metrics") => {
-      let mut res = Response::new(Full::new(Bytes::from(crate::metrics::render(&shared.stats))));
+      let mut res = Response::new(Full::new(Bytes::from(crate::obs::metrics::render(&api.stats))));
       res.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -122,24 +139,24 @@ async fn serve(shared: Arc<Shared>, token: Arc<[u8]>, req: Request<Incoming>) ->
       res
     }
     (Method::GET, "/workers") => {
-      let list: Vec<WorkerInfo> = shared.workers().await.iter().map(|w| WorkerInfo::of(w)).collect();
+      let list: Vec<WorkerInfo> = api.deployer.workers().await.iter().map(|w| WorkerInfo::of(w)).collect();
       json(StatusCode::OK, &list)
     }
     (method, p) if p.starts_with("/workers/") => {
       let name = &p["/workers/".len()..];
       match method {
-        Method::GET => match shared.workers().await.iter().find(|w| &*w.name == name) {
+        Method::GET => match api.deployer.workers().await.iter().find(|w| &*w.name == name) {
           Some(w) => json(StatusCode::OK, &WorkerInfo::of(w)),
           None => DeployError::NotFound { name: name.into() }.to_response(),
         },
         Method::PUT => match read_upload(name, req).await {
-          Ok(upload) => match shared.deploy(upload).await {
+          Ok(upload) => match api.deployer.deploy(upload).await {
             Ok(d) => json(StatusCode::OK, &d),
             Err(e) => e.to_response(),
           },
           Err(e) => e.to_response(),
         },
-        Method::DELETE => match shared.remove(name).await {
+        Method::DELETE => match api.deployer.remove(name).await {
           Ok(()) => {
             let mut res = Response::new(Full::new(Bytes::new()));
             *res.status_mut() = StatusCode::NO_CONTENT;

@@ -27,16 +27,7 @@ impl CertEntry {
   /// Whether a request for `host` may use a connection with this
   /// certificate (the rule clients apply: exact, or `*.` over one label).
   pub fn covers(&self, host: &str) -> bool {
-    self.hosts.iter().any(|h| name_matches(h, host))
-  }
-}
-
-fn name_matches(pattern: &str, host: &str) -> bool {
-  match pattern.strip_prefix("*.") {
-    Some(suffix) => host
-      .split_once('.')
-      .is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(suffix)),
-    None => pattern.eq_ignore_ascii_case(host),
+    self.hosts.iter().any(|h| edge_core::host::cert_name_matches(h, host))
   }
 }
 
@@ -146,10 +137,10 @@ pub enum HandshakeError {
 
 impl HandshakeError {
   /// The metrics' reason label.
-  pub fn failure(&self) -> crate::stats::HandshakeFailure {
+  pub fn failure(&self) -> crate::obs::stats::HandshakeFailure {
     match self {
-      Self::UnknownName(_) => crate::stats::HandshakeFailure::UnknownName,
-      Self::Tls(_) => crate::stats::HandshakeFailure::Protocol,
+      Self::UnknownName(_) => crate::obs::stats::HandshakeFailure::UnknownName,
+      Self::Tls(_) => crate::obs::stats::HandshakeFailure::Protocol,
     }
   }
 }
@@ -158,7 +149,6 @@ impl HandshakeError {
 pub struct Accepted {
   pub stream: TlsStream<TcpStream>,
   pub cert: Arc<CertEntry>,
-  pub sni: Option<String>,
   pub h2: bool,
 }
 
@@ -186,5 +176,5 @@ pub async fn accept(
     .await
     .map_err(HandshakeError::Tls)?;
   let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-  Ok(Accepted { stream, cert, sni, h2 })
+  Ok(Accepted { stream, cert, h2 })
 }

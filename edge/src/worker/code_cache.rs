@@ -8,7 +8,7 @@ use std::sync::Arc;
 use js_api::{CodeCacheStore, WorkerCode};
 
 use crate::config::Config;
-use crate::stats::WorkerStats;
+use crate::obs::stats::WorkerStats;
 
 /// One file per module text: `<hash>-<V8 version>.v8cache`, written to a
 /// temporary name and renamed into place.

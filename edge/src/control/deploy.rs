@@ -9,25 +9,46 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::engine::Shared;
 use crate::error::DeployError;
-use crate::routing::Router;
-use crate::tls::CertStore;
-use crate::worker::{Origin, Upload, UploadMeta, Worker};
+use crate::exec::jobs::Job;
+use crate::front::routing::Router;
+use crate::front::tls::CertStore;
+use crate::front::view::ServingView;
+use crate::obs::stats::Stats;
+use crate::threads::Executors;
+use crate::worker::{Origin, Upload, Worker, WorkerSpec};
 
-/// The running set of workers (changed only under its lock).
+/// The running set of workers (changed only under the [`Deployer`]'s lock).
 pub struct Deployments {
-  /// The config the config file's workers came from.
-  pub config: Config,
-  pub from_config: BTreeMap<String, Arc<Worker>>,
-  pub from_api: BTreeMap<String, Arc<Worker>>,
+  /// The config of record: the config file's workers came from it, and
+  /// deployed workers take their default limits from it.
+  config: Config,
+  from_config: BTreeMap<String, Arc<Worker>>,
+  from_api: BTreeMap<String, Arc<Worker>>,
 }
 
 impl Deployments {
+  /// The config's workers, then the uploads kept in `data_dir`.
+  pub fn load(config: Config, data_dir: Option<&Path>, stats: &Stats) -> Result<Self, crate::error::ConfigError> {
+    let mut from_config = BTreeMap::new();
+    for (i, w) in config.workers.iter().enumerate() {
+      let worker = Worker::from_config(&config, i, w, stats.worker(&w.name))?;
+      from_config.insert(w.name.clone(), worker);
+    }
+    let mut d = Self {
+      config,
+      from_config,
+      from_api: BTreeMap::new(),
+    };
+    if let Some(dir) = data_dir {
+      d.add_stored(dir, stats);
+    }
+    Ok(d)
+  }
+
   fn all(&self) -> impl Iterator<Item = &Arc<Worker>> {
     self.from_config.values().chain(self.from_api.values())
   }
@@ -41,8 +62,8 @@ impl Deployments {
   /// Adds the uploads kept under `dir` (at start). One whose name or a
   /// route is already taken (the config file's workers come first) is
   /// logged and left out.
-  pub fn add_stored(&mut self, dir: &Path, stats: &crate::stats::Stats) {
-    for upload in load_stored(dir) {
+  fn add_stored(&mut self, dir: &Path, stats: &Stats) {
+    for upload in super::store::load_stored(dir) {
       let clash = if self.from_config.contains_key(&upload.name) {
         Some("a worker of the config file has its name".to_string())
       } else {
@@ -52,7 +73,10 @@ impl Deployments {
         tracing::error!(worker = %upload.name, "stored worker not loaded: {why}");
         continue;
       }
-      match Worker::from_upload(&self.config, &upload, stats.worker(&upload.name)) {
+      let built = upload
+        .spec()
+        .and_then(|spec| Worker::from_spec(&self.config, &spec, stats.worker(&upload.name)));
+      match built {
         Ok(w) => {
           self.from_api.insert(upload.name.clone(), w);
         }
@@ -141,30 +165,68 @@ impl WorkerInfo {
   }
 }
 
-impl Shared {
+/// Owns the running set of workers and changes it: deploys, removals and
+/// reloads, each checked on an executor first, then published into the
+/// [`ServingView`].
+pub struct Deployer {
+  deployments: tokio::sync::Mutex<Deployments>,
+  /// Where uploaded workers are kept (`[admin] data_dir`).
+  data_dir: Option<PathBuf>,
+  view: Arc<ServingView>,
+  executors: Arc<Executors>,
+  stats: Arc<Stats>,
+}
+
+impl Deployer {
+  pub fn new(
+    deployments: Deployments,
+    data_dir: Option<PathBuf>,
+    view: Arc<ServingView>,
+    executors: Arc<Executors>,
+  ) -> Self {
+    Self {
+      deployments: tokio::sync::Mutex::new(deployments),
+      data_dir,
+      stats: view.stats.clone(),
+      view,
+      executors,
+    }
+  }
+
   /// Makes the router serve the current set; every request routed after
   /// this sees it.
   fn publish(&self, d: &Deployments) {
-    *self.router.write().expect("router lock") = Arc::new(d.router());
+    self.view.publish_router(d.router());
   }
 
   /// Drops `old`'s isolates once their requests finish, on every thread.
   fn retire(&self, old: &Arc<Worker>) {
     old.retire();
-    for tx in self.executor_jobs() {
-      let _ = tx.send(crate::executor::Job::Retire(old.clone()));
-    }
+    self.executors.broadcast(|| Job::Retire(old.clone()));
   }
 
-  /// Uploads a worker (or a new version of one), checked before it serves.
+  /// Uploads a worker (or a new version of one), checked before it serves,
+  /// and keeps it in the data directory if there is one.
   pub async fn deploy(&self, upload: Upload) -> Result<Deployed, DeployError> {
     upload.validate().map_err(DeployError::Invalid)?;
+    let spec = upload.spec().map_err(DeployError::Invalid)?;
+    self.install(spec, Some(&upload)).await
+  }
+
+  /// Deploys a worker whose code comes from any module source (an
+  /// embedder's); nothing is stored.
+  pub async fn deploy_spec(&self, spec: WorkerSpec) -> Result<Deployed, DeployError> {
+    spec.validate().map_err(DeployError::Invalid)?;
+    self.install(spec, None).await
+  }
+
+  async fn install(&self, spec: WorkerSpec, upload: Option<&Upload>) -> Result<Deployed, DeployError> {
     let mut d = self.deployments.lock().await;
-    let name = upload.name.clone();
+    let name = spec.name.clone();
     if d.from_config.contains_key(&name) {
       return Err(DeployError::ConfigOwned { name });
     }
-    let version = upload.version();
+    let version = spec.version.clone();
     if d.from_api.get(&name).is_some_and(|w| w.version == version) {
       return Ok(Deployed {
         name,
@@ -172,13 +234,13 @@ impl Shared {
         changed: false,
       });
     }
-    let worker = Worker::from_upload(&d.config, &upload, self.stats.worker(&name)).map_err(DeployError::Invalid)?;
+    let worker = Worker::from_spec(&d.config, &spec, self.stats.worker(&name)).map_err(DeployError::Invalid)?;
     if let Some(c) = route_conflict(&worker.name, &worker.routes, &mut d.all()) {
       return Err(DeployError::Conflict(c));
     }
     self.check(&worker).await?;
-    if let Some(dir) = &self.data_dir {
-      store(dir, &upload).map_err(|e| DeployError::Storage(format!("{}: {e}", dir.display())))?;
+    if let (Some(dir), Some(upload)) = (&self.data_dir, upload) {
+      super::store::store(dir, upload).map_err(|e| DeployError::Storage(format!("{}: {e}", dir.display())))?;
     }
     let old = d.from_api.insert(name.clone(), worker);
     self.publish(&d);
@@ -204,10 +266,7 @@ impl Shared {
       .remove(name)
       .ok_or_else(|| DeployError::NotFound { name: name.into() })?;
     if let Some(dir) = &self.data_dir {
-      let p = dir.join("workers").join(name);
-      if p.exists() {
-        std::fs::remove_dir_all(&p).map_err(|e| DeployError::Storage(format!("{}: {e}", p.display())))?;
-      }
+      super::store::remove(dir, name).map_err(|e| DeployError::Storage(format!("{}: {e}", dir.display())))?;
     }
     self.publish(&d);
     self.retire(&old);
@@ -271,9 +330,7 @@ impl Shared {
     }
     let tls_changed = tls_stamp(&config) != tls_stamp(&d.config);
     let certs = if tls_changed && !config.tls.is_empty() {
-      Some(Arc::new(
-        CertStore::from_config(&config).map_err(|e| DeployError::Config(e.to_string()))?,
-      ))
+      Some(CertStore::from_config(&config).map_err(|e| DeployError::Config(e.to_string()))?)
     } else {
       None
     };
@@ -307,7 +364,7 @@ impl Shared {
     let old = std::mem::replace(&mut d.from_config, next);
     d.config = config;
     if let Some(c) = certs {
-      *self.certs.write().expect("certs lock") = Some(c);
+      self.view.publish_certs(c);
     }
     report.tls_changed = tls_changed;
     self.publish(&d);
@@ -336,13 +393,13 @@ impl Shared {
   /// isolate stays there warm for its first request.
   async fn check(&self, w: &Arc<Worker>) -> Result<(), DeployError> {
     let (reply, rx) = tokio::sync::oneshot::channel();
-    self
-      .executor_for(&w.name)
-      .send(crate::executor::Job::Prepare {
-        worker: w.clone(),
-        reply,
-      })
-      .map_err(|_| DeployError::ShuttingDown)?;
+    let job = Job::Prepare {
+      worker: w.clone(),
+      reply,
+    };
+    if !self.executors.send_to(&w.name, job) {
+      return Err(DeployError::ShuttingDown);
+    }
     rx.await
       .map_err(|_| DeployError::ShuttingDown)?
       .map_err(|e| DeployError::Startup(Box::new(e)))
@@ -359,92 +416,4 @@ fn tls_stamp(config: &Config) -> String {
     }
   }
   s
-}
-
-// ---- the data directory ----------------------------------------------------
-
-/// Writes an upload under `dir/workers/<name>/` (a new folder renamed into
-/// place, so a reader sees the old version or the new one).
-fn store(dir: &Path, upload: &Upload) -> std::io::Result<()> {
-  let workers = dir.join("workers");
-  std::fs::create_dir_all(&workers)?;
-  let tmp = workers.join(format!(".{}.new", upload.name));
-  let _ = std::fs::remove_dir_all(&tmp);
-  std::fs::create_dir_all(tmp.join("modules"))?;
-  let meta = serde_json::to_vec_pretty(&upload.meta).map_err(std::io::Error::other)?;
-  std::fs::write(tmp.join("metadata.json"), meta)?;
-  for (path, bytes) in &upload.modules {
-    let p = tmp.join("modules").join(path);
-    if let Some(parent) = p.parent() {
-      std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(p, bytes)?;
-  }
-  let dest = workers.join(&upload.name);
-  let old = workers.join(format!(".{}.old", upload.name));
-  let _ = std::fs::remove_dir_all(&old);
-  if dest.exists() {
-    std::fs::rename(&dest, &old)?;
-  }
-  std::fs::rename(&tmp, &dest)?;
-  let _ = std::fs::remove_dir_all(&old);
-  Ok(())
-}
-
-/// The uploads kept under `dir` (unreadable ones are logged and skipped).
-pub fn load_stored(dir: &Path) -> Vec<Upload> {
-  let workers = dir.join("workers");
-  let Ok(rd) = std::fs::read_dir(&workers) else {
-    return Vec::new();
-  };
-  let mut out = Vec::new();
-  let mut names: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-  names.sort();
-  for p in names {
-    let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
-      continue;
-    };
-    if name.starts_with('.') {
-      continue;
-    }
-    match read_stored(&p, &name) {
-      Ok(u) => out.push(u),
-      Err(e) => tracing::error!("{}: cannot load this stored worker: {e}", p.display()),
-    }
-  }
-  out
-}
-
-fn read_stored(p: &Path, name: &str) -> Result<Upload, String> {
-  let meta = std::fs::read(p.join("metadata.json")).map_err(|e| format!("metadata.json: {e}"))?;
-  let meta: UploadMeta = serde_json::from_slice(&meta).map_err(|e| format!("metadata.json: {e}"))?;
-  let root = p.join("modules");
-  let mut modules = BTreeMap::new();
-  let mut stack = vec![root.clone()];
-  while let Some(dir) = stack.pop() {
-    for e in std::fs::read_dir(&dir)
-      .map_err(|e| format!("{}: {e}", dir.display()))?
-      .flatten()
-    {
-      let path = e.path();
-      if path.is_dir() {
-        stack.push(path);
-        continue;
-      }
-      let rel = path
-        .strip_prefix(&root)
-        .map_err(|e| e.to_string())?
-        .to_string_lossy()
-        .replace('\\', "/");
-      let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-      modules.insert(rel, Bytes::from(bytes));
-    }
-  }
-  let upload = Upload {
-    name: name.to_string(),
-    meta,
-    modules,
-  };
-  upload.validate()?;
-  Ok(upload)
 }

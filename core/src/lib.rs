@@ -1,0 +1,23 @@
+//! The pure core of the edge runtime: what can be decided without V8,
+//! sockets or threads, so it is unit-tested in seconds (`cargo test -p
+//! edge-core`) and fuzzed (`fuzz/`).
+//!
+//! - [`host`]: host names, ports, route and certificate patterns.
+//! - [`names`]: worker names and module paths.
+//! - [`routes`]: the host-to-worker table (exact, wildcard, catch-all).
+//! - [`limits`]: a worker's limits and the typed outcome of hitting one.
+//! - [`counters`]: counters, gauges and latency histograms.
+//! - [`bucket`]: the token bucket of `console.*` lines.
+//! - [`addr`]: which addresses a worker's `fetch()` may not reach.
+//! - [`json`]: the planner and checker of `JSON.parse` in parts.
+//! - [`request_id`]: request ids unique across threads, restarts and nodes.
+
+pub mod addr;
+pub mod bucket;
+pub mod counters;
+pub mod host;
+pub mod json;
+pub mod limits;
+pub mod names;
+pub mod request_id;
+pub mod routes;

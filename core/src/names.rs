@@ -1,0 +1,67 @@
+//! Names a worker's settings use: the worker's own and its module paths.
+
+/// Letters, digits, `-` and `_`, 1 to 128 of them.
+pub fn check_worker_name(name: &str) -> Result<(), String> {
+  if name.is_empty() || name.len() > 128 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    return Err(format!("{name:?}: a worker name uses letters, digits, '-' and '_'"));
+  }
+  Ok(())
+}
+
+/// A relative path of `/`-separated plain names ending in .js, .mjs,
+/// .json or .wasm.
+pub fn check_module_path(p: &str) -> Result<(), String> {
+  let ok_ext = [".js", ".mjs", ".json", ".wasm"].iter().any(|e| p.ends_with(e));
+  let ok_parts = !p.is_empty()
+    && p.split('/').all(|part| {
+      !part.is_empty()
+        && part != "."
+        && part != ".."
+        && part
+          .chars()
+          .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    });
+  if ok_ext && ok_parts {
+    Ok(())
+  } else {
+    Err(format!(
+      "{p:?}: a module path is relative, of letters, digits, '-', '_' and '.', and ends in .js, .mjs, .json or .wasm"
+    ))
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn worker_names() {
+    for ok in ["a", "hello-world", "A_1", &"x".repeat(128)] {
+      assert!(check_worker_name(ok).is_ok(), "{ok}");
+    }
+    for bad in ["", "a b", "a/b", "é", "a.b", &"x".repeat(129)] {
+      assert!(check_worker_name(bad).is_err(), "{bad:?}");
+    }
+  }
+
+  #[test]
+  fn module_paths() {
+    for ok in ["index.js", "lib/a.mjs", "data.json", "m/x.wasm", "a.b.js"] {
+      assert!(check_module_path(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+      "",
+      "/abs.js",
+      "../up.js",
+      "a/../b.js",
+      "./a.js",
+      "a//b.js",
+      "a.ts",
+      "a b.js",
+      "a\\b.js",
+      "lib/",
+    ] {
+      assert!(check_module_path(bad).is_err(), "{bad:?}");
+    }
+  }
+}

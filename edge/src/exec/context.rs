@@ -1,0 +1,85 @@
+//! What every request on one executor thread shares: the thread's isolate
+//! pool, its CPU deadline, and its request ids.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use edge_core::limits::LimitKind;
+use edge_core::request_id::RequestId;
+
+use crate::limits::CpuDeadline;
+use crate::obs::observer::{Outcome, RequestObserver};
+use crate::pool::Pool;
+use crate::worker::Worker;
+
+/// What the access log and an embedder want to know of a handled request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunInfo {
+  pub cold: bool,
+  pub cpu: Duration,
+}
+
+pub struct ThreadContext {
+  pub index: usize,
+  /// This thread's CPU deadline, read by the watchdog.
+  pub deadline: Arc<CpuDeadline>,
+  pub pool: Rc<Pool>,
+  /// The engine's random id prefix (see [`RequestId`]).
+  id_prefix: u64,
+  next_request: Cell<u64>,
+  observer: Option<Arc<dyn RequestObserver>>,
+}
+
+impl ThreadContext {
+  pub fn new(
+    index: usize,
+    deadline: Arc<CpuDeadline>,
+    pool: Rc<Pool>,
+    id_prefix: u64,
+    observer: Option<Arc<dyn RequestObserver>>,
+  ) -> Self {
+    Self {
+      index,
+      deadline,
+      pool,
+      id_prefix,
+      next_request: Cell::new(0),
+      observer,
+    }
+  }
+
+  /// Counts a request its worker answered (the one place: front door and
+  /// embedders alike) and tells the embedder's observer.
+  pub fn finished(
+    &self,
+    worker: &Worker,
+    request_id: RequestId,
+    status: http::StatusCode,
+    limit: Option<LimitKind>,
+    wall: Duration,
+    info: &RunInfo,
+  ) {
+    worker.stats.finished(status, limit, wall, info.cpu);
+    if let Some(o) = &self.observer {
+      o.finished(&Outcome {
+        worker: &worker.name,
+        request_id,
+        status: status.as_u16(),
+        limit,
+        cpu: info.cpu,
+        wall,
+        cold: info.cold,
+      });
+    }
+  }
+
+  /// A request id unique across threads, restarts and nodes.
+  pub fn next_request_id(&self) -> RequestId {
+    let n = self.next_request.get().wrapping_add(1);
+    self.next_request.set(n);
+    RequestId::new(self.id_prefix, self.index as u16, n)
+  }
+}

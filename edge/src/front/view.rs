@@ -1,0 +1,63 @@
+//! What the request path reads of the engine, and nothing else: the
+//! router and certificates (swapped whole by deploys and reloads), the
+//! counters, whether the server drains, and the logging switches.
+
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+
+use super::routing::Router;
+use super::tls::CertStore;
+use crate::obs::stats::Stats;
+
+pub struct ServingView {
+  router: RwLock<Arc<Router>>,
+  certs: RwLock<Option<Arc<CertStore>>>,
+  pub stats: Arc<Stats>,
+  /// Set once: stop accepting, let connections finish.
+  draining: watch::Sender<bool>,
+  /// One `access` line per request.
+  pub access_log: bool,
+  /// Development: error responses carry the exception's stack.
+  pub dev: bool,
+}
+
+impl ServingView {
+  pub fn new(router: Router, certs: Option<CertStore>, stats: Arc<Stats>, access_log: bool, dev: bool) -> Self {
+    Self {
+      router: RwLock::new(Arc::new(router)),
+      certs: RwLock::new(certs.map(Arc::new)),
+      stats,
+      draining: watch::channel(false).0,
+      access_log,
+      dev,
+    }
+  }
+
+  pub fn router(&self) -> Arc<Router> {
+    self.router.read().expect("router lock").clone()
+  }
+
+  pub fn certs(&self) -> Option<Arc<CertStore>> {
+    self.certs.read().expect("certs lock").clone()
+  }
+
+  /// Becomes true when the server drains.
+  pub fn draining(&self) -> watch::Receiver<bool> {
+    self.draining.subscribe()
+  }
+
+  pub(crate) fn start_draining(&self) {
+    let _ = self.draining.send(true);
+  }
+
+  /// Every request routed after this sees `router` (deploys, reloads).
+  pub(crate) fn publish_router(&self, router: Router) {
+    *self.router.write().expect("router lock") = Arc::new(router);
+  }
+
+  /// Handshakes after this use `certs` (reloads).
+  pub(crate) fn publish_certs(&self, certs: CertStore) {
+    *self.certs.write().expect("certs lock") = Some(Arc::new(certs));
+  }
+}

@@ -1,0 +1,212 @@
+//! The watchdog: one thread that stops JS running past its CPU deadline on
+//! every executor thread. Each executor thread has a [`CpuDeadline`], armed
+//! around each entry into an isolate with what is left of the request's
+//! CPU budget; the watchdog reads that thread's CPU clock every tick and
+//! terminates the isolate when the budget is spent.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use js_api::IsolateStopper;
+
+pub(super) fn clock_time(clock: libc::clockid_t) -> Duration {
+  let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+  // SAFETY: `ts` is a valid, writable timespec.
+  let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+  if rc != 0 {
+    return Duration::ZERO;
+  }
+  Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The JS running now on one executor thread, and its CPU budget.
+pub struct CpuDeadline {
+  clock: libc::clockid_t,
+  slot: Mutex<Slice>,
+  dog: Arc<DogState>,
+}
+
+/// The slice of JS being watched, if `active`. It keeps the last isolate's
+/// stopper between slices: most slices on a thread run the isolate the
+/// previous one ran, and then arming clones nothing.
+#[derive(Default)]
+struct Slice {
+  active: bool,
+  stopper: Option<Arc<IsolateStopper>>,
+  budget: Duration,
+  armed_at: Option<Instant>,
+  /// The thread's CPU clock when the slice began, as the watchdog first
+  /// estimated it (its clock now, less the wall time since arming).
+  start_cpu: Option<Duration>,
+  fired: bool,
+  /// Watchdog ticks this slice has run for.
+  ticks: u32,
+}
+
+impl CpuDeadline {
+  pub(super) fn arm(&self, stopper: &Arc<IsolateStopper>, budget: Duration, now: Instant) {
+    {
+      let mut slot = self.slot.lock().expect("watch");
+      if !slot.stopper.as_ref().is_some_and(|s| Arc::ptr_eq(s, stopper)) {
+        slot.stopper = Some(stopper.clone());
+      }
+      slot.active = true;
+      slot.budget = budget;
+      slot.armed_at = Some(now);
+      slot.start_cpu = None;
+      slot.fired = false;
+      slot.ticks = 0;
+    }
+    if self.dog.quiet.load(Ordering::SeqCst) {
+      let _g = self.dog.lock.lock().expect("watchdog");
+      self.dog.wake.notify_one();
+    }
+  }
+
+  /// Clears the slice: whether the watchdog terminated it, and its CPU
+  /// time if the watchdog saw it run.
+  pub(super) fn disarm(&self) -> (bool, Option<Duration>) {
+    let mut s = self.slot.lock().expect("watch");
+    if !s.active {
+      return (false, None);
+    }
+    s.active = false;
+    (
+      s.fired,
+      s.start_cpu.map(|start| clock_time(self.clock).saturating_sub(start)),
+    )
+  }
+}
+
+struct DogState {
+  watches: Mutex<Vec<Arc<CpuDeadline>>>,
+  quiet: AtomicBool,
+  lock: Mutex<()>,
+  wake: Condvar,
+  stop: AtomicBool,
+}
+
+/// One thread that stops JS running past its CPU deadline, for all
+/// executor threads. It ticks every millisecond while JS runs somewhere
+/// and sleeps when none has run for a while.
+pub struct Watchdog {
+  shared: Arc<DogState>,
+  thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const TICK: Duration = Duration::from_millis(2);
+const QUIET_AFTER: Duration = Duration::from_millis(100);
+const MEMORY_CHECK_TICKS: u32 = 3;
+
+impl Watchdog {
+  pub fn start() -> std::io::Result<Self> {
+    let shared = Arc::new(DogState {
+      watches: Mutex::new(Vec::new()),
+      quiet: AtomicBool::new(false),
+      lock: Mutex::new(()),
+      wake: Condvar::new(),
+      stop: AtomicBool::new(false),
+    });
+    let s = shared.clone();
+    let thread = std::thread::Builder::new()
+      .name("edge-watchdog".into())
+      .spawn(move || run(s))?;
+    Ok(Self {
+      shared,
+      thread: Some(thread),
+    })
+  }
+
+  /// What makes the deadline of an executor thread, on that thread.
+  pub fn deadline_maker(&self) -> DeadlineMaker {
+    DeadlineMaker(self.shared.clone())
+  }
+}
+
+/// Sent to an executor thread to make its [`CpuDeadline`] there.
+pub struct DeadlineMaker(Arc<DogState>);
+
+impl DeadlineMaker {
+  /// The calling thread's deadline, watched by the watchdog.
+  pub fn for_this_thread(self) -> Arc<CpuDeadline> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: pthread_self() is the calling thread; `clock` is writable.
+    let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
+    if rc != 0 {
+      clock = libc::CLOCK_THREAD_CPUTIME_ID;
+    }
+    let w = Arc::new(CpuDeadline {
+      clock,
+      slot: Mutex::new(Slice::default()),
+      dog: self.0.clone(),
+    });
+    self.0.watches.lock().expect("watchdog").push(w.clone());
+    w
+  }
+}
+
+impl Drop for Watchdog {
+  fn drop(&mut self) {
+    self.shared.stop.store(true, Ordering::SeqCst);
+    {
+      let _g = self.shared.lock.lock().expect("watchdog");
+      self.shared.wake.notify_one();
+    }
+    if let Some(t) = self.thread.take() {
+      let _ = t.join();
+    }
+  }
+}
+
+fn run(s: Arc<DogState>) {
+  let mut last_active = Instant::now();
+  while !s.stop.load(Ordering::SeqCst) {
+    if check(&s) {
+      last_active = Instant::now();
+    }
+    if last_active.elapsed() < QUIET_AFTER {
+      std::thread::sleep(TICK);
+      continue;
+    }
+    let g = s.lock.lock().expect("watchdog");
+    s.quiet.store(true, Ordering::SeqCst);
+    if check(&s) {
+      s.quiet.store(false, Ordering::SeqCst);
+      last_active = Instant::now();
+      continue;
+    }
+    let _g = s.wake.wait_timeout(g, Duration::from_secs(1)).expect("watchdog");
+    s.quiet.store(false, Ordering::SeqCst);
+    last_active = Instant::now();
+  }
+}
+
+/// Terminates slices past their CPU budget; true if any slice is running.
+fn check(s: &DogState) -> bool {
+  let watches = s.watches.lock().expect("watchdog");
+  let mut any = false;
+  for w in watches.iter() {
+    let mut slot = w.slot.lock().expect("watch");
+    let slice = &mut *slot;
+    let (true, Some(stopper), Some(armed_at)) = (slice.active, &slice.stopper, slice.armed_at) else {
+      continue;
+    };
+    any = true;
+    let now = clock_time(w.clock);
+    let start = *slice
+      .start_cpu
+      .get_or_insert_with(|| now.saturating_sub(armed_at.elapsed()));
+    if !slice.fired && now.saturating_sub(start) >= slice.budget {
+      slice.fired = true;
+      stopper.terminate();
+    }
+    // Wasm memory is outside both the heap and our allocator: a long
+    // slice gets its memory looked at every few milliseconds.
+    slice.ticks += 1;
+    if slice.ticks % MEMORY_CHECK_TICKS == 0 {
+      stopper.memory.request_check();
+    }
+  }
+  any
+}

@@ -1,0 +1,9 @@
+//! What the engine tells about itself: counters and histograms
+//! ([`stats`]), their Prometheus text ([`metrics`]), access lines and
+//! workers' console output ([`logging`]), and what an embedder may be told
+//! of each request ([`observer`]).
+
+pub mod logging;
+pub mod metrics;
+pub mod observer;
+pub mod stats;

@@ -1,0 +1,144 @@
+//! The idle isolates of a thread's pool, by worker and in the order they
+//! were released (least recently used first), with the heap they hold.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use js_api::Isolate;
+
+use crate::worker::{Worker, WorkerId};
+
+/// An isolate waiting for its worker's next request.
+pub struct Idle {
+  pub iso: Isolate,
+  pub seq: u64,
+  pub since: Instant,
+  pub heap: usize,
+  /// Garbage collected since it went idle.
+  pub compacted: bool,
+}
+
+struct Slot {
+  worker: Arc<Worker>,
+  idle: Vec<Idle>,
+}
+
+#[derive(Default)]
+pub struct IdleSet {
+  slots: HashMap<WorkerId, Slot>,
+  /// Release sequence number -> worker, oldest first.
+  lru: BTreeMap<u64, WorkerId>,
+  next_seq: u64,
+  heap: usize,
+}
+
+impl IdleSet {
+  /// Heap held by all idle isolates, as last looked at.
+  pub fn heap(&self) -> usize {
+    self.heap
+  }
+
+  pub fn push(&mut self, worker: &Arc<Worker>, iso: Isolate, heap: usize) {
+    self.next_seq += 1;
+    let seq = self.next_seq;
+    self
+      .slots
+      .entry(worker.id)
+      .or_insert_with(|| Slot {
+        worker: worker.clone(),
+        idle: Vec::new(),
+      })
+      .idle
+      .push(Idle {
+        iso,
+        seq,
+        since: Instant::now(),
+        heap,
+        compacted: false,
+      });
+    self.lru.insert(seq, worker.id);
+    self.heap += heap;
+  }
+
+  /// The most recently released idle isolate of `worker`.
+  pub fn pop(&mut self, worker: &Worker) -> Option<Idle> {
+    let slot = self.slots.get_mut(&worker.id)?;
+    let idle = slot.idle.pop()?;
+    if slot.idle.is_empty() {
+      self.slots.remove(&worker.id);
+    }
+    self.lru.remove(&idle.seq);
+    self.heap -= idle.heap;
+    Some(idle)
+  }
+
+  /// The least recently released idle isolate: its sequence number, worker
+  /// and when it went idle.
+  pub fn oldest(&self) -> Option<(u64, WorkerId, Instant)> {
+    let (&seq, &id) = self.lru.first_key_value()?;
+    let since = self.slots.get(&id)?.idle.iter().find(|i| i.seq == seq)?.since;
+    Some((seq, id, since))
+  }
+
+  /// Takes out the idle isolate `seq` of worker `id`.
+  pub fn remove(&mut self, seq: u64, id: WorkerId) -> Option<(Arc<Worker>, Idle)> {
+    self.lru.remove(&seq);
+    let slot = self.slots.get_mut(&id)?;
+    let pos = slot.idle.iter().position(|i| i.seq == seq)?;
+    let idle = slot.idle.swap_remove(pos);
+    let worker = slot.worker.clone();
+    if slot.idle.is_empty() {
+      self.slots.remove(&id);
+    }
+    self.heap -= idle.heap;
+    Some((worker, idle))
+  }
+
+  /// Sequence numbers of `worker`'s idle isolates.
+  pub fn seqs_of(&self, worker: &Worker) -> Vec<u64> {
+    self
+      .slots
+      .get(&worker.id)
+      .map(|s| s.idle.iter().map(|i| i.seq).collect())
+      .unwrap_or_default()
+  }
+
+  /// Calls `f` on the oldest idle isolate for which `pick` holds, of those
+  /// idle since before `before`; returns its sequence number, worker and
+  /// what `f` returned. `f` gets the isolate and its worker and returns
+  /// the heap it now holds.
+  pub fn with_oldest<R>(
+    &mut self,
+    before: Instant,
+    pick: impl Fn(&Idle) -> bool,
+    f: impl FnOnce(&Arc<Worker>, &mut Idle) -> R,
+  ) -> Option<(u64, WorkerId, R)> {
+    for (&seq, &id) in self.lru.iter() {
+      let Some(slot) = self.slots.get_mut(&id) else { continue };
+      let Some(idle) = slot.idle.iter_mut().find(|i| i.seq == seq) else {
+        continue;
+      };
+      if idle.since >= before {
+        return None;
+      }
+      if !pick(idle) {
+        continue;
+      }
+      let old_heap = idle.heap;
+      let r = f(&slot.worker, idle);
+      self.heap = self.heap - old_heap + idle.heap;
+      return Some((seq, id, r));
+    }
+    None
+  }
+
+  /// Every idle isolate, oldest first (at thread exit).
+  pub fn drain(&mut self) -> Vec<Isolate> {
+    self.lru.clear();
+    self.heap = 0;
+    let mut all: Vec<Idle> = self.slots.drain().flat_map(|(_, s)| s.idle).collect();
+    all.sort_by_key(|i| i.seq);
+    all.into_iter().map(|i| i.iso).collect()
+  }
+}

@@ -1,0 +1,411 @@
+//! Step 4 of a request: take an isolate for the worker on this thread.
+//!
+//! Each executor thread has its own pool. A worker's idle isolates are
+//! reused (warm); without one, a blank isolate from the ready supply is
+//! bound to the worker (cold: only the worker's own modules are evaluated).
+//! An isolate runs one request at a time; a worker has at most
+//! `max_per_worker` isolates per thread and further requests wait.
+//!
+//! Capacity ([`capacity`]): at most `max_isolates` bound isolates and
+//! `max_idle_heap` bytes of idle heap per thread. Past either, the least
+//! recently used idle isolate ([`idle`]) of any worker is dropped; idle
+//! isolates also go after `idle_timeout`. Dropping one is invisible to
+//! clients but for latency: the next request of that worker starts cold.
+
+pub mod capacity;
+pub mod idle;
+pub mod lease;
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use js_api::{Isolate, IsolateConfig, LogSink};
+
+use crate::error::RequestError;
+use crate::limits::metered::{self, Meter, Metered};
+use crate::limits::{CpuDeadline, CpuMeter, Phase};
+use crate::obs::stats::Stats;
+use crate::worker::{Worker, WorkerId};
+use capacity::{Capacity, Reserve};
+use idle::IdleSet;
+pub use lease::Lease;
+
+/// CPU time a worker's modules may take to evaluate when it starts, if its
+/// request limit is lower (Cloudflare allows 400 ms for startup too).
+pub const STARTUP_CPU: Duration = Duration::from_millis(400);
+
+/// The sizes a pool keeps to (per thread).
+#[derive(Clone, Debug)]
+pub struct PoolLimits {
+  pub blank_target: usize,
+  pub max_per_worker: usize,
+  pub max_isolates: usize,
+  pub max_idle_heap: usize,
+  pub idle_timeout: Duration,
+}
+
+/// How long an isolate stays idle before its garbage is collected and
+/// V8's spare pages given back (~5% of an idle hello-world isolate's
+/// memory; ~2 ms of the thread each), which is done only when the thread
+/// has served nothing for a quarter of this.
+const COMPACT_AFTER: Duration = Duration::from_secs(1);
+
+pub struct Pool {
+  config: IsolateConfig,
+  log: Rc<dyn LogSink>,
+  limits: PoolLimits,
+  stats: Arc<Stats>,
+  /// This thread's CPU deadline (module evaluation runs under the worker's
+  /// CPU limit too).
+  deadline: Arc<CpuDeadline>,
+  blank: RefCell<Vec<Isolate>>,
+  refilling: Cell<bool>,
+  /// Isolates taken or given back on this thread so far (a change between
+  /// two looks means the thread was not quiet).
+  activity: Cell<u64>,
+  capacity: Capacity,
+  idle: RefCell<IdleSet>,
+}
+
+impl Pool {
+  pub fn new(
+    config: IsolateConfig,
+    log: Rc<dyn LogSink>,
+    limits: PoolLimits,
+    stats: Arc<Stats>,
+    deadline: Arc<CpuDeadline>,
+  ) -> Rc<Self> {
+    let pool = Rc::new(Self {
+      capacity: Capacity::new(limits.max_isolates, limits.max_per_worker, stats.clone()),
+      config,
+      log,
+      limits,
+      stats,
+      deadline,
+      blank: RefCell::new(Vec::new()),
+      refilling: Cell::new(false),
+      activity: Cell::new(0),
+      idle: RefCell::new(IdleSet::default()),
+    });
+    pool.spawn_sweepers();
+    pool
+  }
+
+  fn lease(self: &Rc<Self>, worker: &Arc<Worker>, iso: Isolate, heap: usize, cold: bool) -> Lease {
+    self.stats.in_flight.add(1);
+    Lease {
+      pool: self.clone(),
+      worker: worker.clone(),
+      isolate: Some(iso),
+      heap,
+      cold,
+    }
+  }
+
+  /// An isolate for `worker`: warm if one is idle, else a blank one bound
+  /// now, else wait for one to be released.
+  pub async fn acquire(self: &Rc<Self>, worker: &Arc<Worker>) -> Result<Lease, RequestError> {
+    self.activity.set(self.activity.get() + 1);
+    loop {
+      if let Some((iso, heap)) = self.take_idle(worker) {
+        self.stats.warm_starts.inc();
+        return Ok(self.lease(worker, iso, heap, false));
+      }
+      match self.capacity.reserve(worker, || self.evict_lru()) {
+        Reserve::Granted => break,
+        Reserve::WorkerFull(freed) => freed.notified().await,
+        Reserve::ThreadFull => self.capacity.wait_for_room().await,
+      }
+    }
+    self.stats.cold_starts.inc();
+    worker.stats.cold_starts.inc();
+    let iso = self.bind_new(worker).await?;
+    Ok(self.lease(worker, iso, 0, true))
+  }
+
+  /// Starts binding an isolate for `worker` in the background if it has
+  /// none on this thread (a TLS ClientHello named its host). Returns
+  /// whether it did.
+  pub fn prewarm(self: &Rc<Self>, worker: &Arc<Worker>) -> bool {
+    if self.capacity.live_of(worker) > 0 {
+      return false;
+    }
+    if !matches!(self.capacity.reserve(worker, || self.evict_lru()), Reserve::Granted) {
+      return false;
+    }
+    self.stats.sni_warmups.inc();
+    let (pool, worker) = (self.clone(), worker.clone());
+    tokio::task::spawn_local(async move {
+      // Ready before the request arrives: it becomes idle, then warm.
+      if let Ok(iso) = pool.bind_new(&worker).await {
+        pool.release(&worker, iso, 0);
+      }
+    });
+    true
+  }
+
+  fn take_idle(&self, worker: &Arc<Worker>) -> Option<(Isolate, usize)> {
+    let idle = self.idle.borrow_mut().pop(worker)?;
+    worker.stats.idle_isolates.add(-1);
+    Some((idle.iso, idle.heap))
+  }
+
+  /// Binds a blank isolate to `worker`, whose room was reserved.
+  async fn bind_new(self: &Rc<Self>, worker: &Arc<Worker>) -> Result<Isolate, RequestError> {
+    let mut iso = match self.take_blank(worker) {
+      Ok(iso) => iso,
+      Err(e) => {
+        self.capacity.release(worker);
+        return Err(RequestError::Internal(e.to_string()));
+      }
+    };
+    // Evaluating the worker's modules runs its top-level code: under a CPU
+    // limit (the request's, but at least STARTUP_CPU: compiling is work a
+    // request does not do) and the wall limit.
+    let stopper = iso.stopper().clone();
+    let mut cpu = CpuMeter::new(worker.limits.cpu.max(STARTUP_CPU));
+    let outcome = {
+      let mut bind = std::pin::pin!(iso.bind(
+        worker.code.clone(),
+        &worker.net,
+        worker.limits.subrequests,
+        self.log.clone(),
+      ));
+      let meter = Meter {
+        cpu: &mut cpu,
+        deadline: &self.deadline,
+        stopper: &stopper,
+        memory_limit: worker.limits.memory_bytes,
+        wall: worker.limits.wall,
+        wall_until: tokio::time::Instant::now() + worker.limits.wall,
+        phase: Phase::Startup,
+      };
+      metered::run(meter, |cx| bind.as_mut().poll(cx)).await
+    };
+    let failed = match outcome {
+      Metered::Done(Ok(())) => return Ok(iso),
+      Metered::Limit(hit) => RequestError::Limit {
+        worker: worker.name.to_string(),
+        hit,
+      },
+      Metered::Done(Err(error)) => RequestError::Startup {
+        worker: worker.name.to_string(),
+        error,
+      },
+    };
+    // Not reusable: it may hold half of the worker's state.
+    drop(iso);
+    self.capacity.release(worker);
+    Err(failed)
+  }
+
+  fn take_blank(self: &Rc<Self>, worker: &Worker) -> Result<Isolate, js_api::JsApiError> {
+    if worker.limits.memory_bytes != self.config.memory_limit_bytes {
+      // Blank isolates have the default memory budget; V8's heap limit is
+      // fixed when an isolate is made.
+      let config = IsolateConfig {
+        memory_limit_bytes: worker.limits.memory_bytes,
+        ..self.config.clone()
+      };
+      return Isolate::new(&config);
+    }
+    // The supply is topped up when the request lets go of its isolate
+    // (`release`), not now: making an isolate takes milliseconds of this
+    // thread, which the cold start would wait for.
+    let iso = self.blank.borrow_mut().pop();
+    match iso {
+      Some(iso) => {
+        self.stats.blank_isolates.add(-1);
+        Ok(iso)
+      }
+      None => {
+        self.stats.blank_misses.inc();
+        Isolate::new(&self.config)
+      }
+    }
+  }
+
+  /// Tops the blank supply up in the background, one isolate per turn of
+  /// the thread's scheduler so requests are served in between.
+  pub fn schedule_refill(self: &Rc<Self>) {
+    if self.refilling.get() || self.blank.borrow().len() >= self.limits.blank_target {
+      return;
+    }
+    self.refilling.set(true);
+    let pool = self.clone();
+    tokio::task::spawn_local(async move {
+      // Cleared however the task ends (a panic included).
+      struct Done(Rc<Pool>);
+      impl Drop for Done {
+        fn drop(&mut self) {
+          self.0.refilling.set(false);
+        }
+      }
+      let done = Done(pool.clone());
+      while pool.blank.borrow().len() < pool.limits.blank_target {
+        tokio::task::yield_now().await;
+        match Isolate::new(&pool.config) {
+          Ok(iso) => {
+            pool.blank.borrow_mut().push(iso);
+            pool.stats.blank_isolates.add(1);
+          }
+          Err(e) => {
+            tracing::error!("cannot create a blank isolate: {e}");
+            break;
+          }
+        }
+      }
+      drop(done);
+    });
+  }
+
+  fn release(self: &Rc<Self>, worker: &Arc<Worker>, mut iso: Isolate, lent_heap: usize) {
+    self.activity.set(self.activity.get() + 1);
+    self.schedule_refill();
+    // The look at its memory may find the isolate over its budget (Wasm
+    // memory grown in a request too short for the watchdog to look).
+    let heap = if worker.is_retired() {
+      None
+    } else {
+      iso.memory_if_reusable()
+    };
+    worker.stats.heap_bytes.add(heap.unwrap_or(0) as i64 - lent_heap as i64);
+    match heap {
+      Some(heap) => {
+        self.idle.borrow_mut().push(worker, iso, heap);
+        worker.stats.idle_isolates.add(1);
+        self.capacity.idled(worker);
+      }
+      None => {
+        drop(iso);
+        self.capacity.release(worker);
+      }
+    }
+    while self.idle.borrow().heap() > self.limits.max_idle_heap && self.evict_lru() {}
+  }
+
+  /// Drops the least recently used idle isolate; false if none is idle.
+  fn evict_lru(&self) -> bool {
+    let oldest = self.idle.borrow().oldest();
+    match oldest {
+      Some((seq, id, _)) => {
+        self.evict(seq, id);
+        true
+      }
+      None => false,
+    }
+  }
+
+  fn evict(&self, seq: u64, id: WorkerId) {
+    let Some((worker, idle)) = self.idle.borrow_mut().remove(seq, id) else {
+      return;
+    };
+    let ws = &worker.stats;
+    ws.idle_isolates.add(-1);
+    ws.heap_bytes.add(-(idle.heap as i64));
+    self.stats.evictions.inc();
+    drop(idle);
+    self.capacity.release(&worker);
+  }
+
+  fn spawn_sweepers(self: &Rc<Self>) {
+    let pool = Rc::downgrade(self);
+    let every = (self.limits.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    tokio::task::spawn_local(async move {
+      loop {
+        tokio::time::sleep(every).await;
+        let Some(pool) = pool.upgrade() else { return };
+        pool.evict_idle_older_than(pool.limits.idle_timeout);
+      }
+    });
+    let pool = Rc::downgrade(self);
+    tokio::task::spawn_local(async move {
+      let mut seen = u64::MAX;
+      loop {
+        tokio::time::sleep(COMPACT_AFTER / 4).await;
+        let Some(pool) = pool.upgrade() else { return };
+        // One isolate per scheduler turn, while the thread is quiet: a
+        // request meanwhile waits for one collection at most.
+        let quiet = |p: &Pool| p.activity.get() == seen;
+        while quiet(&pool) && pool.compact_one_idle() {
+          tokio::task::yield_now().await;
+        }
+        seen = pool.activity.get();
+      }
+    });
+  }
+
+  /// Collects the garbage of the oldest idle isolate idle for longer than
+  /// [`COMPACT_AFTER`] and not collected since; false if there is none.
+  /// One found over its budget even so is dropped.
+  fn compact_one_idle(&self) -> bool {
+    let Some(before) = Instant::now().checked_sub(COMPACT_AFTER) else {
+      return false;
+    };
+    let compacted = self.idle.borrow_mut().with_oldest(
+      before,
+      |idle| !idle.compacted,
+      |worker, idle| {
+        let heap = idle.iso.compact();
+        idle.compacted = true;
+        worker.stats.heap_bytes.add(heap as i64 - idle.heap as i64);
+        idle.heap = heap;
+        !idle.iso.is_reusable()
+      },
+    );
+    match compacted {
+      None => false,
+      Some((seq, id, over_budget)) => {
+        if over_budget {
+          self.evict(seq, id);
+        }
+        true
+      }
+    }
+  }
+
+  fn evict_idle_older_than(&self, age: Duration) {
+    loop {
+      let oldest = self.idle.borrow().oldest();
+      match oldest {
+        Some((seq, id, since)) if since.elapsed() >= age => self.evict(seq, id),
+        _ => return,
+      }
+    }
+  }
+
+  /// Drops the idle isolates of a retired worker version (busy ones go
+  /// when their requests finish).
+  pub fn retire(&self, worker: &Arc<Worker>) {
+    let seqs = self.idle.borrow().seqs_of(worker);
+    for seq in seqs {
+      self.evict(seq, worker.id);
+    }
+  }
+
+  pub fn stats(&self) -> &Stats {
+    &self.stats
+  }
+
+  /// Whether the blank supply is being topped up now.
+  pub fn refilling(&self) -> bool {
+    self.refilling.get()
+  }
+
+  /// Number of blank isolates ready.
+  pub fn blank_ready(&self) -> usize {
+    self.blank.borrow().len()
+  }
+
+  /// Drops every isolate (at thread exit), newest first.
+  pub fn clear(&self) {
+    let mut all: Vec<Isolate> = self.blank.borrow_mut().drain(..).collect();
+    all.extend(self.idle.borrow_mut().drain());
+    while let Some(iso) = all.pop() {
+      drop(iso);
+    }
+  }
+}

@@ -1,0 +1,198 @@
+//! Executor threads: each owns a single-threaded tokio runtime, its isolate
+//! pool, and a share of the listeners. A connection accepted on a thread is
+//! served there, its requests run in that thread's isolates: no hand-off
+//! between threads on the request path. Other threads (embedders, deploys)
+//! reach an executor through [`Executors`], which owns their job channels.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use js_api::IsolateConfig;
+use tokio::sync::{mpsc, watch};
+
+use crate::exec::context::ThreadContext;
+use crate::exec::jobs::{run_job, Job};
+use crate::front::accept::{spawn_accept_loops, Listeners};
+use crate::front::view::ServingView;
+use crate::front::FrontDoor;
+use crate::limits::Watchdog;
+use crate::obs::logging::ConsoleSink;
+use crate::obs::observer::{ConsoleOutput, RequestObserver};
+use crate::pool::{Pool, PoolLimits};
+
+/// What each executor thread is started with, by value.
+#[derive(Clone)]
+pub struct ThreadParams {
+  pub isolate_config: IsolateConfig,
+  pub pool_limits: PoolLimits,
+  pub console_lines_per_s: u32,
+  /// The engine's random request id prefix.
+  pub id_prefix: u64,
+  pub observer: Option<Arc<dyn RequestObserver>>,
+  pub console: Option<Arc<dyn ConsoleOutput>>,
+}
+
+/// The running executor threads and their job channels.
+pub struct Executors {
+  jobs: Vec<mpsc::UnboundedSender<Job>>,
+  threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+  shutdown: watch::Sender<bool>,
+  /// Stops JS that runs past its CPU deadline, on every executor.
+  _watchdog: Watchdog,
+}
+
+impl Executors {
+  /// Starts `count` threads serving `listeners` (if any) with `view`, and
+  /// returns once each has its blank isolates and accepts.
+  pub fn start(
+    count: usize,
+    params: ThreadParams,
+    view: Arc<ServingView>,
+    listeners: &Listeners,
+  ) -> std::io::Result<Self> {
+    let watchdog = Watchdog::start()?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let mut jobs = Vec::with_capacity(count);
+    let mut threads = Vec::with_capacity(count);
+    for index in 0..count {
+      let (tx, rx) = mpsc::unbounded_channel();
+      let start = Start {
+        index,
+        params: params.clone(),
+        view: view.clone(),
+        listeners: listeners.try_clone()?,
+        deadline: watchdog.deadline_maker(),
+        jobs: rx,
+        shutdown: shutdown_rx.clone(),
+        ready: ready_tx.clone(),
+      };
+      let thread = std::thread::Builder::new()
+        .name(format!("edge-exec-{index}"))
+        .spawn(move || thread_main(start))?;
+      jobs.push(tx);
+      threads.push(thread);
+    }
+    drop(ready_tx);
+    let executors = Self {
+      jobs,
+      threads: std::sync::Mutex::new(threads),
+      shutdown,
+      _watchdog: watchdog,
+    };
+    for _ in 0..count {
+      if ready_rx.recv().is_err() {
+        executors.join();
+        return Err(std::io::Error::other("an executor thread failed to start"));
+      }
+    }
+    Ok(executors)
+  }
+
+  /// Sends `job` to the executor of the worker named `worker`: the same
+  /// one every time, so its isolates there stay warm. False if the
+  /// executors have stopped.
+  pub fn send_to(&self, worker: &str, job: Job) -> bool {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    worker.hash(&mut h);
+    let i = (h.finish() as usize) % self.jobs.len();
+    self.jobs[i].send(job).is_ok()
+  }
+
+  /// Sends a job made by `make` to every executor.
+  pub fn broadcast(&self, make: impl Fn() -> Job) {
+    for tx in &self.jobs {
+      let _ = tx.send(make());
+    }
+  }
+
+  /// Ends the threads (their connections and isolates go with them) and
+  /// waits for them.
+  pub fn join(&self) {
+    let _ = self.shutdown.send(true);
+    let threads = std::mem::take(&mut *self.threads.lock().expect("threads"));
+    for t in threads {
+      let _ = t.join();
+    }
+  }
+}
+
+impl Drop for Executors {
+  fn drop(&mut self) {
+    self.join();
+  }
+}
+
+/// Everything a thread starts with.
+struct Start {
+  index: usize,
+  params: ThreadParams,
+  view: Arc<ServingView>,
+  listeners: Listeners,
+  deadline: crate::limits::watchdog::DeadlineMaker,
+  jobs: mpsc::UnboundedReceiver<Job>,
+  shutdown: watch::Receiver<bool>,
+  ready: std::sync::mpsc::Sender<()>,
+}
+
+fn thread_main(s: Start) {
+  let Start {
+    index,
+    params,
+    view,
+    listeners,
+    deadline,
+    mut jobs,
+    mut shutdown,
+    ready,
+  } = s;
+  let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    Ok(rt) => rt,
+    Err(e) => {
+      tracing::error!("executor {index}: cannot build its runtime: {e}");
+      return;
+    }
+  };
+  let local = tokio::task::LocalSet::new();
+  let pool = local.block_on(&rt, async {
+    let deadline = deadline.for_this_thread();
+    let console = ConsoleSink::new(view.stats.clone(), params.console_lines_per_s, params.console.clone());
+    let pool = Pool::new(
+      params.isolate_config,
+      Rc::new(console),
+      params.pool_limits.clone(),
+      view.stats.clone(),
+      deadline.clone(),
+    );
+    // Fill the blank supply before taking traffic.
+    pool.schedule_refill();
+    while pool.blank_ready() < params.pool_limits.blank_target && pool.refilling() {
+      tokio::task::yield_now().await;
+    }
+    let ctx = Rc::new(ThreadContext::new(
+      index,
+      deadline,
+      pool.clone(),
+      params.id_prefix,
+      params.observer.clone(),
+    ));
+    let door = Rc::new(FrontDoor { ctx: ctx.clone(), view });
+    spawn_accept_loops(&door, listeners);
+    let _ = ready.send(());
+    loop {
+      tokio::select! {
+        job = jobs.recv() => match job {
+          Some(job) => run_job(&ctx, job),
+          None => break,
+        },
+        _ = shutdown.changed() => break,
+      }
+    }
+    pool
+  });
+  // Connections and tasks end with the LocalSet; then the isolates go.
+  drop(local);
+  pool.clear();
+  drop(rt);
+}

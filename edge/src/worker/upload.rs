@@ -1,0 +1,99 @@
+//! A worker as uploaded through the admin API (or handed in by an
+//! embedder): its settings and module files, checked before it is built.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use edge_core::limits::LimitsConfig;
+use edge_core::names::{check_module_path, check_worker_name};
+use serde::{Deserialize, Serialize};
+
+use super::{MemorySource, WorkerSpec};
+
+/// The settings of an uploaded worker (the `metadata` part of an upload).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadMeta {
+  /// Path of the main module among the uploaded ones.
+  pub main_module: String,
+  #[serde(default)]
+  pub routes: Vec<String>,
+  #[serde(default)]
+  pub vars: BTreeMap<String, String>,
+  #[serde(default)]
+  pub limits: LimitsConfig,
+  #[serde(default)]
+  pub allow_private_network: bool,
+}
+
+/// A worker as uploaded: settings and module files.
+#[derive(Clone, Debug)]
+pub struct Upload {
+  pub name: String,
+  pub meta: UploadMeta,
+  /// Module path (relative, `/`-separated) to its bytes.
+  pub modules: BTreeMap<String, Bytes>,
+}
+
+impl Upload {
+  /// Checks what can be checked without running it: names, paths, routes,
+  /// limits.
+  pub fn validate(&self) -> Result<(), String> {
+    check_worker_name(&self.name)?;
+    if self.modules.is_empty() {
+      return Err("the upload has no modules".into());
+    }
+    for path in self.modules.keys() {
+      check_module_path(path)?;
+    }
+    if !self.modules.contains_key(&self.meta.main_module) {
+      return Err(format!(
+        "main_module {:?} is not among the uploaded modules ({})",
+        self.meta.main_module,
+        self.modules.keys().cloned().collect::<Vec<_>>().join(", ")
+      ));
+    }
+    for r in &self.meta.routes {
+      edge_core::host::check_host_pattern(r, true).map_err(|m| format!("routes: {m}"))?;
+    }
+    self
+      .meta
+      .limits
+      .check()
+      .map_err(|(field, m)| format!("limits.{field}: {m}"))?;
+    if self.meta.vars.keys().any(|k| k.is_empty()) {
+      return Err("vars: a var needs a name".into());
+    }
+    Ok(())
+  }
+
+  /// A hash of the settings and modules.
+  pub fn version(&self) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&self.meta).unwrap_or_default().hash(&mut h);
+    for (k, v) in &self.modules {
+      k.hash(&mut h);
+      v.hash(&mut h);
+    }
+    format!("{:016x}", h.finish())
+  }
+
+  /// The upload as a deployable spec, its modules held in memory.
+  pub fn spec(&self) -> Result<WorkerSpec, String> {
+    let files = self.modules.iter().map(|(k, v)| (k.clone(), Arc::<[u8]>::from(&v[..])));
+    let source = MemorySource::new(&self.name, files)?;
+    Ok(WorkerSpec {
+      name: self.name.clone(),
+      main_module: self.meta.main_module.clone(),
+      modules: source.paths(),
+      source: Arc::new(source),
+      version: self.version(),
+      routes: self.meta.routes.clone(),
+      vars: self.meta.vars.clone(),
+      limits: self.meta.limits.clone(),
+      allow_private_network: self.meta.allow_private_network,
+    })
+  }
+}
