@@ -5,6 +5,7 @@ mod support;
 
 mod config;
 mod fetch;
+mod isolates;
 mod library;
 mod limits;
 mod operations;

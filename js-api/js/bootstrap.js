@@ -566,8 +566,17 @@ function warmup() {
   subrequestLimit = 50;
 }
 
+// deno_crypto keeps the symbols it brands CryptoKeys with in a Rust
+// thread-local, set by whichever isolate registered last; several isolates
+// share a thread here, and a key branded with another isolate's symbol
+// aborts the process. runtime.rs calls this whenever an isolate is entered
+// after another one on the thread had them.
+function registerCryptoSymbols() {
+  cryptoMod.Crypto.registerSymbols(webidl.brand, internals.kKeyObject);
+}
+
 ObjectDefineProperty(globalThis, "__edgeInternal", {
-  value: { init, bind, handle, formatError },
+  value: { init, bind, handle, formatError, registerCryptoSymbols },
   enumerable: false,
   configurable: true,
   writable: false,

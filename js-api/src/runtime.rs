@@ -4,9 +4,11 @@
 //! Several isolates live on one thread, so every method enters its isolate
 //! and exits it before returning; V8 wants entries and exits in LIFO order.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -47,7 +49,17 @@ impl Default for IsolateConfig {
 struct Internals {
   bind: v8::Global<v8::Function>,
   handle: v8::Global<v8::Function>,
+  register_crypto_symbols: v8::Global<v8::Function>,
 }
+
+thread_local! {
+  /// The isolate (by [`Isolate::id`]) whose symbols deno_crypto's
+  /// thread-local holds on this thread; 0 for none.
+  static CRYPTO_SYMBOLS_OF: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Ids of isolates in this process (never reused).
+static NEXT_ISOLATE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A thread-safe handle to stop whatever the isolate runs (limits).
 pub struct IsolateStopper {
@@ -77,6 +89,8 @@ impl IsolateStopper {
 
 pub struct Isolate {
   rt: ManuallyDrop<JsRuntime>,
+  /// Unique in the process: whose crypto symbols a thread holds.
+  id: u64,
   config: IsolateConfig,
   internals: Internals,
   loader: Rc<WorkerLoader>,
@@ -155,6 +169,9 @@ impl Isolate {
     .map_err(|e| JsApiError::Create(e.to_string()))?;
 
     let handle = rt.v8_isolate().thread_safe_handle();
+    // Atomics.wait would block the executor thread, and every isolate and
+    // connection on it, where no limit can stop it (workerd refuses it too).
+    rt.v8_isolate().set_allow_atomics_wait(false);
     memory.set_handle(handle.clone());
     {
       let memory = memory.clone();
@@ -177,6 +194,7 @@ impl Isolate {
     unsafe { rt.v8_isolate().exit() };
     Ok(Self {
       rt: ManuallyDrop::new(rt),
+      id: NEXT_ISOLATE_ID.fetch_add(1, Ordering::Relaxed),
       config: config.clone(),
       internals,
       loader,
@@ -193,6 +211,26 @@ impl Isolate {
 
   fn entered(&mut self) -> Entered {
     Entered::new(self.rt.v8_isolate())
+  }
+
+  /// Makes deno_crypto's per-thread brand symbols this isolate's before
+  /// its JS runs (a CryptoKey branded with another isolate's symbols
+  /// aborts the process). One thread-local read when the thread's last
+  /// isolate was this one; a short JS call after a switch. Call with the
+  /// isolate entered.
+  fn own_crypto_symbols(&mut self) {
+    if CRYPTO_SYMBOLS_OF.get() == self.id {
+      return;
+    }
+    deno_core::scope!(scope, &mut *self.rt);
+    v8::tc_scope!(let tc, scope);
+    let f = v8::Local::new(tc, &self.internals.register_crypto_symbols);
+    let undefined = v8::undefined(tc).into();
+    // Fails only when the isolate is being terminated: then no JS runs,
+    // and the next entry tries again.
+    if f.call(tc, undefined, &[]).is_some() {
+      CRYPTO_SYMBOLS_OF.set(self.id);
+    }
   }
 
   /// What stops this isolate's JS from another thread (shared: cloning it
@@ -290,21 +328,40 @@ impl Isolate {
       .load_main_es_module(&code.main)
       .await
       .map_err(|e| JsApiError::from_core(e, true))?;
-    let eval = self.rt.mod_evaluate(id);
-    self
-      .rt
-      .with_event_loop_promise(Box::pin(eval), PollEventLoopOptions::default())
-      .await
-      .map_err(|e| JsApiError::from_core(e, true))?;
+    // Top-level code runs inside mod_evaluate, and again on each turn of
+    // the event loop (top-level await): the crypto symbols are this
+    // isolate's before each (other isolates may run between two polls).
+    self.own_crypto_symbols();
+    let mut eval = std::pin::pin!(self.rt.mod_evaluate(id));
+    std::future::poll_fn(|cx| {
+      self.own_crypto_symbols();
+      if let Poll::Ready(r) = eval.as_mut().poll(cx) {
+        return Poll::Ready(r);
+      }
+      match self.rt.poll_event_loop(cx, PollEventLoopOptions::default()) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Ready(Ok(())) => match eval.as_mut().poll(cx) {
+          Poll::Ready(r) => Poll::Ready(r),
+          Poll::Pending => Poll::Ready(Err(
+            deno_core::error::CoreErrorKind::PendingPromiseResolution.into_box(),
+          )),
+        },
+      }
+    })
+    .await
+    .map_err(|e| JsApiError::from_core(e, true))?;
     // One turn of the event loop hands the code cache V8 made while
     // compiling to the loader (shared with the worker's other isolates and
     // kept on disk); a module that evaluates at once ends the line above
     // before any turn. What the turn finds pending stays pending.
     std::future::poll_fn(|cx| {
+      self.own_crypto_symbols();
       let _ = self.rt.poll_event_loop(cx, PollEventLoopOptions::default());
       std::task::Poll::Ready(())
     })
     .await;
+    self.own_crypto_symbols();
     let ns = self
       .rt
       .get_module_namespace(id)
@@ -355,6 +412,7 @@ impl Isolate {
   /// otherwise drive it with [`Isolate::poll_call`].
   pub fn call(&mut self, req: crate::call::JsRequest, request_id: u128) -> Result<crate::call::CallState, JsApiError> {
     let _entered = self.entered();
+    self.own_crypto_symbols();
     self.next_request = self.next_request.wrapping_add(1);
     let id = self.next_request;
     let has_body = req.body.is_some();
@@ -397,6 +455,7 @@ impl Isolate {
     pending: &crate::call::PendingCall,
   ) -> Poll<Result<crate::call::JsResponse, JsApiError>> {
     let _entered = self.entered();
+    self.own_crypto_symbols();
     if let Some(r) = self.settled(pending) {
       return Poll::Ready(r);
     }
@@ -424,6 +483,7 @@ impl Isolate {
   /// streamed body, waitUntil). Ready(Ok) means the loop has nothing left.
   pub fn poll_event_loop(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), JsApiError>> {
     let _entered = self.entered();
+    self.own_crypto_symbols();
     match self.rt.poll_event_loop(cx, PollEventLoopOptions::default()) {
       Poll::Ready(Err(e)) => {
         self.stopper.condemn();
@@ -477,13 +537,13 @@ fn take_internals(rt: &mut JsRuntime) -> Result<Internals, String> {
   deno_core::scope!(scope, rt);
   let obj = v8::Local::new(scope, value);
   let obj = v8::Local::<v8::Object>::try_from(obj).map_err(|_| "the snapshot lacks the edge bootstrap".to_string())?;
-  let mut funcs = Vec::with_capacity(3);
-  for name in ["init", "bind", "handle"] {
+  let mut funcs = Vec::with_capacity(4);
+  for name in ["init", "bind", "handle", "registerCryptoSymbols"] {
     let key = v8::String::new(scope, name).ok_or("string")?;
     let f = obj.get(scope, key.into()).ok_or("missing")?;
     funcs.push(v8::Local::<v8::Function>::try_from(f).map_err(|_| format!("bootstrap lacks {name}()"))?);
   }
-  let (init, bind, handle) = (funcs[0], funcs[1], funcs[2]);
+  let (init, bind, handle, register) = (funcs[0], funcs[1], funcs[2], funcs[3]);
   v8::tc_scope!(let tc, scope);
   let undefined = v8::undefined(tc).into();
   if init.call(tc, undefined, &[]).is_none() {
@@ -493,5 +553,6 @@ fn take_internals(rt: &mut JsRuntime) -> Result<Internals, String> {
   Ok(Internals {
     bind: v8::Global::new(tc, bind),
     handle: v8::Global::new(tc, handle),
+    register_crypto_symbols: v8::Global::new(tc, register),
   })
 }
