@@ -153,6 +153,7 @@ fn pool(c: &mut Criterion) {
     max_isolates: 64,
     max_idle_heap: 1 << 30,
     idle_timeout: std::time::Duration::from_secs(300),
+    max_queue: std::time::Duration::from_secs(10),
   };
   let pool = local.block_on(&rt, async {
     let pool = edge::internals::pool::Pool::new(

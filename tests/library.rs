@@ -232,6 +232,22 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
   }
   assert!(failed.cpu >= std::time::Duration::from_millis(20), "{:?}", failed.cpu);
   assert_ne!(failed.request_id, edge::RequestId(0), "the engine made an id");
+  // Refused before an executor saw it: still an id, and the typed error.
+  let req = http::Request::get("https://cdn.example/")
+    .body(Full::new(Bytes::new()))
+    .unwrap();
+  let nope = engine
+    .handle_with("nope", req, edge::RequestContext::default())
+    .await
+    .err()
+    .expect("no such worker");
+  assert!(
+    matches!(*nope.error, edge::RequestError::NoWorker { .. }),
+    "{}",
+    nope.error
+  );
+  assert_ne!(nope.request_id, failed.request_id);
+  assert_ne!(nope.request_id, edge::RequestId(0));
   engine.remove("spin").await.expect("removed");
   assert!(engine.workers().await.is_empty());
 }

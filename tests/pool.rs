@@ -156,3 +156,38 @@ async fn the_code_cache_is_kept_across_restarts() {
   assert_eq!((w.code_cache_read.get(), w.code_cache_written.get()), (1, 1));
   assert_ne!(std::fs::read(&files[0]).unwrap(), b"not a code cache");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_finds_every_isolate_busy_gets_503_with_retry_after() {
+  let f = Fixture::new();
+  f.file(
+    "hold.js",
+    "export default { async fetch(req) { if (new URL(req.url).pathname === '/hold') { console.log('holding the only isolate'); await new Promise(r => setTimeout(r, 3000)) } return new Response('done') } }",
+  );
+  let engine = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\nmax_isolates_per_worker = 1\nmax_queue_ms = 200\n[[worker]]\nname = \"hold\"\nmain = \"hold.js\"\nroutes = [\"hold.test\"]\n",
+  );
+  let addr = engine.http_addr().unwrap();
+  let held = tokio::spawn(async move { crate::support::get(addr, "hold.test", "/hold").await });
+  // The first request holds the worker's one isolate (3 s) once it logs.
+  for _ in 0..500 {
+    if crate::support::logs().contains("holding the only isolate") {
+      break;
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+  }
+  assert!(crate::support::logs().contains("holding the only isolate"));
+  let started = std::time::Instant::now();
+  let busy = crate::support::get(addr, "hold.test", "/").await;
+  assert_eq!(busy.status, 503, "{}", busy.body);
+  assert_eq!(busy.headers["retry-after"], "1");
+  assert!(busy.body.contains("busy"), "{}", busy.body);
+  assert!(
+    started.elapsed() >= Duration::from_millis(200),
+    "it waited the queue time first"
+  );
+  assert_eq!(engine.stats_detail().queue_timeouts.get(), 1);
+  // The held request still finishes, and the worker serves again after.
+  assert_eq!(held.await.unwrap().body, "done");
+  assert_eq!(crate::support::get(addr, "hold.test", "/").await.body, "done");
+}

@@ -72,6 +72,10 @@ pub struct RuntimeConfig {
   pub max_heap_mb: usize,
   /// An isolate idle this long is dropped.
   pub idle_timeout_s: u64,
+  /// How long a request may wait for an isolate of its worker (all of
+  /// them busy, or the thread at its cap) before it gets 503 with
+  /// Retry-After.
+  pub max_queue_ms: u64,
   /// A directory where V8's code cache for workers' modules is kept, so
   /// that the first isolate of a worker after a restart skips compiling.
   pub code_cache_dir: Option<PathBuf>,
@@ -86,6 +90,7 @@ impl Default for RuntimeConfig {
       max_isolates: 4096,
       max_heap_mb: 8192,
       idle_timeout_s: 300,
+      max_queue_ms: 10_000,
       code_cache_dir: None,
     }
   }
@@ -265,6 +270,9 @@ impl Config {
     }
     if self.runtime.max_isolates == 0 {
       return Err(self.invalid("runtime.max_isolates", "must be at least 1"));
+    }
+    if self.runtime.max_queue_ms == 0 {
+      return Err(self.invalid("runtime.max_queue_ms", "must be at least 1"));
     }
     if self.runtime.idle_timeout_s == 0 {
       return Err(self.invalid("runtime.idle_timeout_s", "must be at least 1"));

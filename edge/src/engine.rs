@@ -123,6 +123,9 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 }
 
 pub struct Engine {
+  /// For ids of requests refused before they reach an executor.
+  id_prefix: u64,
+  refused: std::sync::atomic::AtomicU64,
   view: Arc<ServingView>,
   executors: Arc<Executors>,
   deployer: Arc<Deployer>,
@@ -206,6 +209,7 @@ impl Engine {
       n => n,
     };
     let rt = &config.runtime;
+    let id_prefix = edge_core::request_id::random_prefix();
     let params = ThreadParams {
       isolate_config,
       pool_limits: PoolLimits {
@@ -214,9 +218,10 @@ impl Engine {
         max_isolates: rt.max_isolates.div_ceil(threads),
         max_idle_heap: (rt.max_heap_mb << 20).div_ceil(threads),
         idle_timeout: Duration::from_secs(rt.idle_timeout_s),
+        max_queue: Duration::from_millis(rt.max_queue_ms),
       },
       console_lines_per_s: config.log.console_lines_per_s,
-      id_prefix: edge_core::request_id::random_prefix(),
+      id_prefix,
       observer,
       console,
     };
@@ -240,6 +245,8 @@ impl Engine {
       None => None,
     };
     Ok(Self {
+      id_prefix,
+      refused: Default::default(),
       view,
       executors,
       deployer,
@@ -310,10 +317,13 @@ impl Engine {
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
   {
-    let request_id = ctx.request_id.unwrap_or(RequestId(0));
+    // A request refused here gets an id of its own (thread field 0xffff).
     let fail = |error| Failed {
       error: Box::new(error),
-      request_id,
+      request_id: ctx.request_id.unwrap_or_else(|| {
+        let n = self.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RequestId::new(self.id_prefix, u16::MAX, n + 1)
+      }),
       cpu: Duration::ZERO,
       cold: false,
     };

@@ -61,6 +61,11 @@ pub enum RequestError {
   Limit { worker: String, hit: LimitHit },
   #[error("the server is shutting down")]
   ShuttingDown,
+  #[error("worker {worker:?} is busy: no isolate became free within {} ms; retry", waited.as_millis())]
+  Busy {
+    worker: String,
+    waited: std::time::Duration,
+  },
   #[error("internal error: {0}")]
   Internal(String),
 }
@@ -72,7 +77,7 @@ impl RequestError {
       Self::NoRoute { .. } | Self::NoWorker { .. } => StatusCode::NOT_FOUND,
       Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
       Self::Startup { .. } | Self::Worker { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-      Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+      Self::ShuttingDown | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
       Self::Limit { hit, .. } => match hit.kind {
         LimitKind::Cpu | LimitKind::Memory => StatusCode::SERVICE_UNAVAILABLE,
         LimitKind::Wall => StatusCode::GATEWAY_TIMEOUT,
@@ -115,7 +120,7 @@ impl RequestError {
         };
         tracing::error!(%request_id, "{self}\n{stack}");
       }
-      Self::Limit { .. } => tracing::warn!(%request_id, "{self}"),
+      Self::Limit { .. } | Self::Busy { .. } => tracing::warn!(%request_id, "{self}"),
       _ => tracing::debug!(%request_id, "{self}"),
     }
   }
@@ -154,6 +159,11 @@ impl RequestError {
       res
         .headers_mut()
         .insert("edge-limit", HeaderValue::from_static(hit.kind.as_str()));
+    }
+    if let Self::Busy { .. } = self {
+      res
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     res.headers_mut().insert(
       http::header::CONTENT_TYPE,

@@ -16,7 +16,7 @@ type WorkerValue = fn(&crate::obs::stats::WorkerStats) -> f64;
 pub fn render(stats: &Stats) -> String {
   let mut out = String::with_capacity(4096 + stats.workers.len() * 4096);
   let o = &mut out;
-  let node: [(&str, &str, &str, f64); 13] = [
+  let node: [(&str, &str, &str, f64); 14] = [
     (
       "edge_open_connections",
       "gauge",
@@ -76,6 +76,12 @@ pub fn render(stats: &Stats) -> String {
       "counter",
       "Idle isolates dropped for capacity, idleness or a new version.",
       stats.evictions.get() as f64,
+    ),
+    (
+      "edge_queue_timeouts_total",
+      "counter",
+      "Requests that waited runtime.max_queue_ms for an isolate and got 503.",
+      stats.queue_timeouts.get() as f64,
     ),
     (
       "process_resident_memory_bytes",

@@ -32,6 +32,8 @@ pub struct Stats {
   pub sni_warmups: Counter,
   /// Idle isolates dropped for capacity or idleness.
   pub evictions: Counter,
+  /// Requests that waited `runtime.max_queue_ms` for an isolate and got 503.
+  pub queue_timeouts: Counter,
   /// Isolates bound to a worker, busy or idle.
   pub live_isolates: Gauge,
   /// Blank isolates ready for cold starts.

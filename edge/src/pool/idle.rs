@@ -61,16 +61,24 @@ impl IdleSet {
     self.heap += heap;
   }
 
-  /// The most recently released idle isolate of `worker`.
+  /// The most recently released idle isolate of `worker`. Its slot stays
+  /// (the isolate comes back to it after the request, without a new
+  /// allocation); [`IdleSet::forget`] drops it once the worker has no
+  /// isolate left on the thread.
   pub fn pop(&mut self, worker: &Worker) -> Option<Idle> {
     let slot = self.slots.get_mut(&worker.id)?;
     let idle = slot.idle.pop()?;
-    if slot.idle.is_empty() {
-      self.slots.remove(&worker.id);
-    }
     self.lru.remove(&idle.seq);
     self.heap -= idle.heap;
     Some(idle)
+  }
+
+  /// Drops the slot of a worker that has no isolate on the thread any more
+  /// (it holds the worker's `Arc`).
+  pub fn forget(&mut self, id: WorkerId) {
+    if self.slots.get(&id).is_some_and(|s| s.idle.is_empty()) {
+      self.slots.remove(&id);
+    }
   }
 
   /// The least recently released idle isolate: its sequence number, worker
@@ -88,9 +96,6 @@ impl IdleSet {
     let pos = slot.idle.iter().position(|i| i.seq == seq)?;
     let idle = slot.idle.swap_remove(pos);
     let worker = slot.worker.clone();
-    if slot.idle.is_empty() {
-      self.slots.remove(&id);
-    }
     self.heap -= idle.heap;
     Some((worker, idle))
   }

@@ -45,6 +45,8 @@ pub struct PoolLimits {
   pub max_isolates: usize,
   pub max_idle_heap: usize,
   pub idle_timeout: Duration,
+  /// How long `acquire` waits for room before it gives up.
+  pub max_queue: Duration,
 }
 
 /// How long an isolate stays idle before its garbage is collected and
@@ -106,18 +108,28 @@ impl Pool {
   }
 
   /// An isolate for `worker`: warm if one is idle, else a blank one bound
-  /// now, else wait for one to be released.
+  /// now, else wait for one to be released, at most `max_queue` (then
+  /// [`RequestError::Busy`]: never an unbounded queue).
   pub async fn acquire(self: &Rc<Self>, worker: &Arc<Worker>) -> Result<Lease, RequestError> {
     self.activity.set(self.activity.get() + 1);
+    let mut until = None;
     loop {
       if let Some((iso, heap)) = self.take_idle(worker) {
         self.stats.warm_starts.inc();
         return Ok(self.lease(worker, iso, heap, false));
       }
-      match self.capacity.reserve(worker, || self.evict_lru()) {
+      let until = *until.get_or_insert_with(|| tokio::time::Instant::now() + self.limits.max_queue);
+      let waited = match self.capacity.reserve(worker, || self.evict_lru()) {
         Reserve::Granted => break,
-        Reserve::WorkerFull(freed) => freed.notified().await,
-        Reserve::ThreadFull => self.capacity.wait_for_room().await,
+        Reserve::WorkerFull(freed) => tokio::time::timeout_at(until, freed.notified()).await,
+        Reserve::ThreadFull => tokio::time::timeout_at(until, self.capacity.wait_for_room()).await,
+      };
+      if waited.is_err() {
+        self.stats.queue_timeouts.inc();
+        return Err(RequestError::Busy {
+          worker: worker.name.to_string(),
+          waited: self.limits.max_queue,
+        });
       }
     }
     self.stats.cold_starts.inc();
@@ -158,7 +170,7 @@ impl Pool {
     let mut iso = match self.take_blank(worker) {
       Ok(iso) => iso,
       Err(e) => {
-        self.capacity.release(worker);
+        self.drop_isolate_of(worker);
         return Err(RequestError::Internal(e.to_string()));
       }
     };
@@ -198,7 +210,7 @@ impl Pool {
     };
     // Not reusable: it may hold half of the worker's state.
     drop(iso);
-    self.capacity.release(worker);
+    self.drop_isolate_of(worker);
     Err(failed)
   }
 
@@ -281,7 +293,7 @@ impl Pool {
       }
       None => {
         drop(iso);
-        self.capacity.release(worker);
+        self.drop_isolate_of(worker);
       }
     }
     while self.idle.borrow().heap() > self.limits.max_idle_heap && self.evict_lru() {}
@@ -308,7 +320,16 @@ impl Pool {
     ws.heap_bytes.add(-(idle.heap as i64));
     self.stats.evictions.inc();
     drop(idle);
-    self.capacity.release(&worker);
+    self.drop_isolate_of(&worker);
+  }
+
+  /// One isolate of `worker` is gone: its room is given back, and its idle
+  /// slot too when it was the worker's last on this thread.
+  fn drop_isolate_of(&self, worker: &Worker) {
+    self.capacity.release(worker);
+    if self.capacity.live_of(worker) == 0 {
+      self.idle.borrow_mut().forget(worker.id);
+    }
   }
 
   fn spawn_sweepers(self: &Rc<Self>) {
