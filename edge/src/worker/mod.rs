@@ -56,7 +56,8 @@ pub struct WorkerSpec {
   pub name: String,
   /// The main module's path under the root (`index.js`).
   pub main_module: String,
-  /// Reads a module by its URL under the root.
+  /// Reads a module by its URL under the root, once per worker version
+  /// (then cached), on an executor thread: serve it from memory.
   pub source: Arc<dyn ModuleSource>,
   /// A version for this code and these settings, chosen by the caller (a
   /// deploy id or a content hash): the same version again is a no-op.
