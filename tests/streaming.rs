@@ -111,3 +111,61 @@ async fn large_upload_echoed_back_keeps_memory_flat() {
     grew / MB as u64
   );
 }
+
+/// An upload cut short: the client sends part of a declared body, reads
+/// the worker's early answer and leaves. The connection must close (it
+/// used to stay open in CLOSE-WAIT, one fd each, until the process ran
+/// out: the body lived on in a warm isolate's resource table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_the_client_abandons_closes_its_connection() {
+  use tokio::io::{AsyncReadExt, AsyncWriteExt};
+  let f = Fixture::new();
+  // One worker never touches the body; the other takes the stream and
+  // does not read it.
+  f.file(
+    "deny.js",
+    "export default { fetch() { return new Response('no', { status: 401 }) } }",
+  );
+  f.file(
+    "peek.js",
+    "export default { fetch(req) { void req.body; return Response.redirect('https://elsewhere.example/', 302) } }",
+  );
+  let engine = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n[[worker]]\nname = \"deny\"\nmain = \"deny.js\"\nroutes = [\"deny.test\"]\n[[worker]]\nname = \"peek\"\nmain = \"peek.js\"\nroutes = [\"peek.test\"]\n",
+  );
+  let addr = engine.http_addr().unwrap();
+  for (host, status) in [
+    ("deny.test", "401"),
+    ("peek.test", "302"),
+    ("deny.test", "401"),
+    ("peek.test", "302"),
+  ] {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!("POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1000000\r\n\r\n0123456789");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tcp.read(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{host}: {text}");
+    // The client is done: it closes its side. The server must close too.
+    tcp.shutdown().await.unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+      loop {
+        match tcp.read(&mut buf).await {
+          Ok(0) | Err(_) => return,
+          Ok(_) => {}
+        }
+      }
+    })
+    .await;
+    assert!(closed.is_ok(), "{host}: the server kept the connection open");
+  }
+  // And it counts none open.
+  for _ in 0..500 {
+    if engine.stats_detail().open_connections.get() == 0 {
+      break;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+  }
+  assert_eq!(engine.stats_detail().open_connections.get(), 0);
+}

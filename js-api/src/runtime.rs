@@ -423,6 +423,7 @@ impl Isolate {
         id,
         headers: Some(req.headers),
         body: req.body,
+        body_rid: None,
         subrequest_limit_hit: false,
       };
       // In place when the isolate has served before (no new box).
@@ -511,11 +512,18 @@ impl Isolate {
   }
 
   /// Ends the request's hold on the isolate: its headers and body go.
+  /// Its body too: the resource JS took it into is closed (pending reads
+  /// cancelled), so the connection's body is dropped with the request.
   pub fn finish_request(&mut self) {
     let state = self.rt.op_state();
     let mut state = state.borrow_mut();
-    if state.has::<RequestSlot>() {
-      state.take::<RequestSlot>();
+    let Some(slot) = state.try_take::<RequestSlot>() else {
+      return;
+    };
+    if let Some(rid) = slot.body_rid {
+      if let Ok(body) = state.resource_table.take_any(rid) {
+        body.close();
+      }
     }
   }
 }

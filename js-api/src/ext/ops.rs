@@ -33,6 +33,11 @@ pub struct RequestSlot {
   pub id: u32,
   pub headers: Option<http::HeaderMap>,
   pub body: Option<RequestBody>,
+  /// The body's resource once JS took it: closed when the request ends,
+  /// so that the connection's body goes with it (a warm isolate may keep
+  /// the stream object alive for long; hyper then never reads to the
+  /// client's end and the connection would stay open).
+  pub body_rid: Option<ResourceId>,
   /// A `fetch()` was refused for the subrequest limit.
   pub subrequest_limit_hit: bool,
 }
@@ -92,10 +97,11 @@ pub fn op_edge_req_headers(state: &mut OpState, #[smi] id: u32) -> Result<Vec<(B
 #[op2(fast)]
 #[smi]
 pub fn op_edge_req_body(state: &mut OpState, #[smi] id: u32) -> Result<ResourceId, JsErrorBox> {
-  let slot = slot_for(state, id)?;
-  let body = slot
+  let body = slot_for(state, id)?
     .body
     .take()
     .ok_or_else(|| JsErrorBox::type_error("The request body was already taken"))?;
-  Ok(state.resource_table.add(RequestBodyResource::new(body)))
+  let rid = state.resource_table.add(RequestBodyResource::new(body));
+  slot_for(state, id)?.body_rid = Some(rid);
+  Ok(rid)
 }
