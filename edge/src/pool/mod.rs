@@ -318,9 +318,11 @@ impl Pool {
     let ws = &worker.stats;
     ws.idle_isolates.add(-1);
     ws.heap_bytes.add(-(idle.heap as i64));
-    self.stats.evictions.inc();
     drop(idle);
     self.drop_isolate_of(&worker);
+    // Counted once the isolate is gone, so whoever sees the count sees it
+    // gone from the gauges too.
+    self.stats.evictions.inc();
   }
 
   /// One isolate of `worker` is gone: its room is given back, and its idle
