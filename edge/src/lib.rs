@@ -62,9 +62,6 @@ pub mod internals {
   pub mod limits {
     pub use crate::limits::*;
   }
-  pub mod routing {
-    pub use crate::front::routing::*;
-  }
   pub mod worker {
     pub use crate::worker::*;
   }

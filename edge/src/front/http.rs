@@ -166,7 +166,7 @@ fn finish(
 
 /// The host a request is for: HTTP/2's `:authority` (or an absolute URI),
 /// else the `Host` header; `None` when neither names one.
-pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+fn request_host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
   uri
     .authority()
     .map(|a| a.as_str())

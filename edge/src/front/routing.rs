@@ -36,8 +36,4 @@ impl Router {
   pub fn by_name(&self, name: &str) -> Option<&Arc<Worker>> {
     self.by_name.get(name)
   }
-
-  pub fn workers(&self) -> impl Iterator<Item = &Arc<Worker>> {
-    self.by_name.values()
-  }
 }

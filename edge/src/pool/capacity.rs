@@ -55,7 +55,7 @@ impl Capacity {
   }
 
   /// Whether the thread is at its cap.
-  pub fn thread_full(&self) -> bool {
+  fn thread_full(&self) -> bool {
     self.live.get() >= self.max_isolates
   }
 

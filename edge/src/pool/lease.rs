@@ -29,11 +29,6 @@ impl Lease {
   pub fn worker(&self) -> &Arc<Worker> {
     &self.worker
   }
-
-  /// The pool it came from (this thread's).
-  pub fn pool(&self) -> &Rc<Pool> {
-    &self.pool
-  }
 }
 
 impl Drop for Lease {
