@@ -44,11 +44,12 @@ fn request() -> JsRequest {
 }
 
 fn call_ready(iso: &mut Isolate) {
-  match iso.call(request(), 1).unwrap() {
+  let (id, r) = iso.call(request(), 1);
+  match r.unwrap() {
     CallState::Ready(r) => assert_eq!(r.status, 200),
     CallState::Pending(_) => panic!("hello world answers at once"),
   }
-  iso.finish_request();
+  iso.finish_request(id, false);
 }
 
 fn routing(c: &mut Criterion) {
@@ -138,7 +139,7 @@ fn isolates(c: &mut Criterion) {
 /// Taking a warm isolate from a thread's pool and giving it back (what a
 /// warm request pays the pool, without the call).
 fn pool(c: &mut Criterion) {
-  use futures::FutureExt;
+  use edge::internals::pool::{Head, Member};
   let rt = tokio::runtime::Builder::new_current_thread()
     .enable_all()
     .build()
@@ -150,6 +151,7 @@ fn pool(c: &mut Criterion) {
     // No blank supply: releasing never schedules a refill.
     blank_target: 0,
     max_per_worker: 8,
+    max_per_isolate: 256,
     max_isolates: 64,
     max_idle_heap: 1 << 30,
     idle_timeout: std::time::Duration::from_secs(300),
@@ -163,14 +165,23 @@ fn pool(c: &mut Criterion) {
       Arc::default(),
       watchdog.deadline_maker().for_this_thread(),
     );
-    drop(pool.acquire(&worker).await.unwrap());
+    pool.prepare(&worker).await.unwrap();
     pool
   });
-  c.bench_function("take a warm isolate from the pool and give it back", |b| {
+  let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+  c.bench_function("a hello request through a warm isolate of the pool", |b| {
     b.iter(|| {
-      let lease = pool.acquire(&worker).now_or_never().unwrap().unwrap();
-      assert!(!lease.cold);
-      drop(lease)
+      local.block_on(&rt, async {
+        let member = Member::new(
+          request(),
+          edge::RequestId(1),
+          std::time::Duration::from_secs(1),
+          deadline,
+        );
+        let (ticket, cold) = pool.join(&worker, member).await.unwrap();
+        assert!(!cold);
+        assert!(matches!(ticket.await, Head::Response { .. }));
+      })
     })
   });
 }

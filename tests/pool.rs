@@ -165,7 +165,7 @@ async fn a_request_that_finds_every_isolate_busy_gets_503_with_retry_after() {
     "export default { async fetch(req) { if (new URL(req.url).pathname === '/hold') { console.log('holding the only isolate'); await new Promise(r => setTimeout(r, 3000)) } return new Response('done') } }",
   );
   let engine = f.start(
-    "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\nmax_isolates_per_worker = 1\nmax_queue_ms = 200\n[[worker]]\nname = \"hold\"\nmain = \"hold.js\"\nroutes = [\"hold.test\"]\n",
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\nmax_isolates_per_worker = 1\nmax_requests_per_isolate = 1\nmax_queue_ms = 200\n[[worker]]\nname = \"hold\"\nmain = \"hold.js\"\nroutes = [\"hold.test\"]\n",
   );
   let addr = engine.http_addr().unwrap();
   let held = tokio::spawn(async move { crate::support::get(addr, "hold.test", "/hold").await });

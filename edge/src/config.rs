@@ -61,9 +61,13 @@ pub struct RuntimeConfig {
   pub threads: usize,
   /// Blank isolates kept ready per thread for cold starts.
   pub blank_isolates: usize,
-  /// Isolates one worker may have per thread (each runs one request at a
-  /// time); further concurrent requests wait for one to be free.
+  /// Isolates one worker may have per thread. A second one is made only
+  /// when the first is full (`max_requests_per_isolate`) or was stopped.
   pub max_isolates_per_worker: usize,
+  /// Requests one isolate serves at once, interleaved at their awaits
+  /// (sharing the worker's globals, as on Workers). Past this and
+  /// `max_isolates_per_worker`, requests wait (`max_queue_ms`).
+  pub max_requests_per_isolate: usize,
   /// Isolates bound to workers, over all threads; past it the least
   /// recently used idle one is dropped.
   pub max_isolates: usize,
@@ -87,6 +91,7 @@ impl Default for RuntimeConfig {
       threads: 0,
       blank_isolates: 2,
       max_isolates_per_worker: 8,
+      max_requests_per_isolate: 256,
       max_isolates: 4096,
       max_heap_mb: 8192,
       idle_timeout_s: 300,
@@ -267,6 +272,9 @@ impl Config {
     }
     if self.runtime.max_isolates_per_worker == 0 {
       return Err(self.invalid("runtime.max_isolates_per_worker", "must be at least 1"));
+    }
+    if self.runtime.max_requests_per_isolate == 0 {
+      return Err(self.invalid("runtime.max_requests_per_isolate", "must be at least 1"));
     }
     if self.runtime.max_isolates == 0 {
       return Err(self.invalid("runtime.max_isolates", "must be at least 1"));

@@ -215,6 +215,7 @@ impl Engine {
       pool_limits: PoolLimits {
         blank_target: rt.blank_isolates,
         max_per_worker: rt.max_isolates_per_worker,
+        max_per_isolate: rt.max_requests_per_isolate,
         max_isolates: rt.max_isolates.div_ceil(threads),
         max_idle_heap: (rt.max_heap_mb << 20).div_ceil(threads),
         idle_timeout: Duration::from_secs(rt.idle_timeout_s),

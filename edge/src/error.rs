@@ -66,6 +66,10 @@ pub enum RequestError {
     worker: String,
     waited: std::time::Duration,
   },
+  /// The isolate the request shared was stopped for another request's
+  /// limit (or lost its state) after this request's code had run.
+  #[error("worker {worker:?}: the isolate this request ran in was stopped by another request's {cause}; retry")]
+  IsolateLost { worker: String, cause: &'static str },
   #[error("internal error: {0}")]
   Internal(String),
 }
@@ -77,7 +81,7 @@ impl RequestError {
       Self::NoRoute { .. } | Self::NoWorker { .. } => StatusCode::NOT_FOUND,
       Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
       Self::Startup { .. } | Self::Worker { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-      Self::ShuttingDown | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+      Self::ShuttingDown | Self::Busy { .. } | Self::IsolateLost { .. } => StatusCode::SERVICE_UNAVAILABLE,
       Self::Limit { hit, .. } => match hit.kind {
         LimitKind::Cpu | LimitKind::Memory => StatusCode::SERVICE_UNAVAILABLE,
         LimitKind::Wall => StatusCode::GATEWAY_TIMEOUT,
@@ -120,7 +124,7 @@ impl RequestError {
         };
         tracing::error!(%request_id, "{self}\n{stack}");
       }
-      Self::Limit { .. } | Self::Busy { .. } => tracing::warn!(%request_id, "{self}"),
+      Self::Limit { .. } | Self::Busy { .. } | Self::IsolateLost { .. } => tracing::warn!(%request_id, "{self}"),
       _ => tracing::debug!(%request_id, "{self}"),
     }
   }
@@ -160,10 +164,15 @@ impl RequestError {
         .headers_mut()
         .insert("edge-limit", HeaderValue::from_static(hit.kind.as_str()));
     }
-    if let Self::Busy { .. } = self {
+    if let Self::Busy { .. } | Self::IsolateLost { .. } = self {
       res
         .headers_mut()
         .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if let Self::IsolateLost { .. } = self {
+      res
+        .headers_mut()
+        .insert("edge-isolate", HeaderValue::from_static("lost"));
     }
     res.headers_mut().insert(
       http::header::CONTENT_TYPE,

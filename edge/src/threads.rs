@@ -163,7 +163,7 @@ fn thread_main(s: Start) {
       Rc::new(console),
       params.pool_limits.clone(),
       view.stats.clone(),
-      deadline.clone(),
+      deadline,
     );
     // Fill the blank supply before taking traffic.
     pool.schedule_refill();
@@ -172,7 +172,6 @@ fn thread_main(s: Start) {
     }
     let ctx = Rc::new(ThreadContext::new(
       index,
-      deadline,
       pool.clone(),
       params.id_prefix,
       params.observer.clone(),

@@ -19,6 +19,10 @@ const {
   PromisePrototypeThen,
   PromiseWithResolvers,
   SafeArrayIterator,
+  SafeMap,
+  SafeSet,
+  SafeSetIterator,
+  ReflectApply,
   Symbol,
   TypeError,
   FunctionPrototypeCall,
@@ -33,6 +37,7 @@ const {
   op_edge_log,
   op_edge_req_body,
   op_edge_req_headers,
+  op_edge_settled,
 } = core.ops;
 
 // deno_crypto brands CryptoKey objects with this symbol (00_crypto.js).
@@ -102,15 +107,89 @@ const workerConsole = new consoleMod.Console((msg, level) => {
   const text = msg.length > 0 && msg[msg.length - 1] === "\n"
     ? msg.slice(0, -1)
     : msg;
-  op_edge_log(level, text);
+  op_edge_log(level, text, currentRequest());
 });
+
+// ---- which request runs now. Several requests share an isolate,
+// interleaved at awaits; each handler is called with the async context
+// (V8's continuation-preserved embedder data) set to its request's number,
+// and V8 and deno's timers carry it to every continuation of that call.
+// Rust reads it too, to charge CPU time to the request it belongs to.
+const { getAsyncContext, setAsyncContext } = core;
+// Request number -> its per-request state, while the request lasts.
+const liveRequests = new SafeMap();
+function currentRequest() {
+  const id = getAsyncContext();
+  return typeof id === "number" ? id : 0;
+}
+
+// A request has ended for JS: its state goes, and the timers it left are
+// cancelled (as on Workers: they belong to the request), so they neither
+// run on another request's time nor keep the event loop from going idle.
+function dropRequest(reqId) {
+  const state = liveRequests.get(reqId);
+  if (state === undefined) return;
+  liveRequests.delete(reqId);
+  if (state.timers !== null) {
+    for (const id of new SafeSetIterator(state.timers)) denoClearTimeout(id);
+    state.timers = null;
+  }
+}
+
+// ---- timers, owned by the request whose code set them. (Called as plain
+// functions: deno's check `this`.)
+const {
+  setTimeout: denoSetTimeout,
+  setInterval: denoSetInterval,
+  clearTimeout: denoClearTimeout,
+} = timers;
+function ownerState() {
+  return liveRequests.get(currentRequest());
+}
+function setTimeout_(callback, delay = 0, ...args) {
+  const state = ownerState();
+  if (state === undefined || typeof callback !== "function") {
+    return denoSetTimeout(callback, delay, ...args);
+  }
+  if (state.timers === null) state.timers = new SafeSet();
+  const owned = state.timers;
+  let id = 0;
+  const fire = function () {
+    owned.delete(id);
+    return ReflectApply(callback, this, arguments);
+  };
+  id = denoSetTimeout(fire, delay, ...args);
+  owned.add(id);
+  return id;
+}
+function setInterval_(callback, delay = 0, ...args) {
+  const id = denoSetInterval(callback, delay, ...args);
+  const state = ownerState();
+  if (state !== undefined) {
+    if (state.timers === null) state.timers = new SafeSet();
+    state.timers.add(id);
+  }
+  return id;
+}
+function clearTimer(id = undefined) {
+  ownerState()?.timers?.delete(id);
+  denoClearTimeout(id);
+}
 
 // ---- fetch, counted against the worker's subrequest limit per request.
 let subrequestLimit = 50;
-let subrequestsMade = 0;
 function fetch(input, init = undefined) {
-  if (++subrequestsMade > subrequestLimit) {
-    op_edge_limit_hit();
+  const id = currentRequest();
+  const state = liveRequests.get(id);
+  if (state === undefined) {
+    // Code of a request that has ended (a timer it left behind): on
+    // Workers too, I/O belongs to a live request.
+    return Promise.reject(new TypeError(
+      "fetch() from code whose request has ended: use ctx.waitUntil() for work after the response",
+    ));
+  }
+  if (++state.subrequests > subrequestLimit) {
+    op_edge_limit_hit(id);
     return Promise.reject(new TypeError(
       "Too many subrequests: a request of this worker may make at most " +
         subrequestLimit + " fetch() calls (edge-limit: subrequests)",
@@ -264,8 +343,8 @@ ObjectDefineProperties(globalThis, {
   WritableStreamDefaultWriter: propNE(streams.WritableStreamDefaultWriter),
   atob: propW(base64.atob),
   btoa: propW(base64.btoa),
-  clearInterval: propW(timers.clearInterval),
-  clearTimeout: propW(timers.clearTimeout),
+  clearInterval: propW(clearTimer),
+  clearTimeout: propW(clearTimer),
   console: propNE(workerConsole),
   // A getter: the Crypto object is a cppgc object and must be created in the
   // running isolate, never in the snapshot.
@@ -281,8 +360,8 @@ ObjectDefineProperties(globalThis, {
   performance: propW(performance.performance),
   reportError: propW(event.reportError),
   self: core.propGetterOnly(() => globalThis),
-  setInterval: propW(timers.setInterval),
-  setTimeout: propW(timers.setTimeout),
+  setInterval: propW(setInterval_),
+  setTimeout: propW(setTimeout_),
   structuredClone: propW(messagePort.structuredClone),
   [webidl.brand]: propNE(webidl.brand),
 });
@@ -291,7 +370,7 @@ ObjectSetPrototypeOf(globalThis, WorkerGlobalScope.prototype);
 // ---- per-request plumbing -------------------------------------------------
 
 function reportRejection(err) {
-  op_edge_log(3, "Uncaught (in promise) " + formatError(err));
+  op_edge_log(3, "Uncaught (in promise) " + formatError(err), currentRequest());
 }
 
 function formatError(err) {
@@ -312,7 +391,7 @@ let workerEnv = null;
 
 // Request state of the one request this isolate runs at a time.
 function newRequestState() {
-  return { pending: 0, idle: null };
+  return { pending: 0, idle: null, subrequests: 0, timers: null };
 }
 
 // The inner request of a Request made from an incoming request. A class
@@ -432,19 +511,39 @@ function errorTuple(err) {
   return [-1, message, formatError(err)];
 }
 
-function settle(r, state) {
+function settle(r, state, reqId) {
+  let out;
   try {
-    return serialize(r, state);
+    out = serialize(r, state);
   } catch (err) {
-    return errorTuple(err);
+    out = errorTuple(err);
   }
+  // Nothing of the request runs after its answer (no stream body, no
+  // waitUntil): it is over for JS now. Otherwise Rust calls finish().
+  if (out[0] < 0 || (typeof out[2] !== "number" && out[3] === undefined)) {
+    dropRequest(reqId);
+  }
+  return out;
 }
 
 // Called by Rust for every request. Returns the tuple, or a promise of it
-// that never rejects (errors become `[-1, message, stack]`).
+// that never rejects (errors become `[-1, message, stack]`); a promise
+// tells Rust when it settles (op_edge_settled). Runs with the async context
+// set to the request's number, so that everything the handler starts is
+// known to be this request's.
 function handle(reqId, method, href, hasBody) {
+  const prev = getAsyncContext();
+  setAsyncContext(reqId);
+  try {
+    return handleIn(reqId, method, href, hasBody);
+  } finally {
+    setAsyncContext(prev);
+  }
+}
+
+function handleIn(reqId, method, href, hasBody) {
   const state = newRequestState();
-  subrequestsMade = 0;
+  liveRequests.set(reqId, state);
   let result;
   try {
     const req = makeRequest(reqId, method, href, hasBody);
@@ -455,16 +554,30 @@ function handle(reqId, method, href, hasBody) {
       result = dispatchFetchEvent(req, ctx);
     }
   } catch (err) {
+    dropRequest(reqId);
     return errorTuple(err);
   }
   if (result !== null && typeof result === "object" && typeof result.then === "function") {
     return PromisePrototypeThen(
       Promise.resolve(result),
-      (r) => settle(r, state),
-      errorTuple,
+      (r) => {
+        op_edge_settled(reqId);
+        return settle(r, state, reqId);
+      },
+      (err) => {
+        op_edge_settled(reqId);
+        dropRequest(reqId);
+        return errorTuple(err);
+      },
     );
   }
-  return settle(result, state);
+  return settle(result, state, reqId);
+}
+
+// Called by Rust when a request has ended (answered, and its body and
+// waitUntil work done, or given up on).
+function finish(reqId) {
+  dropRequest(reqId);
 }
 
 function dispatchFetchEvent(req, ctx) {
@@ -521,7 +634,7 @@ function init() {
     return true;
   });
   core.setReportExceptionCallback((err) => {
-    op_edge_log(3, "Uncaught " + formatError(err));
+    op_edge_log(3, "Uncaught " + formatError(err), currentRequest());
   });
   delete globalThis.Deno;
   delete globalThis.__bootstrap;
@@ -563,6 +676,7 @@ function warmup() {
   handlerObject = null;
   handlerFetch = null;
   workerEnv = null;
+  liveRequests.clear();
   subrequestLimit = 50;
 }
 
@@ -576,7 +690,7 @@ function registerCryptoSymbols() {
 }
 
 ObjectDefineProperty(globalThis, "__edgeInternal", {
-  value: { init, bind, handle, formatError, registerCryptoSymbols },
+  value: { init, bind, handle, finish, formatError, registerCryptoSymbols },
   enumerable: false,
   configurable: true,
   writable: false,

@@ -47,6 +47,14 @@ pub enum CallState {
 /// A handler that has not answered yet.
 pub struct PendingCall {
   promise: v8::Global<v8::Promise>,
+  id: u32,
+}
+
+impl PendingCall {
+  /// The isolate's number for the request.
+  pub fn id(&self) -> u32 {
+    self.id
+  }
 }
 
 /// Calls the bootstrap's `handle(reqId, method, url, hasBody)`.
@@ -61,6 +69,7 @@ pub(crate) fn invoke(
 ) -> Result<CallState, JsApiError> {
   v8::tc_scope!(let tc, scope);
   let f = v8::Local::new(tc, handle);
+  let id_n = id;
   let id = v8::Integer::new_from_unsigned(tc, id).into();
   let method = v8::String::new_from_one_byte(tc, method.as_str().as_bytes(), v8::NewStringType::Internalized)
     .ok_or_else(|| JsApiError::Threw(exception("method too long")))?
@@ -87,6 +96,7 @@ pub(crate) fn invoke(
     return match promise.state() {
       v8::PromiseState::Pending => Ok(CallState::Pending(PendingCall {
         promise: v8::Global::new(tc, promise),
+        id: id_n,
       })),
       _ => {
         let value = promise.result(tc);

@@ -16,6 +16,7 @@ pub mod loader;
 pub mod memory;
 pub mod net;
 pub mod runtime;
+pub mod shares;
 pub mod snapshot;
 
 pub use call::{CallState, JsBody, JsRequest, JsResponse, PendingCall, ResponseStream, StreamError, StreamShared};
@@ -26,6 +27,7 @@ pub use ext::{LogSink, WorkerLogContext};
 pub use loader::{CodeCacheStore, ModuleSource, WorkerCode};
 pub use net::NetPolicy;
 pub use runtime::{Isolate, IsolateConfig, IsolateStopper};
+pub use shares::CpuShares;
 
 /// Sets process-wide V8 flags and the TLS crypto provider of subrequests;
 /// call once, before the first isolate.

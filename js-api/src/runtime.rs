@@ -16,10 +16,11 @@ use deno_core::{v8, JsRuntime, PollEventLoopOptions, RuntimeOptions};
 
 use crate::error::JsApiError;
 use crate::ext::list::{extensions, ExtOptions};
-use crate::ext::{LogSink, RequestSlot, WorkerLogContext};
+use crate::ext::{LogSink, RequestSlot, RequestSlots, WorkerLogContext};
 use crate::loader::{WorkerCode, WorkerLoader};
 use crate::memory::MemoryBudget;
 use crate::net::NetPolicy;
+use crate::shares::CpuShares;
 
 /// Requests between two readings of an isolate's heap size.
 const HEAP_SAMPLE_EVERY: u32 = 32;
@@ -49,6 +50,7 @@ impl Default for IsolateConfig {
 struct Internals {
   bind: v8::Global<v8::Function>,
   handle: v8::Global<v8::Function>,
+  finish: v8::Global<v8::Function>,
   register_crypto_symbols: v8::Global<v8::Function>,
 }
 
@@ -85,6 +87,12 @@ impl IsolateStopper {
   pub fn is_condemned(&self) -> bool {
     self.condemned.load(Ordering::Relaxed)
   }
+
+  /// Asks the isolate to sample which request runs in shared turn `turn`
+  /// (see [`crate::shares`]); from any thread.
+  pub fn request_sample(&self, turn: u64) -> bool {
+    crate::shares::request_sample(&self.handle, turn)
+  }
 }
 
 pub struct Isolate {
@@ -96,7 +104,10 @@ pub struct Isolate {
   loader: Rc<WorkerLoader>,
   stopper: Arc<IsolateStopper>,
   worker: Option<Arc<WorkerCode>>,
+  shares: Rc<CpuShares>,
   next_request: u32,
+  /// Requests served so far (when to look at the heap again).
+  served: u32,
   heap_seen: usize,
 }
 
@@ -188,6 +199,9 @@ impl Isolate {
     }
     let account: Arc<dyn crate::ext::ops::WasmMemoryAccount> = memory.clone();
     rt.op_state().borrow_mut().put(account);
+    rt.op_state().borrow_mut().put(RequestSlots::default());
+    let context = rt.main_context();
+    let shares = crate::shares::install(rt.v8_isolate(), context);
     let internals = take_internals(&mut rt).map_err(JsApiError::Create)?;
     // SAFETY: JsRuntime::try_new entered the isolate; it is exited here and
     // re-entered around each use (see `enter`).
@@ -204,7 +218,9 @@ impl Isolate {
         condemned: AtomicBool::new(false),
       }),
       worker: None,
+      shares,
       next_request: 0,
+      served: 0,
       heap_seen: 0,
     })
   }
@@ -276,7 +292,7 @@ impl Isolate {
     if !self.is_reusable() {
       return None;
     }
-    if self.next_request % HEAP_SAMPLE_EVERY == 1 || self.heap_seen == 0 {
+    if self.served % HEAP_SAMPLE_EVERY == 1 || self.heap_seen == 0 {
       let _entered = self.entered();
       self.heap_seen = self.stopper.memory.check(self.rt.v8_isolate());
     }
@@ -407,37 +423,40 @@ impl Isolate {
     Ok(())
   }
 
-  /// Starts a request: calls the worker's handler. The answer is ready at
-  /// once for a handler that settles without waiting on I/O or timers;
-  /// otherwise drive it with [`Isolate::poll_call`].
-  pub fn call(&mut self, req: crate::call::JsRequest, request_id: u128) -> Result<crate::call::CallState, JsApiError> {
+  /// Starts a request: calls the worker's handler with the isolate's
+  /// number for the request (returned first; other requests may be in the
+  /// isolate at the same time). The answer is ready at once for a handler
+  /// that settles without waiting on I/O or timers; otherwise turn the
+  /// event loop ([`Isolate::turn`]) until [`Isolate::drain_settled`] names
+  /// it, then read it with [`Isolate::response`].
+  pub fn call(
+    &mut self,
+    req: crate::call::JsRequest,
+    request_id: u128,
+  ) -> (u32, Result<crate::call::CallState, JsApiError>) {
     let _entered = self.entered();
     self.own_crypto_symbols();
-    self.next_request = self.next_request.wrapping_add(1);
+    self.served = self.served.wrapping_add(1);
+    // Numbers start at 1 (0 is "no request") and are not reused while the
+    // isolate may still hold code of the request they named.
+    self.next_request = self.next_request.wrapping_add(1).max(1);
     let id = self.next_request;
     let has_body = req.body.is_some();
     {
       let state = self.rt.op_state();
       let mut state = state.borrow_mut();
       let slot = RequestSlot {
-        id,
+        request_id,
         headers: Some(req.headers),
         body: req.body,
         body_rid: None,
         subrequest_limit_hit: false,
       };
-      // In place when the isolate has served before (no new box).
-      match state.try_borrow_mut::<RequestSlot>() {
-        Some(old) => *old = slot,
-        None => state.put(slot),
-      }
-      if let Some(ctx) = state.try_borrow_mut::<WorkerLogContext>() {
-        ctx.request_id = request_id;
-      }
+      state.borrow_mut::<RequestSlots>().live.insert(id, slot);
     }
     let op_state = self.rt.op_state();
     deno_core::scope!(scope, &mut *self.rt);
-    crate::call::invoke(
+    let r = crate::call::invoke(
       scope,
       &self.internals.handle,
       &op_state,
@@ -445,44 +464,37 @@ impl Isolate {
       &req.method,
       &req.url,
       has_body,
-    )
+    );
+    (id, r)
   }
 
-  /// Drives a pending call: runs the event loop until the handler's promise
-  /// settles.
-  pub fn poll_call(
+  /// The CPU budgets and samples of this isolate's shared turns.
+  pub fn shares(&self) -> &Rc<CpuShares> {
+    &self.shares
+  }
+
+  /// Numbers of the requests whose handler settled since the last call,
+  /// appended to `out`.
+  pub fn drain_settled(&mut self, out: &mut Vec<u32>) {
+    let state = self.rt.op_state();
+    let mut state = state.borrow_mut();
+    out.append(&mut state.borrow_mut::<RequestSlots>().settled);
+  }
+
+  /// The response of a pending call, if its promise has settled.
+  pub fn response(
     &mut self,
-    cx: &mut Context<'_>,
     pending: &crate::call::PendingCall,
-  ) -> Poll<Result<crate::call::JsResponse, JsApiError>> {
+  ) -> Option<Result<crate::call::JsResponse, JsApiError>> {
     let _entered = self.entered();
-    self.own_crypto_symbols();
-    if let Some(r) = self.settled(pending) {
-      return Poll::Ready(r);
-    }
-    let loop_state = self.rt.poll_event_loop(cx, PollEventLoopOptions::default());
-    if let Some(r) = self.settled(pending) {
-      return Poll::Ready(r);
-    }
-    match loop_state {
-      Poll::Pending => Poll::Pending,
-      Poll::Ready(Ok(())) => Poll::Ready(Err(JsApiError::NeverSettles)),
-      Poll::Ready(Err(e)) => {
-        self.stopper.condemn();
-        Poll::Ready(Err(JsApiError::from_core(e, false)))
-      }
-    }
-  }
-
-  fn settled(&mut self, pending: &crate::call::PendingCall) -> Option<Result<crate::call::JsResponse, JsApiError>> {
     let op_state = self.rt.op_state();
     deno_core::scope!(scope, &mut *self.rt);
     crate::call::settled(scope, pending, &op_state)
   }
 
-  /// One turn of the event loop, for work after the response head (a
-  /// streamed body, waitUntil). Ready(Ok) means the loop has nothing left.
-  pub fn poll_event_loop(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), JsApiError>> {
+  /// One turn of the event loop: runs whatever of any request is ready.
+  /// Ready(Ok) means the loop has nothing left to wait for.
+  pub fn turn(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), JsApiError>> {
     let _entered = self.entered();
     self.own_crypto_symbols();
     match self.rt.poll_event_loop(cx, PollEventLoopOptions::default()) {
@@ -502,28 +514,44 @@ impl Isolate {
     v8::Local::new(scope, p).state() != v8::PromiseState::Pending
   }
 
-  /// Whether this request's `fetch()` calls ran past the subrequest limit.
-  pub fn take_subrequest_limit_hit(&mut self) -> bool {
+  /// Whether request `id`'s `fetch()` calls ran past the subrequest limit.
+  pub fn take_subrequest_limit_hit(&mut self, id: u32) -> bool {
     let state = self.rt.op_state();
     let mut state = state.borrow_mut();
     state
-      .try_borrow_mut::<RequestSlot>()
+      .borrow_mut::<RequestSlots>()
+      .live
+      .get_mut(&id)
       .is_some_and(|s| std::mem::take(&mut s.subrequest_limit_hit))
   }
 
-  /// Ends the request's hold on the isolate: its headers and body go.
+  /// Ends request `id`'s hold on the isolate: its headers and body go.
   /// Its body too: the resource JS took it into is closed (pending reads
   /// cancelled), so the connection's body is dropped with the request.
-  pub fn finish_request(&mut self) {
-    let state = self.rt.op_state();
-    let mut state = state.borrow_mut();
-    let Some(slot) = state.try_take::<RequestSlot>() else {
-      return;
-    };
-    if let Some(rid) = slot.body_rid {
-      if let Ok(body) = state.resource_table.take_any(rid) {
-        body.close();
+  /// `tell_js`: the bootstrap still holds the request's state (it had
+  /// work after its answer, or was given up on).
+  pub fn finish_request(&mut self, id: u32, tell_js: bool) {
+    self.shares.end(id);
+    {
+      let state = self.rt.op_state();
+      let mut state = state.borrow_mut();
+      let Some(slot) = state.borrow_mut::<RequestSlots>().live.remove(&id) else {
+        return;
+      };
+      if let Some(rid) = slot.body_rid {
+        if let Ok(body) = state.resource_table.take_any(rid) {
+          body.close();
+        }
       }
+    }
+    if tell_js && !self.rt.v8_isolate().is_execution_terminating() {
+      let _entered = self.entered();
+      deno_core::scope!(scope, &mut *self.rt);
+      v8::tc_scope!(let tc, scope);
+      let f = v8::Local::new(tc, &self.internals.finish);
+      let undefined = v8::undefined(tc).into();
+      let id = v8::Integer::new_from_unsigned(tc, id).into();
+      let _ = f.call(tc, undefined, &[id]);
     }
   }
 }
@@ -545,13 +573,13 @@ fn take_internals(rt: &mut JsRuntime) -> Result<Internals, String> {
   deno_core::scope!(scope, rt);
   let obj = v8::Local::new(scope, value);
   let obj = v8::Local::<v8::Object>::try_from(obj).map_err(|_| "the snapshot lacks the edge bootstrap".to_string())?;
-  let mut funcs = Vec::with_capacity(4);
-  for name in ["init", "bind", "handle", "registerCryptoSymbols"] {
+  let mut funcs = Vec::with_capacity(5);
+  for name in ["init", "bind", "handle", "finish", "registerCryptoSymbols"] {
     let key = v8::String::new(scope, name).ok_or("string")?;
     let f = obj.get(scope, key.into()).ok_or("missing")?;
     funcs.push(v8::Local::<v8::Function>::try_from(f).map_err(|_| format!("bootstrap lacks {name}()"))?);
   }
-  let (init, bind, handle, register) = (funcs[0], funcs[1], funcs[2], funcs[3]);
+  let (init, bind, handle, finish, register) = (funcs[0], funcs[1], funcs[2], funcs[3], funcs[4]);
   v8::tc_scope!(let tc, scope);
   let undefined = v8::undefined(tc).into();
   if init.call(tc, undefined, &[]).is_none() {
@@ -561,6 +589,7 @@ fn take_internals(rt: &mut JsRuntime) -> Result<Internals, String> {
   Ok(Internals {
     bind: v8::Global::new(tc, bind),
     handle: v8::Global::new(tc, handle),
+    finish: v8::Global::new(tc, finish),
     register_crypto_symbols: v8::Global::new(tc, register),
   })
 }

@@ -1,5 +1,5 @@
 //! What every request on one executor thread shares: the thread's isolate
-//! pool, its CPU deadline, and its request ids.
+//! pool (which holds its CPU deadline) and its request ids.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -10,7 +10,6 @@ use std::time::Duration;
 use edge_core::limits::LimitKind;
 use edge_core::request_id::RequestId;
 
-use crate::limits::CpuDeadline;
 use crate::obs::observer::{Outcome, RequestObserver};
 use crate::pool::Pool;
 use crate::worker::Worker;
@@ -24,8 +23,6 @@ pub struct RunInfo {
 
 pub struct ThreadContext {
   pub index: usize,
-  /// This thread's CPU deadline, read by the watchdog.
-  pub deadline: Arc<CpuDeadline>,
   pub pool: Rc<Pool>,
   /// The engine's random id prefix (see [`RequestId`]).
   id_prefix: u64,
@@ -34,16 +31,9 @@ pub struct ThreadContext {
 }
 
 impl ThreadContext {
-  pub fn new(
-    index: usize,
-    deadline: Arc<CpuDeadline>,
-    pool: Rc<Pool>,
-    id_prefix: u64,
-    observer: Option<Arc<dyn RequestObserver>>,
-  ) -> Self {
+  pub fn new(index: usize, pool: Rc<Pool>, id_prefix: u64, observer: Option<Arc<dyn RequestObserver>>) -> Self {
     Self {
       index,
-      deadline,
       pool,
       id_prefix,
       next_request: Cell::new(0),

@@ -109,7 +109,7 @@ pub fn run_job(ctx: &Rc<ThreadContext>, job: Job) {
     Job::Prepare { worker, reply } => {
       let pool = ctx.pool.clone();
       tokio::task::spawn_local(async move {
-        let res = pool.acquire(&worker).await.map(drop);
+        let res = pool.prepare(&worker).await;
         let _ = reply.send(res);
       });
     }

@@ -53,7 +53,7 @@ impl CpuMeter {
   #[inline]
   pub fn measure<R>(&mut self, watch: &CpuDeadline, stopper: &Arc<IsolateStopper>, f: impl FnOnce() -> R) -> R {
     let start = Instant::now();
-    watch.arm(stopper, self.limit.saturating_sub(self.used), start);
+    watch.arm(stopper, self.limit.saturating_sub(self.used), start, None);
     let r = f();
     let (fired, cpu) = watch.disarm();
     // A slice the watchdog watched is measured on the thread's CPU clock;
@@ -67,6 +67,19 @@ impl CpuMeter {
 
   pub fn used(&self) -> Duration {
     self.used
+  }
+
+  /// What is left of the budget.
+  pub fn left(&self) -> Duration {
+    self.limit.saturating_sub(self.used)
+  }
+
+  /// Adds time measured elsewhere (a sampled share of a shared turn).
+  pub fn charge(&mut self, d: Duration) {
+    self.used += d;
+    if self.used >= self.limit {
+      self.exceeded = true;
+    }
   }
 
   /// Whether the request went over its CPU limit (the isolate was, or

@@ -42,10 +42,31 @@ struct Slice {
   fired: bool,
   /// Watchdog ticks this slice has run for.
   ticks: u32,
+  /// A turn shared by several requests: each tick asks the isolate which
+  /// one runs (js_api::shares), the budget is only a backstop.
+  sample: Option<u64>,
 }
 
 impl CpuDeadline {
-  pub(super) fn arm(&self, stopper: &Arc<IsolateStopper>, budget: Duration, now: Instant) {
+  /// Runs `f`, one turn of an isolate's event loop shared by several
+  /// requests, sampled as turn `turn` and stopped at `backstop` of CPU
+  /// whoever runs; returns what `f` returned, how long it ran and whether
+  /// the backstop fired.
+  pub fn run_shared<R>(
+    &self,
+    stopper: &Arc<IsolateStopper>,
+    backstop: Duration,
+    turn: u64,
+    now: Instant,
+    f: impl FnOnce() -> R,
+  ) -> (R, Duration, bool) {
+    self.arm(stopper, backstop, now, Some(turn));
+    let r = f();
+    let (fired, cpu) = self.disarm();
+    (r, cpu.unwrap_or_else(|| now.elapsed()), fired)
+  }
+
+  pub(super) fn arm(&self, stopper: &Arc<IsolateStopper>, budget: Duration, now: Instant, sample: Option<u64>) {
     {
       let mut slot = self.slot.lock().expect("watch");
       if !slot.stopper.as_ref().is_some_and(|s| Arc::ptr_eq(s, stopper)) {
@@ -57,6 +78,7 @@ impl CpuDeadline {
       slot.start_cpu = None;
       slot.fired = false;
       slot.ticks = 0;
+      slot.sample = sample;
     }
     if self.dog.quiet.load(Ordering::SeqCst) {
       let _g = self.dog.lock.lock().expect("watchdog");
@@ -200,6 +222,8 @@ fn check(s: &DogState) -> bool {
     if !slice.fired && now.saturating_sub(start) >= slice.budget {
       slice.fired = true;
       stopper.terminate();
+    } else if let Some(turn) = slice.sample {
+      stopper.request_sample(turn);
     }
     // Wasm memory is outside both the heap and our allocator: a long
     // slice gets its memory looked at every few milliseconds.

@@ -5,13 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use js_api::Isolate;
-
 use crate::worker::{Worker, WorkerId};
 
 /// An isolate waiting for its worker's next request.
-pub struct Idle {
-  pub iso: Isolate,
+pub struct Idle<T> {
+  pub iso: T,
   pub seq: u64,
   pub since: Instant,
   pub heap: usize,
@@ -19,27 +17,37 @@ pub struct Idle {
   pub compacted: bool,
 }
 
-struct Slot {
+struct Slot<T> {
   worker: Arc<Worker>,
-  idle: Vec<Idle>,
+  idle: Vec<Idle<T>>,
 }
 
-#[derive(Default)]
-pub struct IdleSet {
-  slots: HashMap<WorkerId, Slot>,
+pub struct IdleSet<T> {
+  slots: HashMap<WorkerId, Slot<T>>,
   /// Release sequence number -> worker, oldest first.
   lru: BTreeMap<u64, WorkerId>,
   next_seq: u64,
   heap: usize,
 }
 
-impl IdleSet {
+impl<T> Default for IdleSet<T> {
+  fn default() -> Self {
+    Self {
+      slots: HashMap::new(),
+      lru: BTreeMap::new(),
+      next_seq: 0,
+      heap: 0,
+    }
+  }
+}
+
+impl<T> IdleSet<T> {
   /// Heap held by all idle isolates, as last looked at.
   pub fn heap(&self) -> usize {
     self.heap
   }
 
-  pub fn push(&mut self, worker: &Arc<Worker>, iso: Isolate, heap: usize) {
+  pub fn push(&mut self, worker: &Arc<Worker>, iso: T, heap: usize) {
     self.next_seq += 1;
     let seq = self.next_seq;
     self
@@ -65,7 +73,7 @@ impl IdleSet {
   /// (the isolate comes back to it after the request, without a new
   /// allocation); [`IdleSet::forget`] drops it once the worker has no
   /// isolate left on the thread.
-  pub fn pop(&mut self, worker: &Worker) -> Option<Idle> {
+  pub fn pop(&mut self, worker: &Worker) -> Option<Idle<T>> {
     let slot = self.slots.get_mut(&worker.id)?;
     let idle = slot.idle.pop()?;
     self.lru.remove(&idle.seq);
@@ -90,7 +98,7 @@ impl IdleSet {
   }
 
   /// Takes out the idle isolate `seq` of worker `id`.
-  pub fn remove(&mut self, seq: u64, id: WorkerId) -> Option<(Arc<Worker>, Idle)> {
+  pub fn remove(&mut self, seq: u64, id: WorkerId) -> Option<(Arc<Worker>, Idle<T>)> {
     self.lru.remove(&seq);
     let slot = self.slots.get_mut(&id)?;
     let pos = slot.idle.iter().position(|i| i.seq == seq)?;
@@ -116,8 +124,8 @@ impl IdleSet {
   pub fn with_oldest<R>(
     &mut self,
     before: Instant,
-    pick: impl Fn(&Idle) -> bool,
-    f: impl FnOnce(&Arc<Worker>, &mut Idle) -> R,
+    pick: impl Fn(&Idle<T>) -> bool,
+    f: impl FnOnce(&Arc<Worker>, &mut Idle<T>) -> R,
   ) -> Option<(u64, WorkerId, R)> {
     for (&seq, &id) in self.lru.iter() {
       let Some(slot) = self.slots.get_mut(&id) else { continue };
@@ -139,10 +147,10 @@ impl IdleSet {
   }
 
   /// Every idle isolate, oldest first (at thread exit).
-  pub fn drain(&mut self) -> Vec<Isolate> {
+  pub fn drain(&mut self) -> Vec<T> {
     self.lru.clear();
     self.heap = 0;
-    let mut all: Vec<Idle> = self.slots.drain().flat_map(|(_, s)| s.idle).collect();
+    let mut all: Vec<Idle<T>> = self.slots.drain().flat_map(|(_, s)| s.idle).collect();
     all.sort_by_key(|i| i.seq);
     all.into_iter().map(|i| i.iso).collect()
   }

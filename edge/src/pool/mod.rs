@@ -1,10 +1,12 @@
 //! Step 4 of a request: take an isolate for the worker on this thread.
 //!
-//! Each executor thread has its own pool. A worker's idle isolates are
-//! reused (warm); without one, a blank isolate from the ready supply is
-//! bound to the worker (cold: only the worker's own modules are evaluated).
-//! An isolate runs one request at a time; a worker has at most
-//! `max_per_worker` isolates per thread and further requests wait.
+//! Each executor thread has its own pool. A request joins an isolate of
+//! its worker that is already busy if that one has room
+//! (`max_per_isolate` requests, interleaved at awaits: [`host`]); else an
+//! idle one (warm); else a blank isolate from the ready supply is bound to
+//! the worker (cold: only the worker's own modules are evaluated). A worker
+//! has at most `max_per_worker` isolates per thread; past all that, a
+//! request waits, at most `max_queue`, then gets 503.
 //!
 //! Capacity ([`capacity`]): at most `max_isolates` bound isolates and
 //! `max_idle_heap` bytes of idle heap per thread. Past either, the least
@@ -13,10 +15,11 @@
 //! clients but for latency: the next request of that worker starts cold.
 
 pub mod capacity;
+pub mod host;
 pub mod idle;
-pub mod lease;
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -30,8 +33,8 @@ use crate::limits::{CpuDeadline, CpuMeter, Phase};
 use crate::obs::stats::Stats;
 use crate::worker::{Worker, WorkerId};
 use capacity::{Capacity, Reserve};
+pub use host::{Failure, Head, Host, Member, Ticket};
 use idle::IdleSet;
-pub use lease::Lease;
 
 /// CPU time a worker's modules may take to evaluate when it starts, if its
 /// request limit is lower (Cloudflare allows 400 ms for startup too).
@@ -42,6 +45,8 @@ pub const STARTUP_CPU: Duration = Duration::from_millis(400);
 pub struct PoolLimits {
   pub blank_target: usize,
   pub max_per_worker: usize,
+  /// Requests one isolate serves at once.
+  pub max_per_isolate: usize,
   pub max_isolates: usize,
   pub max_idle_heap: usize,
   pub idle_timeout: Duration,
@@ -69,7 +74,9 @@ pub struct Pool {
   /// two looks means the thread was not quiet).
   activity: Cell<u64>,
   capacity: Capacity,
-  idle: RefCell<IdleSet>,
+  idle: RefCell<IdleSet<Rc<Host>>>,
+  /// Hosts serving requests and open to more, by worker.
+  busy: RefCell<HashMap<WorkerId, Vec<Rc<Host>>>>,
 }
 
 impl Pool {
@@ -91,32 +98,27 @@ impl Pool {
       refilling: Cell::new(false),
       activity: Cell::new(0),
       idle: RefCell::new(IdleSet::default()),
+      busy: RefCell::new(HashMap::new()),
     });
     pool.spawn_sweepers();
     pool
   }
 
-  fn lease(self: &Rc<Self>, worker: &Arc<Worker>, iso: Isolate, heap: usize, cold: bool) -> Lease {
-    self.stats.in_flight.add(1);
-    Lease {
-      pool: self.clone(),
-      worker: worker.clone(),
-      isolate: Some(iso),
-      heap,
-      cold,
-    }
-  }
-
-  /// An isolate for `worker`: warm if one is idle, else a blank one bound
-  /// now, else wait for one to be released, at most `max_queue` (then
+  /// Puts `member` in an isolate of `worker`: one already busy with room,
+  /// an idle one (warm), or a blank one bound now (cold, reported true);
+  /// else waits for room, at most `max_queue` (then
   /// [`RequestError::Busy`]: never an unbounded queue).
-  pub async fn acquire(self: &Rc<Self>, worker: &Arc<Worker>) -> Result<Lease, RequestError> {
+  pub async fn join(self: &Rc<Self>, worker: &Arc<Worker>, member: Rc<Member>) -> Result<(Ticket, bool), RequestError> {
     self.activity.set(self.activity.get() + 1);
     let mut until = None;
     loop {
-      if let Some((iso, heap)) = self.take_idle(worker) {
+      if let Some(host) = self.open_host(worker) {
+        return Ok((self.admit(&host, member), false));
+      }
+      if let Some(host) = self.take_idle(worker) {
         self.stats.warm_starts.inc();
-        return Ok(self.lease(worker, iso, heap, false));
+        self.busy.borrow_mut().entry(worker.id).or_default().push(host.clone());
+        return Ok((self.admit(&host, member), false));
       }
       let until = *until.get_or_insert_with(|| tokio::time::Instant::now() + self.limits.max_queue);
       let waited = match self.capacity.reserve(worker, || self.evict_lru()) {
@@ -135,7 +137,79 @@ impl Pool {
     self.stats.cold_starts.inc();
     worker.stats.cold_starts.inc();
     let iso = self.bind_new(worker).await?;
-    Ok(self.lease(worker, iso, 0, true))
+    let host = Host::new(self, worker, iso, self.deadline.clone());
+    self.busy.borrow_mut().entry(worker.id).or_default().push(host.clone());
+    Ok((self.admit(&host, member), true))
+  }
+
+  fn admit(&self, host: &Rc<Host>, member: Rc<Member>) -> Ticket {
+    self.stats.in_flight.add(1);
+    host.admit(member.clone());
+    Ticket {
+      host: host.clone(),
+      member,
+    }
+  }
+
+  /// The least loaded busy isolate of `worker` with room for one more.
+  fn open_host(&self, worker: &Worker) -> Option<Rc<Host>> {
+    let busy = self.busy.borrow();
+    busy
+      .get(&worker.id)?
+      .iter()
+      .filter(|h| h.is_open() && h.load() < self.limits.max_per_isolate)
+      .min_by_key(|h| h.load())
+      .cloned()
+  }
+
+  /// A request left `host` (answered, failed or moved).
+  fn left(&self, host: &Host) {
+    self.stats.in_flight.add(-1);
+    self.activity.set(self.activity.get() + 1);
+    // A request waiting for room may take its place.
+    self.capacity.idled(&host.worker);
+  }
+
+  /// `host` takes no new requests (stopped for a limit, lost).
+  fn host_closed(&self, host: &Host) {
+    self.unbusy(host);
+  }
+
+  fn unbusy(&self, host: &Host) {
+    let mut busy = self.busy.borrow_mut();
+    if let Some(list) = busy.get_mut(&host.worker.id) {
+      list.retain(|h| !std::ptr::eq(&**h, host));
+      if list.is_empty() {
+        busy.remove(&host.worker.id);
+      }
+    }
+  }
+
+  /// Makes sure `worker` has an isolate on this thread (a deploy's check):
+  /// binds one and leaves it idle if it has none. Waits for room as
+  /// [`Pool::join`] does.
+  pub async fn prepare(self: &Rc<Self>, worker: &Arc<Worker>) -> Result<(), RequestError> {
+    let until = tokio::time::Instant::now() + self.limits.max_queue;
+    loop {
+      if self.capacity.live_of(worker) > 0 {
+        return Ok(());
+      }
+      let waited = match self.capacity.reserve(worker, || self.evict_lru()) {
+        Reserve::Granted => break,
+        Reserve::WorkerFull(freed) => tokio::time::timeout_at(until, freed.notified()).await,
+        Reserve::ThreadFull => tokio::time::timeout_at(until, self.capacity.wait_for_room()).await,
+      };
+      if waited.is_err() {
+        return Err(RequestError::Busy {
+          worker: worker.name.to_string(),
+          waited: self.limits.max_queue,
+        });
+      }
+    }
+    let iso = self.bind_new(worker).await?;
+    let host = Host::new(self, worker, iso, self.deadline.clone());
+    self.host_idle(&host);
+    Ok(())
   }
 
   /// Starts binding an isolate for `worker` in the background if it has
@@ -153,16 +227,18 @@ impl Pool {
     tokio::task::spawn_local(async move {
       // Ready before the request arrives: it becomes idle, then warm.
       if let Ok(iso) = pool.bind_new(&worker).await {
-        pool.release(&worker, iso, 0);
+        let host = Host::new(&pool, &worker, iso, pool.deadline.clone());
+        pool.host_idle(&host);
       }
     });
     true
   }
 
-  fn take_idle(&self, worker: &Arc<Worker>) -> Option<(Isolate, usize)> {
+  fn take_idle(&self, worker: &Arc<Worker>) -> Option<Rc<Host>> {
     let idle = self.idle.borrow_mut().pop(worker)?;
     worker.stats.idle_isolates.add(-1);
-    Some((idle.iso, idle.heap))
+    idle.iso.set_heap(idle.heap);
+    Some(idle.iso)
   }
 
   /// Binds a blank isolate to `worker`, whose room was reserved.
@@ -274,27 +350,31 @@ impl Pool {
     });
   }
 
-  fn release(self: &Rc<Self>, worker: &Arc<Worker>, mut iso: Isolate, lent_heap: usize) {
+  /// `host` has no request left: it waits idle for the next, or goes if
+  /// it may not serve again.
+  fn host_idle(self: &Rc<Self>, host: &Rc<Host>) {
+    self.unbusy(host);
     self.activity.set(self.activity.get() + 1);
     self.schedule_refill();
+    let worker = host.worker.clone();
     // The look at its memory may find the isolate over its budget (Wasm
     // memory grown in a request too short for the watchdog to look).
-    let heap = if worker.is_retired() {
+    let heap = if worker.is_retired() || !host.is_open() {
       None
     } else {
-      iso.memory_if_reusable()
+      host.isolate().memory_if_reusable()
     };
-    worker.stats.heap_bytes.add(heap.unwrap_or(0) as i64 - lent_heap as i64);
+    worker
+      .stats
+      .heap_bytes
+      .add(heap.unwrap_or(0) as i64 - host.heap() as i64);
     match heap {
       Some(heap) => {
-        self.idle.borrow_mut().push(worker, iso, heap);
+        self.idle.borrow_mut().push(&worker, host.clone(), heap);
         worker.stats.idle_isolates.add(1);
-        self.capacity.idled(worker);
+        self.capacity.idled(&worker);
       }
-      None => {
-        drop(iso);
-        self.drop_isolate_of(worker);
-      }
+      None => self.drop_isolate_of(&worker),
     }
     while self.idle.borrow().heap() > self.limits.max_idle_heap && self.evict_lru() {}
   }
@@ -372,11 +452,11 @@ impl Pool {
       before,
       |idle| !idle.compacted,
       |worker, idle| {
-        let heap = idle.iso.compact();
+        let heap = idle.iso.isolate().compact();
         idle.compacted = true;
         worker.stats.heap_bytes.add(heap as i64 - idle.heap as i64);
         idle.heap = heap;
-        !idle.iso.is_reusable()
+        !idle.iso.isolate().is_reusable()
       },
     );
     match compacted {
@@ -423,10 +503,15 @@ impl Pool {
     self.blank.borrow().len()
   }
 
-  /// Drops every isolate (at thread exit), newest first.
+  /// Drops every isolate not serving a request (at thread exit), newest
+  /// first; busy ones go with their drivers.
   pub fn clear(&self) {
+    self.busy.borrow_mut().clear();
+    let idle = self.idle.borrow_mut().drain();
     let mut all: Vec<Isolate> = self.blank.borrow_mut().drain(..).collect();
-    all.extend(self.idle.borrow_mut().drain());
+    for host in idle.into_iter().rev() {
+      drop(host);
+    }
     while let Some(iso) = all.pop() {
       drop(iso);
     }

@@ -10,7 +10,7 @@ pub mod list;
 pub mod ops;
 
 #[allow(unused_imports)]
-pub use ops::{LogSink, RequestSlot, WorkerLogContext};
+pub use ops::{LogSink, RequestSlot, RequestSlots, WorkerLogContext};
 
 deno_core::extension!(
   deno_net,
@@ -26,6 +26,7 @@ deno_core::extension!(
     ops::op_edge_wasm_pages,
     ops::op_edge_req_headers,
     ops::op_edge_req_body,
+    ops::op_edge_settled,
     json::op_edge_json_plan,
     json::op_edge_json_take_plan,
     json::op_edge_json_check,

@@ -1,6 +1,7 @@
 //! Ops: the only way a worker's JavaScript reaches Rust. Request headers and
 //! body are handed over lazily, when the worker reads them.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use deno_core::convert::ByteString;
@@ -19,18 +20,20 @@ pub trait LogSink {
 }
 
 /// Who is logging: put in the isolate's `OpState` when it is bound to a
-/// worker and updated for each request.
+/// worker; the request comes from the slot of the request the logging code
+/// belongs to.
 #[derive(Clone, Debug, Default)]
 pub struct WorkerLogContext {
   pub worker: Rc<str>,
   pub request_id: u128,
 }
 
-/// The request an isolate is serving: its headers and body wait here until
+/// One request an isolate is serving: its headers and body wait here until
 /// the worker's JavaScript asks for them.
 #[derive(Default)]
 pub struct RequestSlot {
-  pub id: u32,
+  /// The server's id of the request (for logs).
+  pub request_id: u128,
   pub headers: Option<http::HeaderMap>,
   pub body: Option<RequestBody>,
   /// The body's resource once JS took it: closed when the request ends,
@@ -42,10 +45,24 @@ pub struct RequestSlot {
   pub subrequest_limit_hit: bool,
 }
 
+/// The requests an isolate is serving now, by the isolate's number for
+/// them (what JS passes to the ops, and what its continuations carry as
+/// their async context). Several at once: they interleave at awaits.
+#[derive(Default)]
+pub struct RequestSlots {
+  pub live: HashMap<u32, RequestSlot>,
+  /// Requests whose handler's promise settled since the driver last looked
+  /// (told by JS, so the driver need not look at every pending promise).
+  pub settled: Vec<u32>,
+}
+
 #[op2(fast)]
-pub fn op_edge_log(state: &mut OpState, #[smi] level: u32, #[string] message: &str) {
+pub fn op_edge_log(state: &mut OpState, #[smi] level: u32, #[string] message: &str, #[smi] id: u32) {
   let sink = state.try_borrow::<Rc<dyn LogSink>>().cloned();
-  let ctx = state.try_borrow::<WorkerLogContext>().cloned().unwrap_or_default();
+  let mut ctx = state.try_borrow::<WorkerLogContext>().cloned().unwrap_or_default();
+  if let Some(slot) = state.try_borrow::<RequestSlots>().and_then(|s| s.live.get(&id)) {
+    ctx.request_id = slot.request_id;
+  }
   match sink {
     Some(sink) => sink.log(&ctx, level, message),
     None => eprintln!("[{}] {}", ctx.worker, message),
@@ -70,17 +87,25 @@ pub trait WasmMemoryAccount {
 
 /// JS reports that the request used up its subrequests.
 #[op2(fast)]
-pub fn op_edge_limit_hit(state: &mut OpState) {
-  if let Some(slot) = state.try_borrow_mut::<RequestSlot>() {
+pub fn op_edge_limit_hit(state: &mut OpState, #[smi] id: u32) {
+  if let Some(slot) = state.try_borrow_mut::<RequestSlots>().and_then(|s| s.live.get_mut(&id)) {
     slot.subrequest_limit_hit = true;
   }
 }
 
-fn slot_for(state: &mut OpState, id: u32) -> Result<&mut RequestSlot, JsErrorBox> {
-  match state.try_borrow_mut::<RequestSlot>() {
-    Some(slot) if slot.id == id => Ok(slot),
-    _ => Err(JsErrorBox::type_error("The request is no longer available")),
+/// JS tells that the handler's promise of request `id` settled.
+#[op2(fast)]
+pub fn op_edge_settled(state: &mut OpState, #[smi] id: u32) {
+  if let Some(slots) = state.try_borrow_mut::<RequestSlots>() {
+    slots.settled.push(id);
   }
+}
+
+fn slot_for(state: &mut OpState, id: u32) -> Result<&mut RequestSlot, JsErrorBox> {
+  state
+    .try_borrow_mut::<RequestSlots>()
+    .and_then(|s| s.live.get_mut(&id))
+    .ok_or_else(|| JsErrorBox::type_error("The request is no longer available"))
 }
 
 #[op2]
