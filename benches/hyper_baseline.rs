@@ -1,8 +1,9 @@
 //! The ceiling for the end-to-end benchmarks: a bare hyper server on one
 //! thread answering the benchmark worker's routes (`workers/bench`) with
 //! the same bytes, in Rust: `/` "Hello World!", `POST /json` the same JSON
-//! summary, `/stream` 1 MiB in 16 chunks. HTTP/1.1 and HTTP/2 (h2c, or ALPN
-//! with `--tls`).
+//! summary, `/stream` 1 MiB in 16 chunks; `/sleep` "slept" after 50 ms (the
+//! upstream of the concurrency benchmark, benches/concurrency.sh). HTTP/1.1
+//! and HTTP/2 (h2c, or ALPN with `--tls`).
 //!
 //! `cargo run --release -p edge --example hyper_baseline -- 127.0.0.1:9000 [--tls cert.pem key.pem]`
 
@@ -20,6 +21,10 @@ type Body = BoxBody<Bytes, Infallible>;
 
 async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
   let res = match req.uri().path() {
+    "/sleep" => {
+      tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+      Response::new(Full::new(Bytes::from_static(b"slept")).boxed())
+    }
     "/json" => {
       let bytes = req
         .into_body()

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod concurrency;
 mod config;
 mod fetch;
 mod isolates;

@@ -2,6 +2,9 @@
 //   GET  /        "Hello World!"
 //   POST /json    parses a JSON order, answers a JSON summary of it
 //   GET  /stream  1 MiB streamed in 16 chunks of 64 KiB
+//   GET  /sleep   "slept" after a 50 ms timer (I/O-bound: benches/concurrency.sh)
+//   GET  /upstream?u=URL  the body of a fetch() of URL
+//   GET  /spin    spins until its CPU limit stops it
 const CHUNK = new Uint8Array(64 * 1024).fill(120);
 
 export default {
@@ -16,6 +19,18 @@ export default {
         total: order.items.reduce((sum, i) => sum + i.price * i.qty, 0),
         tags: order.tags.map((t) => t.toUpperCase()).sort(),
       });
+    }
+    if (path === "/sleep") {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return new Response("slept");
+    }
+    if (path === "/upstream") {
+      const u = new URL(request.url).searchParams.get("u");
+      const res = await fetch(u);
+      return new Response(await res.text());
+    }
+    if (path === "/spin") {
+      for (;;);
     }
     if (path === "/stream") {
       let sent = 0;

@@ -428,6 +428,9 @@ impl Host {
     let terminated = fired || stopped.is_some() || matches!(r, Poll::Ready(Err(JsApiError::Terminated)));
     if terminated {
       self.iso.borrow_mut().cancel_termination();
+      // The loop stopped mid-turn, maybe before it asked to be woken for
+      // what is pending: turn again soon.
+      cx.waker().wake_by_ref();
       self.condemn("CPU limit");
       if stopped.is_some_and(|id| !self.st.borrow().members.contains_key(&id)) {
         tracing::warn!(
