@@ -2,6 +2,7 @@
 //! sockets or threads, so it is unit-tested in seconds (`cargo test -p
 //! edge-core`) and fuzzed (`fuzz/`).
 //!
+//! - [`abuse`]: whether a worker's requests mostly end at a limit.
 //! - [`host`]: host names, ports, route and certificate patterns.
 //! - [`names`]: worker names and module paths.
 //! - [`routes`]: the host-to-worker table (exact, wildcard, catch-all).
@@ -12,6 +13,7 @@
 //! - [`json`]: the planner and checker of `JSON.parse` in parts.
 //! - [`request_id`]: request ids unique across threads, restarts and nodes.
 
+pub mod abuse;
 pub mod addr;
 pub mod bucket;
 pub mod counters;

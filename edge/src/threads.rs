@@ -3,6 +3,11 @@
 //! served there, its requests run in that thread's isolates: no hand-off
 //! between threads on the request path. Other threads (embedders, deploys)
 //! reach an executor through [`Executors`], which owns their job channels.
+//!
+//! One more executor, the quarantine lane, accepts no connections and runs
+//! at the lowest OS priority: the front door sends it the requests of
+//! abusive workers (`edge_core::abuse`), so that a tenant spinning to its
+//! CPU limit delays nobody else's requests by its 50 ms entries.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -53,23 +58,42 @@ impl Executors {
     let watchdog = Watchdog::start()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let mut jobs = Vec::with_capacity(count);
-    let mut threads = Vec::with_capacity(count);
-    for index in 0..count {
+    let mut jobs = Vec::with_capacity(count + 1);
+    let mut threads = Vec::with_capacity(count + 1);
+    for index in 0..=count {
+      let quarantine = index == count;
       let (tx, rx) = mpsc::unbounded_channel();
+      let mut params = params.clone();
+      if quarantine {
+        // Rarely used: it makes blank isolates when it needs them.
+        params.pool_limits.blank_target = 0;
+      }
       let start = Start {
         index,
-        params: params.clone(),
+        quarantine,
+        params,
         view: view.clone(),
-        listeners: listeners.try_clone()?,
+        listeners: if quarantine {
+          Listeners::default()
+        } else {
+          listeners.try_clone()?
+        },
         deadline: watchdog.deadline_maker(),
         jobs: rx,
         shutdown: shutdown_rx.clone(),
         ready: ready_tx.clone(),
       };
+      let name = if quarantine {
+        "edge-quarantine".to_string()
+      } else {
+        format!("edge-exec-{index}")
+      };
       let thread = std::thread::Builder::new()
-        .name(format!("edge-exec-{index}"))
+        .name(name)
         .spawn(move || thread_main(start))?;
+      if quarantine {
+        view.set_quarantine(tx.clone());
+      }
       jobs.push(tx);
       threads.push(thread);
     }
@@ -80,7 +104,7 @@ impl Executors {
       shutdown,
       _watchdog: watchdog,
     };
-    for _ in 0..count {
+    for _ in 0..=count {
       if ready_rx.recv().is_err() {
         executors.join();
         return Err(std::io::Error::other("an executor thread failed to start"));
@@ -96,7 +120,8 @@ impl Executors {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     worker.hash(&mut h);
-    let i = (h.finish() as usize) % self.jobs.len();
+    // Not the quarantine lane (the last one).
+    let i = (h.finish() as usize) % (self.jobs.len() - 1);
     self.jobs[i].send(job).is_ok()
   }
 
@@ -127,6 +152,7 @@ impl Drop for Executors {
 /// Everything a thread starts with.
 struct Start {
   index: usize,
+  quarantine: bool,
   params: ThreadParams,
   view: Arc<ServingView>,
   listeners: Listeners,
@@ -139,6 +165,7 @@ struct Start {
 fn thread_main(s: Start) {
   let Start {
     index,
+    quarantine,
     params,
     view,
     listeners,
@@ -147,6 +174,9 @@ fn thread_main(s: Start) {
     mut shutdown,
     ready,
   } = s;
+  if quarantine {
+    lowest_priority();
+  }
   let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
     Ok(rt) => rt,
     Err(e) => {
@@ -194,4 +224,21 @@ fn thread_main(s: Start) {
   drop(local);
   pool.clear();
   drop(rt);
+}
+
+/// The calling thread runs only when the node's other threads leave it the
+/// CPU (nice 19: about 1.5% of a core against a busy one).
+fn lowest_priority() {
+  // SAFETY: gettid has no preconditions; setpriority on our own thread id
+  // changes only this thread's nice value.
+  let rc = unsafe {
+    let tid = libc::gettid();
+    libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19)
+  };
+  if rc != 0 {
+    tracing::warn!(
+      "the quarantine thread keeps its priority: {}",
+      std::io::Error::last_os_error()
+    );
+  }
 }

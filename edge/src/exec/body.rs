@@ -23,6 +23,8 @@ pub struct EdgeBody(Kind);
 enum Kind {
   Full(Option<Bytes>),
   Stream(Box<ResponseStream>, Option<Box<StreamEnd>>),
+  /// Made on another thread (the quarantine lane).
+  Sent(SendBody, Option<Box<StreamEnd>>),
 }
 
 /// Written when a streamed body ends (or is dropped unfinished): the access
@@ -56,7 +58,15 @@ impl EdgeBody {
   pub fn log_access(&mut self, line: AccessLine) {
     match &mut self.0 {
       Kind::Full(b) => line.emit(b.as_ref().map_or(0, |b| b.len() as u64)),
-      Kind::Stream(_, end) => *end = Some(Box::new(StreamEnd { line, bytes: 0 })),
+      Kind::Stream(_, end) | Kind::Sent(_, end) => *end = Some(Box::new(StreamEnd { line, bytes: 0 })),
+    }
+  }
+
+  /// A body made on another thread.
+  pub fn from_send(b: SendBody) -> Self {
+    match b.0 {
+      SendKind::Full(b) => Self(Kind::Full(b)),
+      other => Self(Kind::Sent(SendBody(other), None)),
     }
   }
 
@@ -77,6 +87,7 @@ impl EdgeBody {
         });
         SendBody(SendKind::Channel(rx))
       }
+      Kind::Sent(b, _) => b,
     }
   }
 }
@@ -95,6 +106,13 @@ impl Body for EdgeBody {
         }
         chunk.map(|o| o.map(|r| r.map(Frame::data).map_err(|e| Box::new(e) as BoxError)))
       }
+      Kind::Sent(b, end) => {
+        let frame = Pin::new(b).poll_frame(cx);
+        if let (Some(end), Poll::Ready(Some(Ok(f)))) = (end.as_mut(), &frame) {
+          end.bytes += f.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        frame
+      }
     }
   }
 
@@ -106,6 +124,7 @@ impl Body for EdgeBody {
     match &self.0 {
       Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
       Kind::Stream(..) => SizeHint::default(),
+      Kind::Sent(b, _) => b.size_hint(),
     }
   }
 }

@@ -19,6 +19,8 @@ use crate::worker::Worker;
 pub struct RunInfo {
   pub cold: bool,
   pub cpu: Duration,
+  /// Run (and counted, and logged) on the quarantine thread.
+  pub forwarded: bool,
 }
 
 pub struct ThreadContext {

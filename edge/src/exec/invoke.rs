@@ -51,6 +51,8 @@ pub async fn run(
       head => break head,
     }
   };
+  let hit = matches!(&head, Head::Failed { failure: Failure::Limit(h), .. } if matches!(h.kind, LimitKind::Cpu | LimitKind::Memory));
+  worker.stats.abuse.record(edge_core::abuse::now_second(), hit);
   let (res, subrequests_hit) = match head {
     Head::Moved(_) => unreachable!("moved requests are retried above"),
     Head::Failed { failure, cpu } => {

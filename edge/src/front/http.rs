@@ -22,6 +22,7 @@ use super::FrontDoor;
 use crate::error::RequestError;
 use crate::exec::body::{request_body, EdgeBody};
 use crate::exec::context::RunInfo;
+use crate::exec::jobs::{Job, RequestJob};
 use crate::limits::{LimitHit, Phase};
 use crate::obs::logging::{request_id_header, AccessLine};
 use crate::worker::Worker;
@@ -152,11 +153,13 @@ fn finish(
   let (res, limit) = match result {
     Ok(res) => (res, None),
     Err(e) => {
-      e.log(request_id);
+      if !info.forwarded {
+        e.log(request_id);
+      }
       (e.to_response(door.view.dev).map(EdgeBody::full), e.limit_kind())
     }
   };
-  if let Some(w) = worker {
+  if let Some(w) = worker.filter(|_| !info.forwarded) {
     door
       .ctx
       .finished(w, request_id, res.status(), limit, started.elapsed(), info);
@@ -214,5 +217,49 @@ async fn route_and_run(
     headers: parts.headers,
     body,
   };
+  if let Some(lane) = door.view.quarantine() {
+    if worker.stats.abuse.is_abusive(edge_core::abuse::now_second()) {
+      return quarantined(lane, worker, req, over, request_id, info).await;
+    }
+  }
   crate::exec::invoke::run(&door.ctx, &worker, req, over, request_id, None, info).await
+}
+
+/// Runs the request of an abusive worker (most of its recent requests
+/// ended at a limit) on the quarantine thread: the OS runs that thread
+/// after this one, so its spinning costs the node's other tenants CPU
+/// share, not latency. Counted and logged there.
+async fn quarantined(
+  lane: &tokio::sync::mpsc::UnboundedSender<Job>,
+  worker: Arc<Worker>,
+  req: JsRequest,
+  body_over: Option<crate::exec::body::BodyOverLimit>,
+  request_id: RequestId,
+  info: &mut RunInfo,
+) -> Result<Response<EdgeBody>, RequestError> {
+  let (reply, answer) = tokio::sync::oneshot::channel();
+  worker.stats.quarantined.inc();
+  info.forwarded = true;
+  let job = RequestJob {
+    worker,
+    req,
+    body_over,
+    request_id: Some(request_id),
+    deadline: None,
+    reply,
+  };
+  if lane.send(Job::Request(Box::new(job))).is_err() {
+    return Err(RequestError::ShuttingDown);
+  }
+  match answer.await {
+    Ok(Ok(h)) => {
+      (info.cpu, info.cold) = (h.cpu, h.cold);
+      Ok(h.response.map(EdgeBody::from_send))
+    }
+    Ok(Err(f)) => {
+      (info.cpu, info.cold) = (f.cpu, f.cold);
+      Err(*f.error)
+    }
+    Err(_) => Err(RequestError::ShuttingDown),
+  }
 }

@@ -2,12 +2,13 @@
 //! router and certificates (swapped whole by deploys and reloads), the
 //! counters, whether the server drains, and the logging switches.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::watch;
 
 use super::routing::Router;
 use super::tls::CertStore;
+use crate::exec::jobs::Job;
 use crate::obs::stats::Stats;
 
 pub struct ServingView {
@@ -20,6 +21,9 @@ pub struct ServingView {
   pub access_log: bool,
   /// Development: error responses carry the exception's stack.
   pub dev: bool,
+  /// The quarantine lane: the low-priority executor thread that runs the
+  /// requests of abusive workers (set when the executors start).
+  quarantine: OnceLock<tokio::sync::mpsc::UnboundedSender<Job>>,
 }
 
 impl ServingView {
@@ -31,7 +35,17 @@ impl ServingView {
       draining: watch::channel(false).0,
       access_log,
       dev,
+      quarantine: OnceLock::new(),
     }
+  }
+
+  /// Where the requests of abusive workers go, if there is such a lane.
+  pub fn quarantine(&self) -> Option<&tokio::sync::mpsc::UnboundedSender<Job>> {
+    self.quarantine.get()
+  }
+
+  pub(crate) fn set_quarantine(&self, lane: tokio::sync::mpsc::UnboundedSender<Job>) {
+    let _ = self.quarantine.set(lane);
   }
 
   pub fn router(&self) -> Arc<Router> {

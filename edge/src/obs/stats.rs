@@ -116,6 +116,11 @@ pub struct WorkerStats {
   /// Module code caches read from `runtime.code_cache_dir` and written to it.
   pub code_cache_read: Counter,
   pub code_cache_written: Counter,
+  /// Whether its requests mostly end at a limit (then they run in the
+  /// quarantine lane).
+  pub abuse: edge_core::abuse::Abuse,
+  /// Requests run in the quarantine lane.
+  pub quarantined: Counter,
   console: Mutex<Option<TokenBucket>>,
 }
 
