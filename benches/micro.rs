@@ -163,7 +163,7 @@ fn pool(c: &mut Criterion) {
       Rc::new(NoLog),
       limits,
       Arc::default(),
-      watchdog.deadline_maker().for_this_thread(),
+      watchdog.deadline_maker().for_this_thread(Default::default()),
     );
     pool.prepare(&worker).await.unwrap();
     pool

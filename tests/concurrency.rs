@@ -57,9 +57,13 @@ export default {
 "#;
 
 fn start(f: &Fixture, extra: &str) -> edge::Engine {
+  start_with(f, extra, 5000)
+}
+
+fn start_with(f: &Fixture, extra: &str, wall_ms: u64) -> edge::Engine {
   f.file("w.js", WORKER);
   f.start(&format!(
-    "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n{extra}[limits]\ncpu_ms = 50\nwall_ms = 5000\n[[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"w.test\"]\n"
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n{extra}[limits]\ncpu_ms = 50\nwall_ms = {wall_ms}\n[[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"w.test\"]\n"
   ))
 }
 
@@ -209,4 +213,64 @@ async fn a_full_isolate_makes_another_then_queues_with_a_bound() {
   let (a, b) = (a.await.unwrap(), b.await.unwrap());
   assert_eq!((a.status, b.status), (200, 200));
   assert_ne!(a.body.split(' ').next(), b.body.split(' ').next(), "two isolates");
+}
+
+/// PBKDF2 derivations, which deno runs on the blocking pool.
+const DERIVE: &str = r#"
+export default {
+  async fetch(req) {
+    const url = new URL(req.url);
+    const n = Number(url.searchParams.get("n") ?? 1);
+    const iterations = Number(url.searchParams.get("it") ?? 100000);
+    const key = await crypto.subtle.importKey("raw", new TextEncoder().encode("pw"), "PBKDF2", false, ["deriveBits"]);
+    try {
+      for (let i = 0; i < n; i++) {
+        await crypto.subtle.deriveBits({ name: "PBKDF2", hash: "SHA-256", salt: new Uint8Array(16), iterations }, key, 256);
+      }
+    } catch (e) {
+      return new Response(`${e.name}: ${e.message}`, { status: 400 });
+    }
+    return new Response(`derived ${n}`);
+  },
+};
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crypto_work_off_the_thread_is_charged_bounded_and_limited() {
+  let f = Fixture::new();
+  f.file("derive.js", DERIVE);
+  let engine = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n[log]\naccess = true\n\
+     [[worker]]\nname = \"roomy\"\nmain = \"derive.js\"\nroutes = [\"roomy.test\"]\n[worker.limits]\ncpu_ms = 30000\nwall_ms = 60000\n\
+     [[worker]]\nname = \"tight\"\nmain = \"derive.js\"\nroutes = [\"tight.test\"]\n[worker.limits]\ncpu_ms = 20\n",
+  );
+  let addr = engine.http_addr().unwrap();
+  // The pool's time is in the request's CPU (its own JS takes a few ms).
+  let tag = format!("derive-{}", std::process::id());
+  let r = get(addr, "roomy.test", &format!("/{tag}?n=4")).await;
+  assert_eq!((r.status, r.body.as_str()), (200, "derived 4"));
+  let line = crate::support::logs()
+    .lines()
+    .find(|l| l.contains(&tag) && l.contains("cpu_ms"))
+    .map(str::to_string)
+    .expect("the access line");
+  let cpu: f64 = line
+    .split("cpu_ms=")
+    .nth(1)
+    .and_then(|v| v.split_whitespace().next())
+    .and_then(|v| v.parse().ok())
+    .unwrap_or_else(|| panic!("no cpu_ms in {line}"));
+  assert!(cpu >= 40.0, "4 x PBKDF2 at 100,000 iterations charged {cpu} ms: {line}");
+  // Past the limit through work off the thread alone.
+  let r = get(addr, "tight.test", "/?n=8").await;
+  assert_eq!((r.status, r.limit()), (503, Some("cpu")), "{}", r.body);
+  // Bounded as on workerd.
+  let r = get(addr, "roomy.test", "/?it=5000000").await;
+  assert_eq!(r.status, 400);
+  assert!(
+    r.body
+      .starts_with("NotSupportedError: PBKDF2 iteration counts above 100000"),
+    "{}",
+    r.body
+  );
 }

@@ -177,7 +177,14 @@ fn thread_main(s: Start) {
   if quarantine {
     lowest_priority();
   }
-  let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+  let blocking = Arc::new(crate::limits::offthread::BlockingCpu::default());
+  let (on_start, on_stop) = (blocking.clone(), blocking.clone());
+  let rt = match tokio::runtime::Builder::new_current_thread()
+    .enable_all()
+    .on_thread_start(move || on_start.register_current())
+    .on_thread_stop(move || on_stop.unregister_current())
+    .build()
+  {
     Ok(rt) => rt,
     Err(e) => {
       tracing::error!("executor {index}: cannot build its runtime: {e}");
@@ -186,7 +193,7 @@ fn thread_main(s: Start) {
   };
   let local = tokio::task::LocalSet::new();
   let pool = local.block_on(&rt, async {
-    let deadline = deadline.for_this_thread();
+    let deadline = deadline.for_this_thread(blocking);
     let console = ConsoleSink::new(view.stats.clone(), params.console_lines_per_s, params.console.clone());
     let pool = Pool::new(
       params.isolate_config,

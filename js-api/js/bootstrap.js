@@ -20,6 +20,10 @@ const {
   PromiseWithResolvers,
   SafeArrayIterator,
   SafeMap,
+  StringPrototypeToUpperCase,
+  StringPrototypeStartsWith,
+  ArrayPrototypeShift,
+  ArrayPrototypePush,
   SafeSet,
   SafeSetIterator,
   ReflectApply,
@@ -38,6 +42,7 @@ const {
   op_edge_req_body,
   op_edge_req_headers,
   op_edge_settled,
+  op_edge_offthread,
 } = core.ops;
 
 // deno_crypto brands CryptoKey objects with this symbol (00_crypto.js).
@@ -174,6 +179,99 @@ function setInterval_(callback, delay = 0, ...args) {
 function clearTimer(id = undefined) {
   ownerState()?.timers?.delete(id);
   denoClearTimeout(id);
+}
+
+// ---- crypto.subtle work that runs on the blocking pool, off this thread:
+// bounded (workerd's PBKDF2 cap; RSA moduli), at most a few at a time per
+// isolate (more wait here, and are dropped when their request ends), and
+// told to Rust while in flight, which charges the pool's CPU time to the
+// requests that have such work running (edge pool::host).
+const OFFTHREAD_AT_ONCE = 2;
+const PBKDF2_MAX_ITERATIONS = 100000;
+const RSA_MAX_MODULUS = 4096;
+let offthreadRunning = 0;
+const offthreadQueue = [];
+function algorithmName(a) {
+  const name = typeof a === "string" ? a : a?.name;
+  return typeof name === "string" ? StringPrototypeToUpperCase(name) : "";
+}
+function refuseOverBounds(method, args) {
+  const a = args[0];
+  if ((method === "deriveBits" || method === "deriveKey") && algorithmName(a) === "PBKDF2") {
+    const n = Number(a.iterations);
+    if (n > PBKDF2_MAX_ITERATIONS) {
+      return new DOMException(
+        `PBKDF2 iteration counts above ${PBKDF2_MAX_ITERATIONS} are not supported (requested ${n})`,
+        "NotSupportedError",
+      );
+    }
+  }
+  if (method === "generateKey" && StringPrototypeStartsWith(algorithmName(a), "RSA")) {
+    const bits = Number(a.modulusLength);
+    if (bits > RSA_MAX_MODULUS) {
+      return new DOMException(
+        `RSA moduli longer than ${RSA_MAX_MODULUS} bits are not supported (requested ${bits})`,
+        "NotSupportedError",
+      );
+    }
+  }
+  return null;
+}
+function runOffthread(job) {
+  offthreadRunning++;
+  op_edge_offthread(job.reqId, 1);
+  const prev = getAsyncContext();
+  setAsyncContext(job.reqId);
+  let p;
+  try {
+    p = ReflectApply(job.orig, job.self, job.args);
+  } catch (err) {
+    p = Promise.reject(err);
+  } finally {
+    setAsyncContext(prev);
+  }
+  PromisePrototypeThen(p, (v) => {
+    offthreadDone(job);
+    job.resolve(v);
+  }, (err) => {
+    offthreadDone(job);
+    job.reject(err);
+  });
+}
+function offthreadDone(job) {
+  offthreadRunning--;
+  op_edge_offthread(job.reqId, -1);
+  while (offthreadQueue.length > 0 && offthreadRunning < OFFTHREAD_AT_ONCE) {
+    const next = ArrayPrototypeShift(offthreadQueue);
+    if (next.reqId !== 0 && !liveRequests.has(next.reqId)) {
+      next.reject(new DOMException("The request that started this operation has ended", "AbortError"));
+      continue;
+    }
+    runOffthread(next);
+  }
+}
+function installOffthreadCrypto() {
+  const proto = cryptoMod.SubtleCrypto.prototype;
+  for (const method of new SafeArrayIterator([
+    "digest", "encrypt", "decrypt", "sign", "verify", "deriveBits", "deriveKey",
+    "generateKey", "wrapKey", "unwrapKey", "exportKey",
+  ])) {
+    const orig = proto[method];
+    if (typeof orig !== "function") continue;
+    const wrapped = {
+      [method](...args) {
+        const refused = refuseOverBounds(method, args);
+        if (refused !== null) return Promise.reject(refused);
+        const { promise, resolve, reject } = PromiseWithResolvers();
+        const job = { orig, self: this, args, reqId: currentRequest(), resolve, reject };
+        if (offthreadRunning < OFFTHREAD_AT_ONCE) runOffthread(job);
+        else ArrayPrototypePush(offthreadQueue, job);
+        return promise;
+      },
+    }[method];
+    ObjectDefineProperty(wrapped, "length", { value: orig.length });
+    ObjectDefineProperty(proto, method, { value: wrapped, writable: true, enumerable: true, configurable: true });
+  }
 }
 
 // ---- fetch, counted against the worker's subrequest limit per request.
@@ -625,6 +723,7 @@ function bind(ns, vars, maxSubrequests, longest = undefined) {
 // Per isolate, at creation from the snapshot (not kept by the snapshot).
 function init() {
   installWasmMemoryAccounting();
+  installOffthreadCrypto();
   performance.setTimeOrigin();
   event.setEventTargetData(globalThis);
   event.saveGlobalThisReference(globalThis);

@@ -451,6 +451,7 @@ impl Isolate {
         body: req.body,
         body_rid: None,
         subrequest_limit_hit: false,
+        offthread: 0,
       };
       state.borrow_mut::<RequestSlots>().live.insert(id, slot);
     }
@@ -514,6 +515,21 @@ impl Isolate {
     v8::Local::new(scope, p).state() != v8::PromiseState::Pending
   }
 
+  /// Whether any request has crypto work running on the blocking pool.
+  pub fn has_offthread(&self) -> bool {
+    let state = self.rt.op_state();
+    let state = state.borrow();
+    state.borrow::<RequestSlots>().offthread > 0
+  }
+
+  /// The requests with crypto work running on the blocking pool now,
+  /// appended to `out`.
+  pub fn offthread_requests(&mut self, out: &mut Vec<u32>) {
+    let state = self.rt.op_state();
+    let state = state.borrow();
+    state.borrow::<RequestSlots>().with_offthread(out);
+  }
+
   /// Whether request `id`'s `fetch()` calls ran past the subrequest limit.
   pub fn take_subrequest_limit_hit(&mut self, id: u32) -> bool {
     let state = self.rt.op_state();
@@ -535,9 +551,11 @@ impl Isolate {
     {
       let state = self.rt.op_state();
       let mut state = state.borrow_mut();
-      let Some(slot) = state.borrow_mut::<RequestSlots>().live.remove(&id) else {
+      let slots = state.borrow_mut::<RequestSlots>();
+      let Some(slot) = slots.live.remove(&id) else {
         return;
       };
+      slots.offthread = slots.offthread.saturating_sub(slot.offthread);
       if let Some(rid) = slot.body_rid {
         if let Ok(body) = state.resource_table.take_any(rid) {
           body.close();

@@ -11,21 +11,36 @@
 //! and terminates the JS if that request is out of CPU. Time of turns left
 //! after the last sample carries over to the next one.
 //!
-//! Each sample charges at most the shared time since the previous one (one
-//! watchdog tick, plus short turns in between); in expectation a request is
-//! charged the time its code ran.
+//! Time is the thread's CPU clock (a thread the OS preempts mid-turn is not
+//! charged for it). Each sample charges at most the shared time since the
+//! previous one, and never more than [`MAX_SAMPLE`]; in expectation a
+//! request is charged the time its code ran.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deno_core::v8;
 
 /// Requests that have ended whose budget is still known (code they left
 /// behind is charged, and stopped, against it).
 const ENDED_KEPT: usize = 64;
+
+/// The most one sample charges (three watchdog ticks): what a request can
+/// be charged for others' code at one sample, at worst.
+pub const MAX_SAMPLE: Duration = Duration::from_millis(6);
+
+/// This thread's CPU clock.
+pub fn thread_cpu() -> Duration {
+  let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+  // SAFETY: `ts` is a valid, writable timespec.
+  if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+    return Duration::ZERO;
+  }
+  Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 /// The CPU budgets of the requests in one isolate and the samples of its
 /// shared turns. Lives in the isolate (a V8 slot) and is touched only on
@@ -40,8 +55,8 @@ pub struct CpuShares {
 struct State {
   /// The turn being sampled, if one runs now.
   turn: Option<u64>,
-  /// Charged from here on at the next sample.
-  since: Option<Instant>,
+  /// The thread's CPU clock from which the next sample charges.
+  since: Option<Duration>,
   /// Shared time of earlier turns not yet charged to anyone.
   carried: Duration,
   /// What each request may still use, by request number.
@@ -86,20 +101,21 @@ impl CpuShares {
     }
   }
 
-  /// A shared turn `turn` starts now: samples taken for it count.
-  pub fn begin_turn(&self, turn: u64, now: Instant) {
+  /// A shared turn `turn` starts at `now` (the thread's CPU clock):
+  /// samples taken for it count.
+  pub fn begin_turn(&self, turn: u64, now: Duration) {
     let mut s = self.inner.borrow_mut();
     s.turn = Some(turn);
     s.since = Some(now);
     s.unowned = Duration::ZERO;
   }
 
-  /// The turn ended: its time since the last sample carries over.
-  pub fn end_turn(&self, now: Instant) {
+  /// The turn ended at `now`: its time since the last sample carries over.
+  pub fn end_turn(&self, now: Duration) {
     let mut s = self.inner.borrow_mut();
     s.turn = None;
     if let Some(since) = s.since.take() {
-      s.carried += now.saturating_duration_since(since);
+      s.carried += now.saturating_sub(since);
     }
   }
 
@@ -128,7 +144,7 @@ impl CpuShares {
 
   /// A sample of turn `turn` finds request `id` running (0: code of no
   /// request). Returns whether to terminate it.
-  fn sample(&self, turn: u64, id: u32, now: Instant) -> bool {
+  fn sample(&self, turn: u64, id: u32, now: Duration) -> bool {
     let mut s = self.inner.borrow_mut();
     if s.turn != Some(turn) {
       return false;
@@ -136,7 +152,7 @@ impl CpuShares {
     let Some(since) = s.since.replace(now) else {
       return false;
     };
-    let d = std::mem::take(&mut s.carried) + now.saturating_duration_since(since);
+    let d = (std::mem::take(&mut s.carried) + now.saturating_sub(since)).min(MAX_SAMPLE);
     let over = match s.left.get_mut(&id) {
       Some(left) => {
         *left = left.saturating_sub(d);
@@ -184,7 +200,7 @@ unsafe extern "C" fn on_sample(ptr: v8::UnsafeRawIsolatePtr, data: *mut c_void) 
     let v = scope.get_continuation_preserved_embedder_data();
     v8::Local::<v8::Uint32>::try_from(v).map_or(0, |n| n.value())
   };
-  if shares.sample(data as usize as u64, id, Instant::now()) {
+  if shares.sample(data as usize as u64, id, thread_cpu()) {
     isolate.terminate_execution();
   }
 }

@@ -7,13 +7,18 @@
 //!   spent.
 //! - Memory: V8's heap limit and our ArrayBuffer allocator
 //!   (`js_api::memory`) stop the script when the isolate's budget is spent.
+//! - Off-thread work (`crypto.subtle` on the blocking pool) is measured by
+//!   the pool threads' CPU clocks ([`offthread`]) and charged to the
+//!   requests that had such work in flight.
 //! - Wall clock, body size and subrequests are checked on the request path.
 //!
 //! Binding, the handler's call and the background turns all run through
 //! one helper, [`metered::run`], whose outcome is typed: done, or a
 //! [`LimitHit`] (the isolate then condemned).
 
+mod clock;
 pub mod metered;
+pub mod offthread;
 pub mod watchdog;
 
 use std::sync::Arc;

@@ -10,19 +10,13 @@ use std::time::{Duration, Instant};
 
 use js_api::IsolateStopper;
 
-pub(super) fn clock_time(clock: libc::clockid_t) -> Duration {
-  let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-  // SAFETY: `ts` is a valid, writable timespec.
-  let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-  if rc != 0 {
-    return Duration::ZERO;
-  }
-  Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
+use super::clock::clock_time;
 
 /// The JS running now on one executor thread, and its CPU budget.
 pub struct CpuDeadline {
   clock: libc::clockid_t,
+  /// The CPU time of this thread's blocking pool.
+  pub blocking: Arc<super::offthread::BlockingCpu>,
   slot: Mutex<Slice>,
   dog: Arc<DogState>,
 }
@@ -150,8 +144,9 @@ impl Watchdog {
 pub struct DeadlineMaker(Arc<DogState>);
 
 impl DeadlineMaker {
-  /// The calling thread's deadline, watched by the watchdog.
-  pub fn for_this_thread(self) -> Arc<CpuDeadline> {
+  /// The calling thread's deadline, watched by the watchdog; `blocking`
+  /// meters the thread's blocking pool.
+  pub fn for_this_thread(self, blocking: Arc<super::offthread::BlockingCpu>) -> Arc<CpuDeadline> {
     let mut clock: libc::clockid_t = 0;
     // SAFETY: pthread_self() is the calling thread; `clock` is writable.
     let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
@@ -160,6 +155,7 @@ impl DeadlineMaker {
     }
     let w = Arc::new(CpuDeadline {
       clock,
+      blocking,
       slot: Mutex::new(Slice::default()),
       dog: self.0.clone(),
     });

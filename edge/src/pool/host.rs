@@ -36,6 +36,10 @@ use super::Pool;
 use crate::limits::{CpuDeadline, CpuMeter, LimitHit, Phase};
 use crate::worker::Worker;
 
+/// How far past the largest budget in the isolate a shared turn runs
+/// before the watchdog stops it whoever runs.
+const BACKSTOP_MARGIN: Duration = Duration::from_millis(10);
+
 /// Handler calls made in one go before the driver lets the thread's other
 /// tasks run.
 const START_SLICE: Duration = Duration::from_micros(500);
@@ -225,6 +229,7 @@ impl Host {
       tokio::task::spawn_local(Driver {
         host: self.clone(),
         sleep: None,
+        tick: None,
       });
     } else {
       self.wake();
@@ -394,7 +399,9 @@ impl Host {
         .map(|m| m.inner.borrow().cpu.left())
         .max()
         .unwrap_or_default()
-        .max(Duration::from_millis(1));
+        // Samples stop a request at its limit; this only stops what they
+        // cannot (no sample landed).
+        + BACKSTOP_MARGIN;
       let alone = (st.members.len() == 1).then(|| *st.members.keys().next().expect("one"));
       (st.turn, backstop, alone)
     };
@@ -405,11 +412,11 @@ impl Host {
     }
     let now = std::time::Instant::now();
     let shares = self.iso.borrow().shares().clone();
-    shares.begin_turn(turn, now);
+    shares.begin_turn(turn, js_api::shares::thread_cpu());
     let (r, _ran, fired) = self
       .deadline
       .run_shared(&self.stopper, backstop, turn, now, || self.iso.borrow_mut().turn(cx));
-    shares.end_turn(std::time::Instant::now());
+    shares.end_turn(js_api::shares::thread_cpu());
     {
       let st = self.st.borrow();
       shares.drain_charges(|id, d| {
@@ -443,7 +450,14 @@ impl Host {
       tracing::warn!(worker = &*self.worker.name, "event loop failed: {e}");
       return self.lose_all(None, "event loop failure");
     }
-    // Out of CPU, whether stopped in the turn or charged past the limit.
+    self.end_over_limit();
+    self.deliver_settled();
+    self.after_turn(r.is_ready() && !terminated);
+  }
+
+  /// Ends the requests out of CPU, whether stopped in a turn or charged
+  /// past their limit (samples, off-thread work).
+  fn end_over_limit(&self) {
     let over: Vec<u32> = {
       let st = self.st.borrow();
       st.members
@@ -455,8 +469,31 @@ impl Host {
     for id in over {
       self.limit_hit(id);
     }
-    self.deliver_settled();
-    self.after_turn(r.is_ready() && !terminated);
+  }
+
+  /// Whether a request here has crypto work running on the blocking pool.
+  pub(super) fn has_offthread(&self) -> bool {
+    self.iso.borrow().has_offthread()
+  }
+
+  /// Charges `share` of the blocking pool's time to each of its requests
+  /// with work there; returns how many it charged (with `charge` false,
+  /// only counts them).
+  pub(super) fn charge_offthread(&self, share: std::time::Duration, charge: bool) -> usize {
+    let mut ids = Vec::new();
+    self.iso.borrow_mut().offthread_requests(&mut ids);
+    if charge {
+      let st = self.st.borrow();
+      for id in &ids {
+        if let Some(m) = st.members.get(id) {
+          m.inner.borrow_mut().cpu.charge(share);
+        }
+      }
+      drop(st);
+      self.end_over_limit();
+      self.wake();
+    }
+    ids.len()
   }
 
   fn limit_hit(&self, id: u32) {
@@ -578,7 +615,13 @@ impl Host {
 struct Driver {
   host: Rc<Host>,
   sleep: Option<Pin<Box<Sleep>>>,
+  /// While crypto work of its requests runs off the thread: when to
+  /// charge its time next.
+  tick: Option<Pin<Box<Sleep>>>,
 }
+
+/// How often the blocking pool's time is charged while work runs there.
+const OFFTHREAD_TICK: Duration = Duration::from_millis(5);
 
 impl Future for Driver {
   type Output = ();
@@ -611,8 +654,25 @@ impl Future for Driver {
       }
     }
     host.deliver_settled();
+    // Crypto work off the thread is charged while still in flight: the
+    // turn may see it end.
+    if host.has_offthread() {
+      if let Some(pool) = host.pool.upgrade() {
+        pool.charge_offthread(&host);
+      }
+    }
     if !host.st.borrow().members.is_empty() && !yielded {
       host.turn(cx);
+    }
+    if host.has_offthread() {
+      let at = Instant::now() + OFFTHREAD_TICK;
+      let tick = self.tick.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+      if tick.as_mut().poll(cx).is_ready() {
+        tick.as_mut().reset(at);
+        cx.waker().wake_by_ref();
+      }
+    } else {
+      self.tick = None;
     }
     let next_wall = host.check_walls(Instant::now());
     let done = {

@@ -77,6 +77,10 @@ pub struct Pool {
   idle: RefCell<IdleSet<Rc<Host>>>,
   /// Hosts serving requests and open to more, by worker.
   busy: RefCell<HashMap<WorkerId, Vec<Rc<Host>>>>,
+  /// Hosts whose requests have crypto work on the blocking pool, and the
+  /// pool's CPU time already charged.
+  offthread_hosts: RefCell<Vec<std::rc::Weak<Host>>>,
+  offthread_seen: Cell<Duration>,
 }
 
 impl Pool {
@@ -99,6 +103,8 @@ impl Pool {
       activity: Cell::new(0),
       idle: RefCell::new(IdleSet::default()),
       busy: RefCell::new(HashMap::new()),
+      offthread_hosts: RefCell::new(Vec::new()),
+      offthread_seen: Cell::new(Duration::ZERO),
     });
     pool.spawn_sweepers();
     pool
@@ -168,6 +174,35 @@ impl Pool {
     self.activity.set(self.activity.get() + 1);
     // A request waiting for room may take its place.
     self.capacity.idled(&host.worker);
+  }
+
+  /// Charges the blocking pool's CPU time since the last charge, in equal
+  /// shares, to the requests (of every host on this thread) that have
+  /// crypto work running there; `host` has some. Called before a turn
+  /// that may see such work end (so it is charged while still in flight)
+  /// and every few milliseconds while it runs.
+  fn charge_offthread(&self, host: &Rc<Host>) {
+    {
+      let mut hosts = self.offthread_hosts.borrow_mut();
+      if !hosts.iter().any(|h| std::ptr::eq(h.as_ptr(), Rc::as_ptr(host))) {
+        hosts.push(Rc::downgrade(host));
+      }
+    }
+    let total = self.deadline.blocking.total();
+    let delta = total.saturating_sub(self.offthread_seen.replace(total));
+    let hosts: Vec<Rc<Host>> = {
+      let mut list = self.offthread_hosts.borrow_mut();
+      list.retain(|h| h.upgrade().is_some_and(|h| h.has_offthread()));
+      list.iter().filter_map(|h| h.upgrade()).collect()
+    };
+    let n: usize = hosts.iter().map(|h| h.charge_offthread(Duration::ZERO, false)).sum();
+    if delta.is_zero() || n == 0 {
+      return;
+    }
+    let share = delta / n as u32;
+    for h in hosts {
+      h.charge_offthread(share, true);
+    }
   }
 
   /// `host` takes no new requests (stopped for a limit, lost).

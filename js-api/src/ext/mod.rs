@@ -27,6 +27,7 @@ deno_core::extension!(
     ops::op_edge_req_headers,
     ops::op_edge_req_body,
     ops::op_edge_settled,
+    ops::op_edge_offthread,
     json::op_edge_json_plan,
     json::op_edge_json_take_plan,
     json::op_edge_json_check,

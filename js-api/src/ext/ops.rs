@@ -43,6 +43,8 @@ pub struct RequestSlot {
   pub body_rid: Option<ResourceId>,
   /// A `fetch()` was refused for the subrequest limit.
   pub subrequest_limit_hit: bool,
+  /// Its crypto.subtle operations running on the blocking pool now.
+  pub offthread: u32,
 }
 
 /// The requests an isolate is serving now, by the isolate's number for
@@ -54,6 +56,17 @@ pub struct RequestSlots {
   /// Requests whose handler's promise settled since the driver last looked
   /// (told by JS, so the driver need not look at every pending promise).
   pub settled: Vec<u32>,
+  /// Off-thread operations in flight, of all live requests.
+  pub offthread: u32,
+}
+
+impl RequestSlots {
+  /// The requests with off-thread work in flight, appended to `out`.
+  pub fn with_offthread(&self, out: &mut Vec<u32>) {
+    if self.offthread > 0 {
+      out.extend(self.live.iter().filter(|(_, s)| s.offthread > 0).map(|(id, _)| *id));
+    }
+  }
 }
 
 #[op2(fast)]
@@ -90,6 +103,19 @@ pub trait WasmMemoryAccount {
 pub fn op_edge_limit_hit(state: &mut OpState, #[smi] id: u32) {
   if let Some(slot) = state.try_borrow_mut::<RequestSlots>().and_then(|s| s.live.get_mut(&id)) {
     slot.subrequest_limit_hit = true;
+  }
+}
+
+/// JS tells that request `id` started (+1) or ended (-1) an operation on
+/// the blocking pool.
+#[op2(fast)]
+pub fn op_edge_offthread(state: &mut OpState, #[smi] id: u32, #[smi] delta: i32) {
+  if let Some(slots) = state.try_borrow_mut::<RequestSlots>() {
+    if let Some(slot) = slots.live.get_mut(&id) {
+      let before = slot.offthread;
+      slot.offthread = slot.offthread.saturating_add_signed(delta);
+      slots.offthread = (slots.offthread + slot.offthread).saturating_sub(before);
+    }
   }
 }
 
