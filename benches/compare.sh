@@ -26,9 +26,15 @@ cargo build --release -q -p edge --bin edge --example hyper_baseline
 cp target/release/edge "$work/edge-new"
 cp target/release/examples/hyper_baseline "$work/hyper"
 git worktree add -q --detach "$work/old" "$rev"
+# The workspace's own crates have the same unit hashes in both trees, and
+# cargo would take one tree's build script (and crates) for the other's:
+# they are cleaned before each build (the dependencies stay shared).
+own=(-p edge -p edge-js-api -p edge-core)
+cargo clean --release -q "${own[@]}"
 (cd "$work/old" && CARGO_TARGET_DIR="$root/target" cargo build --release -q -p edge --bin edge)
 cp target/release/edge "$work/edge-old"
 # Leave target/release/edge as the working tree's.
+cargo clean --release -q "${own[@]}"
 cargo build --release -q -p edge --bin edge
 
 cp workers/bench/index.js "$work/"

@@ -28,19 +28,34 @@ export default {
     const keys = [START_KEY, hmac, ec.privateKey, ec.publicKey, aes].every((k) => k instanceof CryptoKey);
     const stream = new Response("s".repeat(100)).body.pipeThrough(new CompressionStream("gzip"));
     const gz = new Uint8Array(await new Response(stream).arrayBuffer());
-    return new Response(`${env.NAME} ${ok} ${keys} ${sig.byteLength > 0} ${ct.byteLength} ${gz[0]}`);
+    const up = await (await fetch(`http://${env.UPSTREAM}/${env.NAME}`)).text();
+    const head = `${env.NAME} ${ok} ${keys} ${sig.byteLength > 0} ${ct.byteLength} ${gz[0]} [${up}]`;
+    // A streamed body, written over several turns after the response.
+    let n = 0;
+    const body = new ReadableStream({
+      async pull(c) {
+        await new Promise((r) => setTimeout(r, 2));
+        if (n++ === 3) return c.close();
+        c.enqueue(new TextEncoder().encode(n === 1 ? head : "."));
+      },
+    });
+    return new Response(body);
   },
 };
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_on_one_thread_make_crypto_keys_interleaved() {
+  // Keys, compression, timers, a fetch() and a streamed body in each,
+  // several requests of each worker in its isolate at once.
   let f = Fixture::new();
   f.file("crypto.js", CRYPTO_WORKER);
+  let upstream = crate::support::Upstream::start(None).await;
   let mut toml = "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n".to_string();
   for name in ["a", "b", "c"] {
     toml += &format!(
-      "[[worker]]\nname = \"{name}\"\nmain = \"crypto.js\"\nroutes = [\"{name}.test\"]\n[worker.vars]\nNAME = \"{name}\"\n"
+      "[[worker]]\nname = \"{name}\"\nmain = \"crypto.js\"\nroutes = [\"{name}.test\"]\nallow_private_network = true\n[worker.vars]\nNAME = \"{name}\"\nUPSTREAM = \"{}\"\n",
+      upstream.addr
     );
   }
   let engine = f.start(&toml);
@@ -49,7 +64,7 @@ async fn three_workers_on_one_thread_make_crypto_keys_interleaved() {
   // each worker's isolate, later ones run in warm isolates, interleaved.
   for _ in 0..4 {
     let mut tasks = Vec::new();
-    for name in ["a", "b", "c", "a", "b", "c"] {
+    for name in ["a", "b", "c", "a", "b", "c", "a", "b", "c"] {
       tasks.push(tokio::spawn(async move {
         (name, get(addr, &format!("{name}.test"), "/").await)
       }));
@@ -57,7 +72,10 @@ async fn three_workers_on_one_thread_make_crypto_keys_interleaved() {
     for t in tasks {
       let (name, got) = t.await.unwrap();
       assert_eq!(got.status, 200, "{name}: {}", got.body);
-      assert_eq!(got.body, format!("{name} true true true 23 31"));
+      assert_eq!(
+        got.body,
+        format!("{name} true true true 23 31 [upstream saw /{name} via ]..")
+      );
     }
   }
   assert!(engine.stats().live_isolates >= 3, "{:?}", engine.stats());

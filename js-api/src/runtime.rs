@@ -265,9 +265,21 @@ impl Isolate {
     self.stopper.condemn();
   }
 
-  /// After a termination: let the isolate run JS again (to unwind).
+  /// After a termination: let the isolate run JS again (to unwind). The
+  /// stopped code's request number may be left as the async context (its
+  /// `finally` did not run): it is cleared, so that code run next is not
+  /// taken for that request's.
   pub fn cancel_termination(&mut self) {
     self.rt.v8_isolate().cancel_terminate_execution();
+    let _entered = self.entered();
+    self.clear_async_context();
+  }
+
+  /// No request's code runs at the top of an entry.
+  fn clear_async_context(&mut self) {
+    deno_core::scope!(scope, &mut *self.rt);
+    let undefined = v8::undefined(scope).into();
+    scope.set_continuation_preserved_embedder_data(undefined);
   }
 
   /// Collects all garbage and gives V8's spare pages back (a full GC: a
@@ -498,6 +510,7 @@ impl Isolate {
   pub fn turn(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), JsApiError>> {
     let _entered = self.entered();
     self.own_crypto_symbols();
+    self.clear_async_context();
     match self.rt.poll_event_loop(cx, PollEventLoopOptions::default()) {
       Poll::Ready(Err(e)) => {
         self.stopper.condemn();

@@ -220,20 +220,39 @@ impl Host {
 
   /// Takes `member` in; its handler is called by the driver.
   pub(super) fn admit(self: &Rc<Self>, member: Rc<Member>) {
-    let start = {
+    let driving = {
       let mut st = self.st.borrow_mut();
-      st.queued.push_back(member);
-      !std::mem::replace(&mut st.driving, true)
+      if st.driving {
+        st.queued.push_back(member.clone());
+      }
+      st.driving
     };
-    if start {
-      tokio::task::spawn_local(Driver {
-        host: self.clone(),
-        sleep: None,
-        tick: None,
-      });
-    } else {
-      self.wake();
+    if driving {
+      return self.wake();
     }
+    // No driver: the handler is called here, in the request's own task.
+    // One that answers at once with a whole body (most do) needs no
+    // driver task at all.
+    self.start(&member);
+    if !self.is_open() {
+      self.move_queued();
+    }
+    let idle = {
+      let st = self.st.borrow();
+      st.members.is_empty() && st.queued.is_empty()
+    };
+    if idle {
+      if let Some(pool) = self.pool.upgrade() {
+        pool.host_idle(self);
+      }
+      return;
+    }
+    self.st.borrow_mut().driving = true;
+    tokio::task::spawn_local(Driver {
+      host: self.clone(),
+      sleep: None,
+      tick: None,
+    });
   }
 
   fn wake(&self) {

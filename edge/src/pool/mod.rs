@@ -123,8 +123,7 @@ impl Pool {
       }
       if let Some(host) = self.take_idle(worker) {
         self.stats.warm_starts.inc();
-        self.busy.borrow_mut().entry(worker.id).or_default().push(host.clone());
-        return Ok((self.admit(&host, member), false));
+        return Ok((self.admit_first(&host, member), false));
       }
       let until = *until.get_or_insert_with(|| tokio::time::Instant::now() + self.limits.max_queue);
       let waited = match self.capacity.reserve(worker, || self.evict_lru()) {
@@ -144,8 +143,22 @@ impl Pool {
     worker.stats.cold_starts.inc();
     let iso = self.bind_new(worker).await?;
     let host = Host::new(self, worker, iso, self.deadline.clone());
-    self.busy.borrow_mut().entry(worker.id).or_default().push(host.clone());
-    Ok((self.admit(&host, member), true))
+    Ok((self.admit_first(&host, member), true))
+  }
+
+  /// The first request of a host that was not busy: called at once; the
+  /// host is busy (open to more) only if the request is still in it.
+  fn admit_first(&self, host: &Rc<Host>, member: Rc<Member>) -> Ticket {
+    let ticket = self.admit(host, member);
+    if host.load() > 0 && host.is_open() {
+      self
+        .busy
+        .borrow_mut()
+        .entry(host.worker.id)
+        .or_default()
+        .push(host.clone());
+    }
+    ticket
   }
 
   fn admit(&self, host: &Rc<Host>, member: Rc<Member>) -> Ticket {
@@ -210,13 +223,11 @@ impl Pool {
     self.unbusy(host);
   }
 
+  /// The worker's (empty) list stays until it has no isolate on the
+  /// thread: no allocation per busy spell.
   fn unbusy(&self, host: &Host) {
-    let mut busy = self.busy.borrow_mut();
-    if let Some(list) = busy.get_mut(&host.worker.id) {
+    if let Some(list) = self.busy.borrow_mut().get_mut(&host.worker.id) {
       list.retain(|h| !std::ptr::eq(&**h, host));
-      if list.is_empty() {
-        busy.remove(&host.worker.id);
-      }
     }
   }
 
@@ -446,6 +457,7 @@ impl Pool {
     self.capacity.release(worker);
     if self.capacity.live_of(worker) == 0 {
       self.idle.borrow_mut().forget(worker.id);
+      self.busy.borrow_mut().remove(&worker.id);
     }
   }
 
