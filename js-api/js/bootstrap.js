@@ -121,8 +121,15 @@ const workerConsole = new consoleMod.Console((msg, level) => {
 // and V8 and deno's timers carry it to every continuation of that call.
 // Rust reads it too, to charge CPU time to the request it belongs to.
 const { getAsyncContext, setAsyncContext } = core;
-// Request number -> its per-request state, while the request lasts.
+// Request number -> its per-request state, while the request lasts. Two
+// entries that never go keep V8 from shrinking (rehashing) the map each
+// time its one request ends.
 const liveRequests = new SafeMap();
+function keepLiveRequestsRoomy() {
+  liveRequests.set(-1, undefined);
+  liveRequests.set(-2, undefined);
+}
+keepLiveRequestsRoomy();
 function currentRequest() {
   const id = getAsyncContext();
   return typeof id === "number" ? id : 0;
@@ -195,10 +202,16 @@ function algorithmName(a) {
   const name = typeof a === "string" ? a : a?.name;
   return typeof name === "string" ? StringPrototypeToUpperCase(name) : "";
 }
+// Checks the bounds on a copy of the algorithm, which is what deno gets
+// (a getter must not answer the check one number and deno another).
 function refuseOverBounds(method, args) {
-  const a = args[0];
+  let a = args[0];
+  if (a === null || typeof a !== "object") return null;
+  if (method !== "deriveBits" && method !== "deriveKey" && method !== "generateKey") return null;
+  a = args[0] = { ...a };
   if ((method === "deriveBits" || method === "deriveKey") && algorithmName(a) === "PBKDF2") {
     const n = Number(a.iterations);
+    a.iterations = n;
     if (n > PBKDF2_MAX_ITERATIONS) {
       return new DOMException(
         `PBKDF2 iteration counts above ${PBKDF2_MAX_ITERATIONS} are not supported (requested ${n})`,
@@ -208,6 +221,7 @@ function refuseOverBounds(method, args) {
   }
   if (method === "generateKey" && StringPrototypeStartsWith(algorithmName(a), "RSA")) {
     const bits = Number(a.modulusLength);
+    a.modulusLength = bits;
     if (bits > RSA_MAX_MODULUS) {
       return new DOMException(
         `RSA moduli longer than ${RSA_MAX_MODULUS} bits are not supported (requested ${bits})`,
@@ -776,6 +790,7 @@ function warmup() {
   handlerFetch = null;
   workerEnv = null;
   liveRequests.clear();
+  keepLiveRequestsRoomy();
   subrequestLimit = 50;
 }
 

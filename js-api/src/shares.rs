@@ -119,11 +119,6 @@ impl CpuShares {
     }
   }
 
-  /// Shared time not charged to anyone yet (taken: the caller charges it).
-  pub fn take_carried(&self) -> Duration {
-    std::mem::take(&mut self.inner.borrow_mut().carried)
-  }
-
   /// What samples charged since the last look, by request number.
   pub fn drain_charges(&self, mut f: impl FnMut(u32, Duration)) {
     let charges = std::mem::take(&mut self.inner.borrow_mut().charges);

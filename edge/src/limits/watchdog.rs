@@ -31,7 +31,8 @@ struct Slice {
   budget: Duration,
   armed_at: Option<Instant>,
   /// The thread's CPU clock when the slice began, as the watchdog first
-  /// estimated it (its clock now, less the wall time since arming).
+  /// estimated it (its clock now, less the wall time since arming, at most
+  /// [`FIRST_LOOK_AT_MOST`]).
   start_cpu: Option<Duration>,
   fired: bool,
   /// Watchdog ticks this slice has run for.
@@ -114,6 +115,9 @@ pub struct Watchdog {
 const TICK: Duration = Duration::from_millis(2);
 const QUIET_AFTER: Duration = Duration::from_millis(100);
 const MEMORY_CHECK_TICKS: u32 = 3;
+/// The most CPU a slice is taken to have used before the watchdog's first
+/// look at it.
+const FIRST_LOOK_AT_MOST: Duration = Duration::from_millis(4);
 
 impl Watchdog {
   pub fn start() -> std::io::Result<Self> {
@@ -212,9 +216,13 @@ fn check(s: &DogState) -> bool {
     };
     any = true;
     let now = clock_time(w.clock);
+    // The slice's CPU before the first tick is taken as the wall time
+    // since it was armed, but at most two ticks: a watchdog that looks
+    // late was itself kept off the CPU, and so may the executor have been
+    // (a stall charged as CPU gave innocent requests 503s under load).
     let start = *slice
       .start_cpu
-      .get_or_insert_with(|| now.saturating_sub(armed_at.elapsed()));
+      .get_or_insert_with(|| now.saturating_sub(armed_at.elapsed().min(FIRST_LOOK_AT_MOST)));
     if !slice.fired && now.saturating_sub(start) >= slice.budget {
       slice.fired = true;
       stopper.terminate();

@@ -234,6 +234,7 @@ impl Host {
     // One that answers at once with a whole body (most do) needs no
     // driver task at all.
     self.start(&member);
+    self.deliver_settled();
     if !self.is_open() {
       self.move_queued();
     }
@@ -431,27 +432,37 @@ impl Host {
     }
     let now = std::time::Instant::now();
     let shares = self.iso.borrow().shares().clone();
-    shares.begin_turn(turn, js_api::shares::thread_cpu());
-    let (r, _ran, fired) = self
-      .deadline
-      .run_shared(&self.stopper, backstop, turn, now, || self.iso.borrow_mut().turn(cx));
-    shares.end_turn(js_api::shares::thread_cpu());
-    {
-      let st = self.st.borrow();
-      shares.drain_charges(|id, d| {
-        if let Some(m) = st.members.get(&id) {
-          m.inner.borrow_mut().cpu.charge(d);
-        }
-      });
-      if let Some(m) = alone.and_then(|id| st.members.get(&id)) {
-        m.inner.borrow_mut().cpu.charge(shares.take_carried());
+    let lone = alone.and_then(|id| self.st.borrow().members.get(&id).cloned());
+    let (r, fired) = match &lone {
+      // One request in the isolate: the turn is its own, timed exactly
+      // (code an ended request left is charged to it too).
+      Some(m) => {
+        let mut cpu = m.inner.borrow().cpu;
+        let r = cpu.measure(&self.deadline, &self.stopper, || self.iso.borrow_mut().turn(cx));
+        m.inner.borrow_mut().cpu = cpu;
+        (r, false)
       }
-    }
+      None => {
+        shares.begin_turn(turn, js_api::shares::thread_cpu());
+        let (r, _ran, fired) = self
+          .deadline
+          .run_shared(&self.stopper, backstop, turn, now, || self.iso.borrow_mut().turn(cx));
+        shares.end_turn(js_api::shares::thread_cpu());
+        let st = self.st.borrow();
+        shares.drain_charges(|id, d| {
+          if let Some(m) = st.members.get(&id) {
+            m.inner.borrow_mut().cpu.charge(d);
+          }
+        });
+        (r, fired)
+      }
+    };
     let stopped = shares.take_stopped();
     if self.stopper.memory.exceeded() {
       return self.lose_all(alone, "memory limit");
     }
-    let terminated = fired || stopped.is_some() || matches!(r, Poll::Ready(Err(JsApiError::Terminated)));
+    let lone_over = lone.as_ref().is_some_and(|m| m.inner.borrow().cpu.exceeded());
+    let terminated = fired || stopped.is_some() || lone_over || matches!(r, Poll::Ready(Err(JsApiError::Terminated)));
     if terminated {
       self.iso.borrow_mut().cancel_termination();
       // The loop stopped mid-turn, maybe before it asked to be woken for
