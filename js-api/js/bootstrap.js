@@ -158,13 +158,16 @@ const {
 function ownerState() {
   return liveRequests.get(currentRequest());
 }
+function timersOf(state) {
+  if (state.timers === null) state.timers = new SafeSet();
+  return state.timers;
+}
 function setTimeout_(callback, delay = 0, ...args) {
   const state = ownerState();
   if (state === undefined || typeof callback !== "function") {
     return denoSetTimeout(callback, delay, ...args);
   }
-  if (state.timers === null) state.timers = new SafeSet();
-  const owned = state.timers;
+  const owned = timersOf(state);
   let id = 0;
   const fire = function () {
     owned.delete(id);
@@ -177,10 +180,7 @@ function setTimeout_(callback, delay = 0, ...args) {
 function setInterval_(callback, delay = 0, ...args) {
   const id = denoSetInterval(callback, delay, ...args);
   const state = ownerState();
-  if (state !== undefined) {
-    if (state.timers === null) state.timers = new SafeSet();
-    state.timers.add(id);
-  }
+  if (state !== undefined) timersOf(state).add(id);
   return id;
 }
 function clearTimer(id = undefined) {

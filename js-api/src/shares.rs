@@ -34,9 +34,15 @@ pub const MAX_SAMPLE: Duration = Duration::from_millis(6);
 
 /// This thread's CPU clock.
 pub fn thread_cpu() -> Duration {
+  cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// The time of `clock` (a thread's CPU clock, this one's or another's,
+/// from `pthread_getcpuclockid`); zero if it cannot be read.
+pub fn cpu_clock(clock: libc::clockid_t) -> Duration {
   let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
   // SAFETY: `ts` is a valid, writable timespec.
-  if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+  if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
     return Duration::ZERO;
   }
   Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)

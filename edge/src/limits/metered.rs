@@ -1,7 +1,7 @@
-//! One metered run: isolate work driven under a request's CPU meter and a
-//! wall deadline, with a typed outcome. Binding a worker, the handler's
-//! call and the turns after the response all go through [`run`], so each
-//! limit is read, and the isolate condemned, in one place.
+//! One metered run: isolate work driven under a CPU meter and a wall
+//! deadline, with a typed outcome. Binding a worker (its modules'
+//! evaluation) goes through [`run`]; requests are metered by their
+//! isolate's driver (`pool::host`).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};

@@ -12,11 +12,12 @@
 //!   requests that had such work in flight.
 //! - Wall clock, body size and subrequests are checked on the request path.
 //!
-//! Binding, the handler's call and the background turns all run through
-//! one helper, [`metered::run`], whose outcome is typed: done, or a
-//! [`LimitHit`] (the isolate then condemned).
+//! Binding a worker runs through [`metered::run`], whose outcome is typed:
+//! done, or a [`LimitHit`] (the isolate then condemned). Requests' calls
+//! and turns are metered by their isolate's driver (`pool::host`), exactly
+//! ([`CpuMeter::measure`]) or, for turns several requests share, by
+//! sampling ([`CpuDeadline::run_shared`], `js_api::shares`).
 
-mod clock;
 pub mod metered;
 pub mod offthread;
 pub mod watchdog;

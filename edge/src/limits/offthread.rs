@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::clock::clock_time;
+use js_api::shares::{cpu_clock, thread_cpu};
 
 #[derive(Default)]
 pub struct BlockingCpu {
@@ -37,7 +37,7 @@ impl BlockingCpu {
   /// A blocking thread exits (call on it): its time is kept.
   pub fn unregister_current(&self) {
     let id = std::thread::current().id();
-    let used = clock_time(libc::CLOCK_THREAD_CPUTIME_ID);
+    let used = thread_cpu();
     let mut inner = self.inner.lock().expect("blocking cpu");
     if let Some(pos) = inner.threads.iter().position(|(t, _)| *t == id) {
       inner.threads.swap_remove(pos);
@@ -48,6 +48,6 @@ impl BlockingCpu {
   /// CPU time the pool's threads have used so far.
   pub fn total(&self) -> Duration {
     let inner = self.inner.lock().expect("blocking cpu");
-    inner.retired + inner.threads.iter().map(|(_, c)| clock_time(*c)).sum::<Duration>()
+    inner.retired + inner.threads.iter().map(|(_, c)| cpu_clock(*c)).sum::<Duration>()
   }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use js_api::IsolateStopper;
 
-use super::clock::clock_time;
+use js_api::shares::cpu_clock;
 
 /// The JS running now on one executor thread, and its CPU budget.
 pub struct CpuDeadline {
@@ -45,8 +45,8 @@ struct Slice {
 impl CpuDeadline {
   /// Runs `f`, one turn of an isolate's event loop shared by several
   /// requests, sampled as turn `turn` and stopped at `backstop` of CPU
-  /// whoever runs; returns what `f` returned, how long it ran and whether
-  /// the backstop fired.
+  /// whoever runs; returns what `f` returned and whether the backstop
+  /// fired.
   pub fn run_shared<R>(
     &self,
     stopper: &Arc<IsolateStopper>,
@@ -54,11 +54,11 @@ impl CpuDeadline {
     turn: u64,
     now: Instant,
     f: impl FnOnce() -> R,
-  ) -> (R, Duration, bool) {
+  ) -> (R, bool) {
     self.arm(stopper, backstop, now, Some(turn));
     let r = f();
-    let (fired, cpu) = self.disarm();
-    (r, cpu.unwrap_or_else(|| now.elapsed()), fired)
+    let (fired, _) = self.disarm();
+    (r, fired)
   }
 
   pub(super) fn arm(&self, stopper: &Arc<IsolateStopper>, budget: Duration, now: Instant, sample: Option<u64>) {
@@ -91,7 +91,7 @@ impl CpuDeadline {
     s.active = false;
     (
       s.fired,
-      s.start_cpu.map(|start| clock_time(self.clock).saturating_sub(start)),
+      s.start_cpu.map(|start| cpu_clock(self.clock).saturating_sub(start)),
     )
   }
 }
@@ -215,7 +215,7 @@ fn check(s: &DogState) -> bool {
       continue;
     };
     any = true;
-    let now = clock_time(w.clock);
+    let now = cpu_clock(w.clock);
     // The slice's CPU before the first tick is taken as the wall time
     // since it was armed, but at most two ticks: a watchdog that looks
     // late was itself kept off the CPU, and so may the executor have been

@@ -278,7 +278,8 @@ impl Host {
     let req = {
       let mut inner = m.inner.borrow_mut();
       if inner.cancelled {
-        return self.gone(m);
+        // Given up before its handler ran.
+        return self.left_one();
       }
       match &mut inner.phase {
         Stage::Queued(req) => req.take(),
@@ -317,11 +318,6 @@ impl Host {
       }
       Err(e) => self.end(id, Some(Failure::Worker(e)), false),
     }
-  }
-
-  /// A queued request given up before its handler ran.
-  fn gone(&self, _m: &Rc<Member>) {
-    self.left_one();
   }
 
   /// Hands request `id` its response; it stays while its body streams or
@@ -444,7 +440,7 @@ impl Host {
       }
       None => {
         shares.begin_turn(turn, js_api::shares::thread_cpu());
-        let (r, _ran, fired) = self
+        let (r, fired) = self
           .deadline
           .run_shared(&self.stopper, backstop, turn, now, || self.iso.borrow_mut().turn(cx));
         shares.end_turn(js_api::shares::thread_cpu());
@@ -506,24 +502,25 @@ impl Host {
     self.iso.borrow().has_offthread()
   }
 
-  /// Charges `share` of the blocking pool's time to each of its requests
-  /// with work there; returns how many it charged (with `charge` false,
-  /// only counts them).
-  pub(super) fn charge_offthread(&self, share: std::time::Duration, charge: bool) -> usize {
+  /// Its requests with crypto work on the blocking pool now.
+  pub(super) fn offthread_requests(&self) -> Vec<u32> {
     let mut ids = Vec::new();
     self.iso.borrow_mut().offthread_requests(&mut ids);
-    if charge {
+    ids
+  }
+
+  /// Charges `share` of the blocking pool's time to each of `ids`.
+  pub(super) fn charge_offthread(&self, ids: &[u32], share: Duration) {
+    {
       let st = self.st.borrow();
-      for id in &ids {
+      for id in ids {
         if let Some(m) = st.members.get(id) {
           m.inner.borrow_mut().cpu.charge(share);
         }
       }
-      drop(st);
-      self.end_over_limit();
-      self.wake();
     }
-    ids.len()
+    self.end_over_limit();
+    self.wake();
   }
 
   fn limit_hit(&self, id: u32) {
@@ -571,20 +568,19 @@ impl Host {
   fn after_turn(&self, idle: bool) {
     let members: Vec<(u32, Rc<Member>)> = self.st.borrow().members.iter().map(|(k, v)| (*k, v.clone())).collect();
     for (id, m) in members {
-      let done = match &m.inner.borrow().phase {
+      let never_settles = match &m.inner.borrow().phase {
         Stage::After { body, wait } => {
           let body_done = body.as_ref().is_none_or(|b| b.is_finished());
           let wait_done = idle || wait.as_ref().is_none_or(|p| self.iso.borrow_mut().is_settled(p));
-          Some(body_done && wait_done)
+          if !(body_done && wait_done) {
+            continue;
+          }
+          false
         }
-        Stage::Waiting(_) => idle.then_some(true),
-        Stage::Queued(_) => None,
+        Stage::Waiting(_) if idle => true,
+        _ => continue,
       };
-      if done != Some(true) {
-        continue;
-      }
-      let waiting = matches!(m.inner.borrow().phase, Stage::Waiting(_));
-      if waiting {
+      if never_settles {
         let failure = match self.st.borrow().condemned {
           Some(why) => Failure::Lost(why),
           None => Failure::Worker(JsApiError::NeverSettles),

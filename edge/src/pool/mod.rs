@@ -126,17 +126,13 @@ impl Pool {
         return Ok((self.admit_first(&host, member), false));
       }
       let until = *until.get_or_insert_with(|| tokio::time::Instant::now() + self.limits.max_queue);
-      let waited = match self.capacity.reserve(worker, || self.evict_lru()) {
-        Reserve::Granted => break,
-        Reserve::WorkerFull(freed) => tokio::time::timeout_at(until, freed.notified()).await,
-        Reserve::ThreadFull => tokio::time::timeout_at(until, self.capacity.wait_for_room()).await,
-      };
-      if waited.is_err() {
-        self.stats.queue_timeouts.inc();
-        return Err(RequestError::Busy {
-          worker: worker.name.to_string(),
-          waited: self.limits.max_queue,
-        });
+      match self.reserve_or_wait(worker, until).await {
+        Some(true) => break,
+        Some(false) => {}
+        None => {
+          self.stats.queue_timeouts.inc();
+          return Err(self.busy(worker));
+        }
       }
     }
     self.stats.cold_starts.inc();
@@ -144,6 +140,25 @@ impl Pool {
     let iso = self.bind_new(worker).await?;
     let host = Host::new(self, worker, iso, self.deadline.clone());
     Ok((self.admit_first(&host, member), true))
+  }
+
+  /// Room for one more isolate of `worker`: `Some(true)` granted (and
+  /// counted); `Some(false)` after waiting for something to be freed
+  /// (look again); `None` when `until` passed first.
+  async fn reserve_or_wait(&self, worker: &Worker, until: tokio::time::Instant) -> Option<bool> {
+    let waited = match self.capacity.reserve(worker, || self.evict_lru()) {
+      Reserve::Granted => return Some(true),
+      Reserve::WorkerFull(freed) => tokio::time::timeout_at(until, freed.notified()).await,
+      Reserve::ThreadFull => tokio::time::timeout_at(until, self.capacity.wait_for_room()).await,
+    };
+    waited.is_ok().then_some(false)
+  }
+
+  fn busy(&self, worker: &Worker) -> RequestError {
+    RequestError::Busy {
+      worker: worker.name.to_string(),
+      waited: self.limits.max_queue,
+    }
   }
 
   /// The first request of a host that was not busy: called at once; the
@@ -203,18 +218,24 @@ impl Pool {
     }
     let total = self.deadline.blocking.total();
     let delta = total.saturating_sub(self.offthread_seen.replace(total));
-    let hosts: Vec<Rc<Host>> = {
-      let mut list = self.offthread_hosts.borrow_mut();
-      list.retain(|h| h.upgrade().is_some_and(|h| h.has_offthread()));
-      list.iter().filter_map(|h| h.upgrade()).collect()
-    };
-    let n: usize = hosts.iter().map(|h| h.charge_offthread(Duration::ZERO, false)).sum();
+    // The hosts that still have such work, with its requests (one look).
+    let mut found = Vec::new();
+    self.offthread_hosts.borrow_mut().retain(|h| {
+      let Some(h) = h.upgrade() else { return false };
+      let ids = h.offthread_requests();
+      let keep = !ids.is_empty();
+      if keep {
+        found.push((h, ids));
+      }
+      keep
+    });
+    let n: usize = found.iter().map(|(_, ids)| ids.len()).sum();
     if delta.is_zero() || n == 0 {
       return;
     }
     let share = delta / n as u32;
-    for h in hosts {
-      h.charge_offthread(share, true);
+    for (h, ids) in found {
+      h.charge_offthread(&ids, share);
     }
   }
 
@@ -240,16 +261,10 @@ impl Pool {
       if self.capacity.live_of(worker) > 0 {
         return Ok(());
       }
-      let waited = match self.capacity.reserve(worker, || self.evict_lru()) {
-        Reserve::Granted => break,
-        Reserve::WorkerFull(freed) => tokio::time::timeout_at(until, freed.notified()).await,
-        Reserve::ThreadFull => tokio::time::timeout_at(until, self.capacity.wait_for_room()).await,
-      };
-      if waited.is_err() {
-        return Err(RequestError::Busy {
-          worker: worker.name.to_string(),
-          waited: self.limits.max_queue,
-        });
+      match self.reserve_or_wait(worker, until).await {
+        Some(true) => break,
+        Some(false) => {}
+        None => return Err(self.busy(worker)),
       }
     }
     let iso = self.bind_new(worker).await?;
