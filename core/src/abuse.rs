@@ -59,10 +59,12 @@ impl Abuse {
   }
 }
 
-/// A coarse clock for [`Abuse`]: whole seconds since the process started.
-pub fn now_second() -> u64 {
+/// The coarse clock of [`Abuse`] at `t` (an instant the caller already
+/// read, so that the request path reads the clock no more for it): whole
+/// seconds since the process first asked.
+pub fn second_at(t: std::time::Instant) -> u64 {
   static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-  START.get_or_init(std::time::Instant::now).elapsed().as_secs() + 2
+  t.saturating_duration_since(*START.get_or_init(|| t)).as_secs() + 2
 }
 
 #[cfg(test)]

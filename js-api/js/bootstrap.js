@@ -8,6 +8,7 @@
 import { core, internals, primordials } from "ext:core/mod.js";
 import { installJsonParse } from "ext:edge_runtime/json.js";
 import { setLongestArray } from "ext:edge_runtime/guards.js";
+import { CompressionStream, DecompressionStream } from "ext:edge_runtime/compression.js";
 
 const {
   ObjectDefineProperties,
@@ -83,7 +84,6 @@ const streams = load("ext:deno_web/06_streams.js");
 const encoding = load("ext:deno_web/08_text_encoding.js");
 const file = load("ext:deno_web/09_file.js");
 const messagePort = load("ext:deno_web/13_message_port.js");
-const compression = load("ext:deno_web/14_compression.js");
 const performance = load("ext:deno_web/15_performance.js");
 const cryptoMod = load("ext:deno_crypto/00_crypto.js");
 const headers = load("ext:deno_fetch/20_headers.js");
@@ -410,12 +410,12 @@ ObjectDefineProperties(globalThis, {
   AbortSignal: propNE(abortSignal.AbortSignal),
   Blob: propNE(file.Blob),
   ByteLengthQueuingStrategy: propNE(streams.ByteLengthQueuingStrategy),
-  CompressionStream: propNE(compression.CompressionStream),
+  CompressionStream: propNE(CompressionStream),
   CountQueuingStrategy: propNE(streams.CountQueuingStrategy),
   Crypto: propNE(cryptoMod.Crypto),
   CryptoKey: propNE(cryptoMod.CryptoKey),
   CustomEvent: propNE(event.CustomEvent),
-  DecompressionStream: propNE(compression.DecompressionStream),
+  DecompressionStream: propNE(DecompressionStream),
   DOMException: propNE(DOMException),
   ErrorEvent: propNE(event.ErrorEvent),
   Event: propNE(event.Event),
@@ -643,13 +643,14 @@ function settle(r, state, reqId) {
 // tells Rust when it settles (op_edge_settled). Runs with the async context
 // set to the request's number, so that everything the handler starts is
 // known to be this request's.
+// Called by Rust at the top of an entry, where no request's code runs
+// (the async context is undefined): it is left undefined again.
 function handle(reqId, method, href, hasBody) {
-  const prev = getAsyncContext();
   setAsyncContext(reqId);
   try {
     return handleIn(reqId, method, href, hasBody);
   } finally {
-    setAsyncContext(prev);
+    setAsyncContext(undefined);
   }
 }
 

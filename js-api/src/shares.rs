@@ -17,7 +17,7 @@
 //! request is charged the time its code ran.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::rc::Rc;
 use std::time::Duration;
@@ -66,7 +66,7 @@ struct State {
   /// Shared time of earlier turns not yet charged to anyone.
   carried: Duration,
   /// What each request may still use, by request number.
-  left: HashMap<u32, Duration>,
+  left: rustc_hash::FxHashMap<u32, Duration>,
   ended: VecDeque<u32>,
   /// Charged by samples since the server last looked.
   charges: Vec<(u32, Duration)>,

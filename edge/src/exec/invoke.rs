@@ -40,19 +40,23 @@ pub async fn run(
   let mut req = req;
   // Waiting for room in an isolate is not the worker's time (bounded by
   // max_queue); the wall clock starts when the request is in one.
+  let mut now = Instant::from_std(started);
   let head = loop {
-    let wall_until = until.map_or(Instant::now() + limits.wall, |u| u.min(Instant::now() + limits.wall));
+    let wall_until = until.map_or(now + limits.wall, |u| u.min(now + limits.wall));
     let member = Member::new(req, request_id, limits.cpu, wall_until);
     let (ticket, cold) = ctx.pool.join(worker, member).await?;
     info.cold |= cold;
     match ticket.await {
       // The isolate was stopped before this request's code ran.
-      Head::Moved(r) => req = r,
+      Head::Moved(r) => {
+        req = r;
+        now = Instant::now();
+      }
       head => break head,
     }
   };
   let hit = matches!(&head, Head::Failed { failure: Failure::Limit(h), .. } if matches!(h.kind, LimitKind::Cpu | LimitKind::Memory));
-  worker.stats.abuse.record(edge_core::abuse::now_second(), hit);
+  worker.stats.abuse.record(edge_core::abuse::second_at(started), hit);
   let (res, subrequests_hit) = match head {
     Head::Moved(_) => unreachable!("moved requests are retried above"),
     Head::Failed { failure, cpu } => {

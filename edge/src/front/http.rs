@@ -118,7 +118,7 @@ async fn handle(door: Rc<FrontDoor>, conn: Rc<Conn>, req: Request<Incoming>) -> 
   };
   let mut info = RunInfo::default();
   let mut worker: Option<Arc<Worker>> = None;
-  let result = route_and_run(&door, &conn, req, request_id, &mut info, &mut worker).await;
+  let result = route_and_run(&door, &conn, req, request_id, started, &mut info, &mut worker).await;
   let mut res = finish(&door, result, worker.as_deref(), started, &info, request_id);
   // The id the worker's console lines and the server's log carry.
   res.headers_mut().insert(EDGE_REQUEST_ID, request_id_header(request_id));
@@ -182,6 +182,7 @@ async fn route_and_run(
   conn: &Conn,
   req: Request<Incoming>,
   request_id: RequestId,
+  started: Instant,
   info: &mut RunInfo,
   routed: &mut Option<Arc<Worker>>,
 ) -> Result<Response<EdgeBody>, RequestError> {
@@ -218,7 +219,7 @@ async fn route_and_run(
     body,
   };
   if let Some(lane) = door.view.quarantine() {
-    if worker.stats.abuse.is_abusive(edge_core::abuse::now_second()) {
+    if worker.stats.abuse.is_abusive(edge_core::abuse::second_at(started)) {
       return quarantined(lane, worker, req, over, request_id, info).await;
     }
   }

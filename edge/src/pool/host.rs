@@ -17,7 +17,7 @@
 //! handler was not called yet move to another isolate.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -171,7 +171,7 @@ pub struct Host {
 #[derive(Default)]
 struct State {
   queued: VecDeque<Rc<Member>>,
-  members: HashMap<u32, Rc<Member>>,
+  members: rustc_hash::FxHashMap<u32, Rc<Member>>,
   driving: bool,
   waker: Option<Waker>,
   turn: u64,

@@ -1,7 +1,6 @@
 //! Ops: the only way a worker's JavaScript reaches Rust. Request headers and
 //! body are handed over lazily, when the worker reads them.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use deno_core::convert::ByteString;
@@ -52,7 +51,7 @@ pub struct RequestSlot {
 /// their async context). Several at once: they interleave at awaits.
 #[derive(Default)]
 pub struct RequestSlots {
-  pub live: HashMap<u32, RequestSlot>,
+  pub live: rustc_hash::FxHashMap<u32, RequestSlot>,
   /// Requests whose handler's promise settled since the driver last looked
   /// (told by JS, so the driver need not look at every pending promise).
   pub settled: Vec<u32>,
