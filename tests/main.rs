@@ -3,6 +3,8 @@
 
 mod support;
 
+mod builtins;
+mod codec;
 mod concurrency;
 mod config;
 mod fetch;

@@ -18,6 +18,9 @@ use deno_core::v8;
 pub struct MemoryBudget {
   limit: usize,
   array_buffers: AtomicUsize,
+  /// Bytes Rust holds for the isolate (codec state), charged by
+  /// [`crate::ext::codec::NativeMemory`].
+  native: AtomicUsize,
   /// Heap size at the last look; ArrayBuffers may use what is left.
   heap_hint: AtomicUsize,
   exceeded: AtomicBool,
@@ -31,6 +34,7 @@ impl MemoryBudget {
     Arc::new(Self {
       limit,
       array_buffers: AtomicUsize::new(0),
+      native: AtomicUsize::new(0),
       heap_hint: AtomicUsize::new(0),
       exceeded: AtomicBool::new(false),
       reached: AtomicUsize::new(0),
@@ -89,7 +93,8 @@ impl MemoryBudget {
   }
 
   fn reserve(&self, len: usize) -> bool {
-    let room = self.limit.saturating_sub(self.heap_hint.load(Ordering::Relaxed));
+    let held = self.heap_hint.load(Ordering::Relaxed) + self.native.load(Ordering::Relaxed);
+    let room = self.limit.saturating_sub(held);
     let mut cur = self.array_buffers.load(Ordering::Relaxed);
     loop {
       let Some(next) = cur.checked_add(len).filter(|n| *n <= room) else {
@@ -116,7 +121,7 @@ impl MemoryBudget {
     // The allocator counts ArrayBuffers itself: what it may still hand out
     // is what heap and other external memory (Wasm) leave.
     self.note_heap(heap + external.saturating_sub(self.array_buffer_bytes()));
-    let used = heap + external;
+    let used = heap + external + self.native.load(Ordering::Relaxed);
     if used > self.limit {
       self.exceed(used);
     }
@@ -140,7 +145,7 @@ static VTABLE: v8::RustAllocatorVtable<MemoryBudget> = v8::RustAllocatorVtable {
 };
 
 fn refuse(b: &MemoryBudget, len: usize) -> *mut c_void {
-  let held = b.heap_hint.load(Ordering::Relaxed) + b.array_buffer_bytes();
+  let held = b.heap_hint.load(Ordering::Relaxed) + b.array_buffer_bytes() + b.native.load(Ordering::Relaxed);
   b.exceed(held.saturating_add(len));
   std::ptr::null_mut()
 }
@@ -230,6 +235,20 @@ unsafe extern "C" fn check_interrupt(isolate: v8::UnsafeRawIsolatePtr, data: *mu
   // SAFETY: V8 runs interrupts on the isolate's thread with it entered.
   let mut isolate = unsafe { v8::Isolate::from_raw_isolate_ptr(isolate) };
   budget.check(&mut isolate);
+}
+
+impl crate::ext::codec::NativeMemory for MemoryBudget {
+  fn charge(&self, bytes: usize) {
+    let native = self.native.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    let held = self.heap_hint.load(Ordering::Relaxed) + self.array_buffer_bytes() + native;
+    if held > self.limit {
+      self.exceed(held);
+    }
+  }
+
+  fn uncharge(&self, bytes: usize) {
+    self.native.fetch_sub(bytes, Ordering::Relaxed);
+  }
 }
 
 /// A Wasm memory made or grown from JS must fit, with everything else the

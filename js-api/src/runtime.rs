@@ -199,6 +199,8 @@ impl Isolate {
     }
     let account: Arc<dyn crate::ext::ops::WasmMemoryAccount> = memory.clone();
     rt.op_state().borrow_mut().put(account);
+    let native: Arc<dyn crate::ext::codec::NativeMemory> = memory.clone();
+    rt.op_state().borrow_mut().put(native);
     rt.op_state().borrow_mut().put(RequestSlots::default());
     let context = rt.main_context();
     let shares = crate::shares::install(rt.v8_isolate(), context);

@@ -5,6 +5,7 @@
 //! the startup snapshot, so it may only refer to its own submodules.
 
 pub mod body;
+pub mod codec;
 pub mod json;
 pub mod list;
 pub mod ops;
@@ -28,6 +29,9 @@ deno_core::extension!(
     ops::op_edge_req_body,
     ops::op_edge_settled,
     ops::op_edge_offthread,
+    codec::op_edge_codec_new,
+    codec::op_edge_codec_pump,
+    codec::op_edge_codec_close,
     json::op_edge_json_plan,
     json::op_edge_json_take_plan,
     json::op_edge_json_check,
@@ -35,5 +39,5 @@ deno_core::extension!(
     json::op_edge_json_constants,
   ],
   esm_entry_point = "ext:edge_runtime/bootstrap.js",
-  esm = [dir "js", "bootstrap.js", "json.js", "guards.js"],
+  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js"],
 );
