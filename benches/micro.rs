@@ -145,7 +145,7 @@ fn pool(c: &mut Criterion) {
     .build()
     .unwrap();
   let local = tokio::task::LocalSet::new();
-  let watchdog = edge::internals::limits::Watchdog::start().unwrap();
+  let watchdog = edge::internals::limits::Watchdog::start(Default::default()).unwrap();
   let worker = hello_worker("pooled");
   let limits = edge::internals::pool::PoolLimits {
     // No blank supply: releasing never schedules a refill.

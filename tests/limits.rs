@@ -313,3 +313,39 @@ async fn chaos_good_requests_all_succeed_among_attacks() {
     before >> 20
   );
 }
+
+// One builtin V8 runs to the end (Object.keys of a long string: seconds)
+// holds its thread past the termination; the engine says so while it
+// lasts, and the request still ends with a limit's 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_thread_is_reported_while_it_lasts() {
+  let _spikes = resident_memory_lock().await;
+  let f = Fixture::new();
+  f.file(
+    "w.js",
+    "export default { fetch() { Object.keys('x'.repeat(2 ** 23)); return new Response('done') } }",
+  );
+  let engine = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n[limits]\ncpu_ms = 50\nmemory_mb = 1024\n[[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"w.test\"]\n",
+  );
+  let addr = engine.http_addr().unwrap();
+  assert_eq!(engine.stats().wedged_threads, 0);
+  let req = tokio::spawn(async move { crate::support::get(addr, "w.test", "/").await });
+  let mut seen = false;
+  for _ in 0..600 {
+    if engine.stats().wedged_threads == 1 {
+      seen = true;
+      break;
+    }
+    if req.is_finished() {
+      break;
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+  }
+  assert!(seen, "never reported wedged (did the builtin end within a second?)");
+  assert!(engine.metrics_text().contains("edge_wedged_threads 1"));
+  let got = req.await.unwrap();
+  assert_eq!(got.status, 503, "{}", got.body);
+  assert!(matches!(got.limit(), Some("cpu" | "memory")), "{}", got.body);
+  assert_eq!(engine.stats().wedged_threads, 0, "still reported after it came back");
+}

@@ -225,3 +225,38 @@ async fn a_second_signal_exits_at_once() {
   let status = s.exit_within(Duration::from_secs(10), "still draining the 20 s request");
   assert_eq!(status.code(), Some(1));
 }
+
+// A thread wedged in one long builtin (no limit stops it inside) keeps its
+// isolate's requests; SIGTERM still ends the process at drain_timeout_s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_a_wedged_process_at_the_drain_timeout() {
+  let f = Fixture::new();
+  f.file(
+    "a/index.js",
+    "export default { fetch(req) { if (new URL(req.url).pathname === '/wedge') { console.log('wedging'); Object.keys('x'.repeat(2 ** 25)); } return new Response('ok') } }",
+  );
+  f.file(
+    "edge.toml",
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n[server]\ndrain_timeout_s = 2\n[limits]\ncpu_ms = 50\n[[worker]]\nname = \"a\"\nmain = \"a/index.js\"\nroutes = [\"a.test\"]\n",
+  );
+  let mut s = Server::start(&f, &[]);
+  let addr = s.addr;
+  assert_eq!(get(addr, "a.test", "/").await.body, "ok");
+  let _wedge = tokio::spawn(async move { get(addr, "a.test", "/wedge").await });
+  s.wait_for("wedging");
+  // The thread is wedged: a request on it does not answer.
+  let probe = tokio::time::timeout(Duration::from_millis(1500), get(addr, "a.test", "/")).await;
+  assert!(
+    probe.is_err(),
+    "the thread answered: nothing wedged it, the test needs another wedge"
+  );
+  s.signal(libc::SIGTERM);
+  let since = Instant::now();
+  let status = s.exit_within(Duration::from_secs(10), "a wedged process outlived its SIGTERM");
+  assert_eq!(status.code(), Some(1));
+  assert!(
+    since.elapsed() >= Duration::from_millis(1500),
+    "exited before the drain timeout"
+  );
+  s.wait_for("drain timeout");
+}

@@ -174,6 +174,15 @@ fn main() -> anyhow::Result<()> {
       "stopping: finishing requests in flight (up to {} s; a second signal exits at once)",
       drain_timeout.as_secs()
     );
+    // The process ends at drain_timeout whatever its threads do: one
+    // wedged in a builtin that no limit stops would never join, and the
+    // node would outlive its SIGTERM.
+    let exit_at = drain_timeout;
+    std::thread::Builder::new().name("edge-exit".into()).spawn(move || {
+      std::thread::sleep(exit_at);
+      eprintln!("drain timeout: a thread has not stopped; exiting now");
+      std::process::exit(1);
+    })?;
     tokio::spawn(async move {
       tokio::select! {
         _ = term.recv() => {}
@@ -182,7 +191,9 @@ fn main() -> anyhow::Result<()> {
       eprintln!("second signal: exiting now");
       std::process::exit(1);
     });
-    anyhow::Ok(engine.drain(drain_timeout).await)
+    // Requests get the drain time less a little for the threads to stop.
+    let margin = (drain_timeout / 4).min(Duration::from_secs(1));
+    anyhow::Ok(engine.drain(drain_timeout - margin).await)
   })?;
   engine.shutdown();
   tracing::info!(drained, "stopped");

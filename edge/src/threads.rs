@@ -55,7 +55,7 @@ impl Executors {
     view: Arc<ServingView>,
     listeners: &Listeners,
   ) -> std::io::Result<Self> {
-    let watchdog = Watchdog::start()?;
+    let watchdog = Watchdog::start(view.stats.clone())?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut jobs = Vec::with_capacity(count + 1);

@@ -2,7 +2,11 @@
 //! every executor thread. Each executor thread has a [`CpuDeadline`], armed
 //! around each entry into an isolate with what is left of the request's
 //! CPU budget; the watchdog reads that thread's CPU clock every tick and
-//! terminates the isolate when the budget is spent.
+//! terminates the isolate when the budget is spent, again on every tick
+//! until the thread comes back. A thread that has not come back
+//! [`WEDGED_AFTER`] after its termination (inside one builtin V8 runs to
+//! the end) is counted in `Stats::wedged_threads` and logged, for the
+//! operator or the embedder to act on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -35,6 +39,10 @@ struct Slice {
   /// [`FIRST_LOOK_AT_MOST`]).
   start_cpu: Option<Duration>,
   fired: bool,
+  /// When the watchdog terminated the slice.
+  fired_at: Option<Instant>,
+  /// The slice was found wedged (and counted).
+  wedged: bool,
   /// Watchdog ticks this slice has run for.
   ticks: u32,
   /// A turn shared by several requests: each tick asks the isolate which
@@ -72,6 +80,7 @@ impl CpuDeadline {
       slot.armed_at = Some(now);
       slot.start_cpu = None;
       slot.fired = false;
+      slot.fired_at = None;
       slot.ticks = 0;
       slot.sample = sample;
     }
@@ -89,6 +98,14 @@ impl CpuDeadline {
       return (false, None);
     }
     s.active = false;
+    if std::mem::take(&mut s.wedged) {
+      self.dog.stats.wedged_threads.add(-1);
+      let after = s.fired_at.map(|t| t.elapsed()).unwrap_or_default();
+      tracing::warn!(
+        "an executor thread came back {:.1} s after its isolate's termination",
+        after.as_secs_f64()
+      );
+    }
     (
       s.fired,
       s.start_cpu.map(|start| cpu_clock(self.clock).saturating_sub(start)),
@@ -98,6 +115,7 @@ impl CpuDeadline {
 
 struct DogState {
   watches: Mutex<Vec<Arc<CpuDeadline>>>,
+  stats: Arc<crate::obs::stats::Stats>,
   quiet: AtomicBool,
   lock: Mutex<()>,
   wake: Condvar,
@@ -118,11 +136,16 @@ const MEMORY_CHECK_TICKS: u32 = 3;
 /// The most CPU a slice is taken to have used before the watchdog's first
 /// look at it.
 const FIRST_LOOK_AT_MOST: Duration = Duration::from_millis(4);
+/// How long after its termination a thread that has not come back is
+/// taken to be wedged.
+pub const WEDGED_AFTER: Duration = Duration::from_secs(1);
 
 impl Watchdog {
-  pub fn start() -> std::io::Result<Self> {
+  /// Starts the watchdog; wedged threads are counted in `stats`.
+  pub fn start(stats: Arc<crate::obs::stats::Stats>) -> std::io::Result<Self> {
     let shared = Arc::new(DogState {
       watches: Mutex::new(Vec::new()),
+      stats,
       quiet: AtomicBool::new(false),
       lock: Mutex::new(()),
       wake: Condvar::new(),
@@ -223,8 +246,22 @@ fn check(s: &DogState) -> bool {
     let start = *slice
       .start_cpu
       .get_or_insert_with(|| now.saturating_sub(armed_at.elapsed().min(FIRST_LOOK_AT_MOST)));
-    if !slice.fired && now.saturating_sub(start) >= slice.budget {
+    if slice.fired {
+      // Re-requested until it lands: a termination can be lost (cancelled
+      // by the embedder, or swallowed by a builtin that was not checking).
+      stopper.terminate();
+      let since = slice.fired_at.map(|t| t.elapsed()).unwrap_or_default();
+      if !slice.wedged && since >= WEDGED_AFTER {
+        slice.wedged = true;
+        s.stats.wedged_threads.add(1);
+        tracing::error!(
+          "an executor thread has not come back {:.1} s after its isolate's termination: it is wedged in a builtin no limit stops; its requests wait",
+          since.as_secs_f64()
+        );
+      }
+    } else if now.saturating_sub(start) >= slice.budget {
       slice.fired = true;
+      slice.fired_at = Some(Instant::now());
       stopper.terminate();
     } else if let Some(turn) = slice.sample {
       stopper.request_sample(turn);

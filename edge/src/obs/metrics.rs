@@ -16,7 +16,13 @@ type WorkerValue = fn(&crate::obs::stats::WorkerStats) -> f64;
 pub fn render(stats: &Stats) -> String {
   let mut out = String::with_capacity(4096 + stats.workers.len() * 4096);
   let o = &mut out;
-  let node: [(&str, &str, &str, f64); 14] = [
+  let node: [(&str, &str, &str, f64); 15] = [
+    (
+      "edge_wedged_threads",
+      "gauge",
+      "Executor threads not back a second after their isolate's termination (wedged in one builtin).",
+      stats.wedged_threads.get() as f64,
+    ),
     (
       "edge_open_connections",
       "gauge",

@@ -43,6 +43,9 @@ pub struct Stats {
   /// Requests holding an isolate now (their response or waitUntil work is
   /// not finished).
   pub in_flight: Gauge,
+  /// Executor threads wedged now: not back a second after their isolate's
+  /// termination (inside one builtin V8 runs to the end).
+  pub wedged_threads: Gauge,
   pub tls_handshakes: Counter,
   pub tls_unknown_name: Counter,
   pub tls_protocol_errors: Counter,
@@ -63,6 +66,7 @@ pub struct StatsSnapshot {
   pub sni_warmups: u64,
   pub evictions: u64,
   pub live_isolates: i64,
+  pub wedged_threads: i64,
 }
 
 impl Stats {
@@ -74,6 +78,7 @@ impl Stats {
       sni_warmups: self.sni_warmups.get(),
       evictions: self.evictions.get(),
       live_isolates: self.live_isolates.get(),
+      wedged_threads: self.wedged_threads.get(),
     }
   }
 
