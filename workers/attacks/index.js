@@ -31,6 +31,19 @@ const attacks = {
   "/wasm-grow-inside": () => { const { exports: ex } = new WebAssembly.Instance(new WebAssembly.Module(GROW)); for (;;) { if (ex.grow(160) < 0) return new Response("grow failed"); new Uint8Array(ex.mem.buffer).fill(1); } },
   "/wasm-instances": () => { const keep = []; for (;;) { const { exports: ex } = new WebAssembly.Instance(new WebAssembly.Module(GROW)); while (ex.grow(160) >= 0) new Uint8Array(ex.mem.buffer).fill(1); keep.push(ex); } },
   "/wasm-grow": () => { const m = new WebAssembly.Memory({ initial: 1, maximum: 65536 }); for (;;) { m.grow(160); new Uint8Array(m.buffer).fill(1); } },
+  // Heap growth of other shapes (issue 14).
+  "/heap-maps": () => { const a = []; for (;;) { const m = new Map(); for (let j = 0; j < 100; j++) m.set(j, { j }); a.push(m); } },
+  "/heap-strings": () => { const a = []; for (let i = 0; ; i++) a.push("s" + i + "x".repeat(100) + i); },
+  "/heap-closures": () => { const a = []; for (let i = 0; ; i++) { const v = [i, i]; a.push(() => v); } },
+  "/heap-typed": () => { const a = []; for (;;) a.push(new Float64Array(1000)); },
+  "/heap-objects": () => { const a = []; for (;;) a.push({ x: new Array(1000).fill(1) }); },
+  // Decompression bombs, in the request body: kept whole, or read and
+  // dropped (the limits stop them between 64 KiB pieces).
+  "/gunzip-keep": async (req) => new Response((await new Response(req.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer()).byteLength),
+  "/gunzip-count": async (req) => { let n = 0; for await (const c of req.body.pipeThrough(new DecompressionStream("gzip"))) n += c.byteLength; return new Response(String(n)); },
+  // One builtin V8 runs to the end: only a backstop stops these.
+  "/keys-string": () => Object.keys("x".repeat(2 ** 23)),
+  "/clone-strings": () => structuredClone(Array(100).fill("ab".repeat(5e6))),
   "/recursion-caught": () => { const f = (n) => f(n + 1) + 1; try { f(0); } catch (e) { return new Response("caught " + e.constructor.name); } },
   "/recursion": () => { const f = (n) => f(n + 1) + 1; return f(0); },
   "/slow": () => new Promise((r) => setTimeout(() => r(new Response("late")), 5000)),
