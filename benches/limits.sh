@@ -51,8 +51,8 @@ sleep 0.2
 printf "| attack | status | edge-limit | server's figure | request wall time | peak RSS | bystander failures |\n|---|---|---|---|---|---|---|\n"
 for path in /spin /microtasks /timers /wasm-spin /regex /json /array-bomb /string-bomb /buffer /buffers /wasm-grow /wasm-grow-inside /wasm-instances /fill-sparse /copy-within /reverse-sparse /split-huge /sort-sparse /map-sparse /array-like /array-like-fill /slow \
   mem.test/json mem.test/array-bomb mem.test/string-bomb mem.test/wasm-grow mem.test/wasm-grow-inside mem.test/wasm-instances mem.test/split-array \
-  /heap-objects /heap-maps /heap-strings /heap-closures /heap-typed \
-  mem.test/heap-objects mem.test/heap-maps mem.test/heap-strings mem.test/heap-closures mem.test/heap-typed \
+  /heap-objects /heap-arrays /heap-maps /heap-strings /heap-closures /heap-typed \
+  mem.test/heap-objects mem.test/heap-arrays mem.test/heap-maps mem.test/heap-strings mem.test/heap-closures mem.test/heap-typed \
   /gunzip-count mem.test/gunzip-keep /keys-string /clone-strings; do
   host=localhost
   case $path in *.test/*) host=${path%%/*}; path=/${path#*/} ;; esac

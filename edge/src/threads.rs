@@ -44,6 +44,7 @@ pub struct Executors {
   shutdown: watch::Sender<bool>,
   /// Stops JS that runs past its CPU deadline, on every executor.
   _watchdog: Watchdog,
+  stats: Arc<crate::obs::stats::Stats>,
 }
 
 impl Executors {
@@ -103,6 +104,7 @@ impl Executors {
       threads: std::sync::Mutex::new(threads),
       shutdown,
       _watchdog: watchdog,
+      stats: view.stats.clone(),
     };
     for _ in 0..=count {
       if ready_rx.recv().is_err() {
@@ -134,11 +136,20 @@ impl Executors {
 
   /// Ends the threads (their connections and isolates go with them) and
   /// waits for them.
+  /// A thread wedged in JS (see the watchdog) is left running rather
+  /// than waited for without end.
   pub fn join(&self) {
     let _ = self.shutdown.send(true);
     let threads = std::mem::take(&mut *self.threads.lock().expect("threads"));
     for t in threads {
-      let _ = t.join();
+      while !t.is_finished() && self.stats.wedged_threads.get() == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+      }
+      if t.is_finished() {
+        let _ = t.join();
+      } else {
+        tracing::error!("stopping: an executor thread is wedged in JS and is left running");
+      }
     }
   }
 }

@@ -35,6 +35,13 @@ pub fn init_v8(flags: &[&str]) {
   // Several rustls providers are compiled in (ours and deno's); pick one.
   let _ = rustls::crypto::ring::default_provider().install_default();
   let mut args = vec!["edge".to_string()];
+  // With Maglev's on-stack replacement, V8 150 can run a hot loop in code
+  // where a termination never lands: `for (;;) a.push(new Array(1000)
+  // .fill(1))` ran past its CPU and memory limits into 14 GB of RSS
+  // (fine with --no-maglev, --no-turbofan, --no-concurrent-osr or this
+  // flag). Hot loops are still replaced on the stack, by TurboFan code
+  // (tests/limits.rs, benches/limits.sh).
+  args.push("--no-maglev-osr".to_string());
   args.extend(flags.iter().map(|s| s.to_string()));
   // Operators may add V8 flags (space separated) for experiments.
   if let Ok(extra) = std::env::var("EDGE_V8_FLAGS") {

@@ -37,6 +37,7 @@ const attacks = {
   "/heap-closures": () => { const a = []; for (let i = 0; ; i++) { const v = [i, i]; a.push(() => v); } },
   "/heap-typed": () => { const a = []; for (;;) a.push(new Float64Array(1000)); },
   "/heap-objects": () => { const a = []; for (;;) a.push({ x: new Array(1000).fill(1) }); },
+  "/heap-arrays": () => { const a = []; for (;;) a.push(new Array(1000).fill(1)); },
   // Decompression bombs, in the request body: kept whole, or read and
   // dropped (the limits stop them between 64 KiB pieces).
   "/gunzip-keep": async (req) => new Response((await new Response(req.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer()).byteLength),
