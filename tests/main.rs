@@ -8,6 +8,7 @@ mod codec;
 mod concurrency;
 mod config;
 mod fetch;
+mod front_door;
 mod isolates;
 mod library;
 mod limits;

@@ -226,7 +226,8 @@ async fn a_second_signal_exits_at_once() {
   assert_eq!(status.code(), Some(1));
 }
 
-// A thread wedged in one long builtin (no limit stops it inside) keeps its
+// A thread wedged in one long builtin (no limit stops it inside; Object.keys
+// of a 2^25-character string, ~10 s with room in the heap) keeps its
 // isolate's requests; SIGTERM still ends the process at drain_timeout_s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_a_wedged_process_at_the_drain_timeout() {
@@ -237,7 +238,7 @@ async fn sigterm_ends_a_wedged_process_at_the_drain_timeout() {
   );
   f.file(
     "edge.toml",
-    "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n[server]\ndrain_timeout_s = 2\n[limits]\ncpu_ms = 50\n[[worker]]\nname = \"a\"\nmain = \"a/index.js\"\nroutes = [\"a.test\"]\n",
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n[server]\ndrain_timeout_s = 2\n[limits]\ncpu_ms = 50\nmemory_mb = 2048\n[[worker]]\nname = \"a\"\nmain = \"a/index.js\"\nroutes = [\"a.test\"]\n",
   );
   let mut s = Server::start(&f, &[]);
   let addr = s.addr;
@@ -252,8 +253,11 @@ async fn sigterm_ends_a_wedged_process_at_the_drain_timeout() {
   );
   s.signal(libc::SIGTERM);
   let since = Instant::now();
+  // Ended by the drain timeout: the wedged thread is left behind (exit
+  // 0, work unfinished) or, if shutting down itself hangs, the exit
+  // thread ends the process (exit 1).
   let status = s.exit_within(Duration::from_secs(10), "a wedged process outlived its SIGTERM");
-  assert_eq!(status.code(), Some(1));
+  assert!(matches!(status.code(), Some(0 | 1)), "{status:?}");
   assert!(
     since.elapsed() >= Duration::from_millis(1500),
     "exited before the drain timeout"

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -107,11 +108,81 @@ pub struct ServerConfig {
   /// On SIGTERM/SIGINT, how long requests in flight (and their waitUntil
   /// work) may take to finish before the process exits anyway.
   pub drain_timeout_s: u64,
+  /// Client connections open at once, in all and from one address; past
+  /// either a new connection is closed at accept.
+  pub max_connections: usize,
+  pub max_connections_per_ip: usize,
+  /// From accept to the end of the TLS handshake.
+  pub handshake_timeout_s: u64,
+  /// A connection with no request in flight that sends and receives
+  /// nothing for this long is closed (before its first request too).
+  pub idle_timeout_s: u64,
+  /// From a request's first byte to the end of its head.
+  pub header_timeout_s: u64,
 }
 
 impl Default for ServerConfig {
   fn default() -> Self {
-    Self { drain_timeout_s: 30 }
+    let d = DoorLimits::default();
+    Self {
+      drain_timeout_s: 30,
+      max_connections: d.max_connections,
+      max_connections_per_ip: d.max_connections_per_ip,
+      handshake_timeout_s: d.handshake_timeout.as_secs(),
+      idle_timeout_s: d.idle_timeout.as_secs(),
+      header_timeout_s: d.header_timeout.as_secs(),
+    }
+  }
+}
+
+/// The front door's caps and timeouts (`[server]`).
+#[derive(Debug, Clone, Copy)]
+pub struct DoorLimits {
+  pub max_connections: usize,
+  pub max_connections_per_ip: usize,
+  /// From accept to the end of the TLS handshake.
+  pub handshake_timeout: Duration,
+  /// A connection with no request in flight that reads and writes nothing
+  /// for this long is closed (the first request too).
+  pub idle_timeout: Duration,
+  /// From a request's first byte to the end of its head (hyper's).
+  pub header_timeout: Duration,
+}
+
+impl Default for DoorLimits {
+  fn default() -> Self {
+    Self {
+      max_connections: 10_000,
+      max_connections_per_ip: 1_024,
+      handshake_timeout: Duration::from_secs(10),
+      idle_timeout: Duration::from_secs(60),
+      header_timeout: Duration::from_secs(30),
+    }
+  }
+}
+
+impl ServerConfig {
+  /// The front door's caps and timeouts. `max_connections` is kept under
+  /// the process's open-file limit (less 512 for listeners, upstream
+  /// connections and files), so that the cap, not `accept`, says no.
+  pub fn door(&self) -> DoorLimits {
+    let mut nofile = libc::rlimit {
+      rlim_cur: 0,
+      rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    let fds = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) } == 0 {
+      (nofile.rlim_cur as usize).saturating_sub(512).max(64)
+    } else {
+      usize::MAX
+    };
+    DoorLimits {
+      max_connections: self.max_connections.min(fds),
+      max_connections_per_ip: self.max_connections_per_ip,
+      handshake_timeout: Duration::from_secs(self.handshake_timeout_s),
+      idle_timeout: Duration::from_secs(self.idle_timeout_s),
+      header_timeout: Duration::from_secs(self.header_timeout_s),
+    }
   }
 }
 
@@ -286,6 +357,20 @@ impl Config {
       return Err(self.invalid("runtime.idle_timeout_s", "must be at least 1"));
     }
     self.check_limits("limits", &self.limits)?;
+    for (field, v) in [
+      ("server.max_connections", self.server.max_connections as u64),
+      (
+        "server.max_connections_per_ip",
+        self.server.max_connections_per_ip as u64,
+      ),
+      ("server.handshake_timeout_s", self.server.handshake_timeout_s),
+      ("server.idle_timeout_s", self.server.idle_timeout_s),
+      ("server.header_timeout_s", self.server.header_timeout_s),
+    ] {
+      if v == 0 {
+        return Err(self.invalid(field, "must be at least 1"));
+      }
+    }
     if self.admin.listen.is_some() && self.admin.token_file.is_none() {
       return Err(self.invalid("admin.token_file", "the admin listener needs a token_file"));
     }

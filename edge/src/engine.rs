@@ -228,7 +228,7 @@ impl Engine {
     };
     let http_addr = listeners.http.as_ref().and_then(|l| l.local_addr().ok());
     let https_addr = listeners.https.as_ref().and_then(|l| l.local_addr().ok());
-    let (access_log, dev) = (config.log.access, config.dev);
+    let (access_log, dev, door) = (config.log.access, config.dev, config.server.door());
     let deployments = Deployments::load(config, data_dir.as_deref(), &stats)?;
     let view = Arc::new(ServingView::new(
       deployments.router(),
@@ -236,6 +236,7 @@ impl Engine {
       stats.clone(),
       access_log,
       dev,
+      door,
     ));
     let executors = Arc::new(Executors::start(threads, params, view.clone(), &listeners).map_err(StartError::Threads)?);
     let deployer = Arc::new(Deployer::new(deployments, data_dir, view.clone(), executors.clone()));

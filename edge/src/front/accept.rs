@@ -1,5 +1,6 @@
 //! Step 1 of a request: accept. Every executor thread accepts on the same
 //! listening sockets; a connection stays on the thread that accepted it.
+//! A connection past the caps (`front::guard`) is closed at once.
 
 use std::rc::Rc;
 
@@ -44,6 +45,7 @@ fn spawn_accept(door: Rc<FrontDoor>, listener: std::net::TcpListener, tls: bool)
   };
   tokio::task::spawn_local(async move {
     let mut draining = door.view.draining();
+    let last_refusal_log = std::cell::Cell::new(None);
     loop {
       let accepted = tokio::select! {
         a = listener.accept() => a,
@@ -52,8 +54,16 @@ fn spawn_accept(door: Rc<FrontDoor>, listener: std::net::TcpListener, tls: bool)
       };
       match accepted {
         Ok((tcp, peer)) => {
+          // Past a cap the connection is closed at once (dropped).
+          let slot = match door.view.connections.admit(peer.ip(), &door.view.door) {
+            Ok(slot) => slot,
+            Err(why) => {
+              super::guard::note_refused(&door.view.stats, why, peer.ip(), &last_refusal_log);
+              continue;
+            }
+          };
           let _ = tcp.set_nodelay(true);
-          tokio::task::spawn_local(super::http::serve_tcp(door.clone(), tcp, peer, tls));
+          tokio::task::spawn_local(super::http::serve_tcp(door.clone(), tcp, peer, tls, slot));
         }
         Err(e) => {
           // Out of file descriptors and the like: pause, keep serving.

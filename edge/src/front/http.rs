@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 
 use edge_core::request_id::RequestId;
 
+use super::guard::{Activity, Slot, Watched};
 use super::tls::CertEntry;
 use super::FrontDoor;
 use crate::error::RequestError;
@@ -41,11 +42,19 @@ impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
 struct Conn {
   tls: Option<Arc<CertEntry>>,
   peer: SocketAddr,
+  activity: Rc<Activity>,
 }
 
-pub async fn serve_tcp(door: Rc<FrontDoor>, tcp: TcpStream, peer: SocketAddr, tls: bool) {
+/// Serves one accepted connection; `_slot` holds its place under the caps.
+pub async fn serve_tcp(door: Rc<FrontDoor>, tcp: TcpStream, peer: SocketAddr, tls: bool, _slot: Slot) {
+  let activity = Rc::new(Activity::default());
   if !tls {
-    serve_http(door, TokioIo::new(tcp), Conn { tls: None, peer }, false).await;
+    let conn = Conn {
+      tls: None,
+      peer,
+      activity: activity.clone(),
+    };
+    serve_http(door, Watched::new(tcp, activity), conn, false).await;
     return;
   }
   let Some(certs) = door.view.certs() else {
@@ -58,37 +67,77 @@ pub async fn serve_tcp(door: Rc<FrontDoor>, tcp: TcpStream, peer: SocketAddr, tl
     }
   };
   let stats = door.view.stats.clone();
-  match super::tls::accept(tcp, &certs, warm).await {
-    Ok(acc) => {
+  let handshake = tokio::time::timeout(door.view.door.handshake_timeout, super::tls::accept(tcp, &certs, warm));
+  match handshake.await {
+    Ok(Ok(acc)) => {
       stats.tls_handshakes.inc();
       let conn = Conn {
         tls: Some(acc.cert.clone()),
         peer,
+        activity: activity.clone(),
       };
-      serve_http(door, TokioIo::new(acc.stream), conn, acc.h2).await;
+      serve_http(door, Watched::new(acc.stream, activity), conn, acc.h2).await;
     }
-    Err(e) => {
+    Ok(Err(e)) => {
       stats.handshake_failed(e.failure());
       tracing::debug!(%peer, "TLS: {e}");
+    }
+    Err(_) => {
+      stats.handshake_timeouts.inc();
+      tracing::debug!(%peer, "TLS: handshake not finished within server.handshake_timeout_s");
     }
   }
 }
 
-async fn serve_http<I>(door: Rc<FrontDoor>, io: TokioIo<I>, conn: Conn, h2_only: bool)
+/// HTTP/2: a connection quiet for the idle timeout plus this is pinged
+/// (one with no request in flight has been closed by then: pings, which
+/// count as activity, do not keep idle connections open); no answer
+/// within this closes it.
+const H2_PING: std::time::Duration = std::time::Duration::from_secs(20);
+
+async fn serve_http<I>(door: Rc<FrontDoor>, io: Watched<I>, conn: Conn, h2_only: bool)
 where
   I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
+  let limits = door.view.door;
+  let activity = conn.activity.clone();
   let conn = Rc::new(conn);
   let mut draining = door.view.draining();
   let stats = door.view.stats.clone();
   let svc = hyper::service::service_fn(move |req| handle(door.clone(), conn.clone(), req));
   let mut builder = auto::Builder::new(LocalExec);
-  builder.http1().timer(TokioTimer::new()).keep_alive(true);
-  builder.http2().timer(TokioTimer::new());
+  builder
+    .http1()
+    .timer(TokioTimer::new())
+    .keep_alive(true)
+    .header_read_timeout(limits.header_timeout);
+  builder
+    .http2()
+    .timer(TokioTimer::new())
+    .keep_alive_interval(limits.idle_timeout + H2_PING)
+    .keep_alive_timeout(H2_PING);
   let builder = if h2_only { builder.http2_only() } else { builder };
   stats.open_connections.add(1);
-  let connection = builder.serve_connection(io, svc);
+  let opened = tokio::time::Instant::now();
+  let connection = builder.serve_connection(TokioIo::new(io), svc);
   tokio::pin!(connection);
+  let idle = async {
+    // Closed when nothing was sent or received for the idle timeout and
+    // no request is in flight (before the first request too).
+    loop {
+      let until = activity.idle_until(opened, limits.idle_timeout);
+      tokio::time::sleep_until(until).await;
+      if activity.in_flight.get() == 0
+        && activity.idle_until(opened, limits.idle_timeout) <= tokio::time::Instant::now()
+      {
+        return;
+      }
+      if activity.in_flight.get() > 0 {
+        // Its requests have their own limits; look again later.
+        tokio::time::sleep(limits.idle_timeout).await;
+      }
+    }
+  };
   let ended = tokio::select! {
     r = connection.as_mut() => r,
     _ = draining.wait_for(|d| *d) => {
@@ -96,6 +145,10 @@ where
       // then finish the open streams.
       connection.as_mut().graceful_shutdown();
       connection.await
+    }
+    _ = idle => {
+      stats.idle_timeouts.inc();
+      Ok(())
     }
   };
   stats.open_connections.add(-1);
@@ -107,6 +160,7 @@ where
 const EDGE_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("edge-request-id");
 
 async fn handle(door: Rc<FrontDoor>, conn: Rc<Conn>, req: Request<Incoming>) -> Result<Response<EdgeBody>, Infallible> {
+  let _in_flight = conn.activity.request();
   let started = Instant::now();
   let request_id = door.ctx.next_request_id();
   let access = door.view.access_log;

@@ -3,6 +3,7 @@
 //! worker ([`http`], [`routing`]), reading only the [`view::ServingView`].
 
 pub mod accept;
+pub mod guard;
 pub mod http;
 pub mod routing;
 pub mod tls;

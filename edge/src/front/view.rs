@@ -21,13 +21,23 @@ pub struct ServingView {
   pub access_log: bool,
   /// Development: error responses carry the exception's stack.
   pub dev: bool,
+  /// The front door's caps and timeouts, and its open connections.
+  pub door: super::guard::DoorLimits,
+  pub connections: Arc<super::guard::Connections>,
   /// The quarantine lane: the low-priority executor thread that runs the
   /// requests of abusive workers (set when the executors start).
   quarantine: OnceLock<tokio::sync::mpsc::UnboundedSender<Job>>,
 }
 
 impl ServingView {
-  pub fn new(router: Router, certs: Option<CertStore>, stats: Arc<Stats>, access_log: bool, dev: bool) -> Self {
+  pub fn new(
+    router: Router,
+    certs: Option<CertStore>,
+    stats: Arc<Stats>,
+    access_log: bool,
+    dev: bool,
+    door: super::guard::DoorLimits,
+  ) -> Self {
     Self {
       router: RwLock::new(Arc::new(router)),
       certs: RwLock::new(certs.map(Arc::new)),
@@ -35,6 +45,8 @@ impl ServingView {
       draining: watch::channel(false).0,
       access_log,
       dev,
+      door,
+      connections: Arc::default(),
       quarantine: OnceLock::new(),
     }
   }

@@ -16,7 +16,19 @@ type WorkerValue = fn(&crate::obs::stats::WorkerStats) -> f64;
 pub fn render(stats: &Stats) -> String {
   let mut out = String::with_capacity(4096 + stats.workers.len() * 4096);
   let o = &mut out;
-  let node: [(&str, &str, &str, f64); 15] = [
+  let node: [(&str, &str, &str, f64); 17] = [
+    (
+      "edge_handshake_timeouts_total",
+      "counter",
+      "Connections closed: the TLS handshake did not finish within server.handshake_timeout_s.",
+      stats.handshake_timeouts.get() as f64,
+    ),
+    (
+      "edge_idle_timeouts_total",
+      "counter",
+      "Connections closed: nothing sent or received for server.idle_timeout_s with no request in flight.",
+      stats.idle_timeouts.get() as f64,
+    ),
     (
       "edge_wedged_threads",
       "gauge",
@@ -122,6 +134,22 @@ pub fn render(stats: &Stats) -> String {
     o,
     "edge_tls_handshake_failures_total{{reason=\"protocol\"}} {}",
     stats.tls_protocol_errors.get()
+  );
+  header(
+    o,
+    "edge_connections_refused_total",
+    "counter",
+    "Connections closed at accept, by the cap that was full (server.max_connections, server.max_connections_per_ip).",
+  );
+  let _ = writeln!(
+    o,
+    "edge_connections_refused_total{{reason=\"total\"}} {}",
+    stats.connections_refused_total.get()
+  );
+  let _ = writeln!(
+    o,
+    "edge_connections_refused_total{{reason=\"per_ip\"}} {}",
+    stats.connections_refused_per_ip.get()
   );
 
   let mut workers: Vec<_> = stats

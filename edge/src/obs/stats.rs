@@ -46,6 +46,14 @@ pub struct Stats {
   /// Executor threads wedged now: not back a second after their isolate's
   /// termination (inside one builtin V8 runs to the end).
   pub wedged_threads: Gauge,
+  /// Connections closed at accept: `server.max_connections` or
+  /// `server.max_connections_per_ip` were open.
+  pub connections_refused_total: Counter,
+  pub connections_refused_per_ip: Counter,
+  /// Connections closed by the front door's timeouts: a TLS handshake not
+  /// finished in time, or nothing sent or received for the idle timeout.
+  pub handshake_timeouts: Counter,
+  pub idle_timeouts: Counter,
   pub tls_handshakes: Counter,
   pub tls_unknown_name: Counter,
   pub tls_protocol_errors: Counter,

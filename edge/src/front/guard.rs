@@ -1,0 +1,183 @@
+//! What a connection may hold of the node: caps on open connections (in
+//! all and per client address) checked at accept, and the timeouts of a
+//! connection that does nothing (a TLS handshake that never ends, a client
+//! that never sends its request or its next one).
+
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+pub use crate::config::DoorLimits;
+use crate::obs::stats::Stats;
+
+/// Open connections, counted from every executor thread.
+#[derive(Default)]
+pub struct Connections {
+  open: AtomicUsize,
+  per_ip: DashMap<IpAddr, usize>,
+}
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+  Total,
+  PerIp,
+}
+
+/// One open connection's hold on the counts; released on drop.
+pub struct Slot {
+  conns: Arc<Connections>,
+  ip: IpAddr,
+}
+
+impl Connections {
+  /// Takes a slot for a connection from `ip`, or says which cap is full.
+  pub fn admit(self: &Arc<Self>, ip: IpAddr, limits: &DoorLimits) -> Result<Slot, Refused> {
+    if self.open.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
+      self.open.fetch_sub(1, Ordering::SeqCst);
+      return Err(Refused::Total);
+    }
+    let mut n = self.per_ip.entry(ip).or_insert(0);
+    if *n >= limits.max_connections_per_ip {
+      drop(n);
+      self.open.fetch_sub(1, Ordering::SeqCst);
+      return Err(Refused::PerIp);
+    }
+    *n += 1;
+    Ok(Slot {
+      conns: self.clone(),
+      ip,
+    })
+  }
+}
+
+impl Drop for Slot {
+  fn drop(&mut self) {
+    self.conns.open.fetch_sub(1, Ordering::SeqCst);
+    self.conns.per_ip.remove_if_mut(&self.ip, |_, n| {
+      *n -= 1;
+      *n == 0
+    });
+  }
+}
+
+/// Counts and logs a refused connection (a line a second at most per
+/// thread: a flood must not flood the log too).
+pub fn note_refused(stats: &Stats, why: Refused, ip: IpAddr, last_log: &Cell<Option<Instant>>) {
+  match why {
+    Refused::Total => stats.connections_refused_total.inc(),
+    Refused::PerIp => stats.connections_refused_per_ip.inc(),
+  }
+  let now = Instant::now();
+  if last_log
+    .get()
+    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+  {
+    last_log.set(Some(now));
+    match why {
+      Refused::Total => tracing::warn!(%ip, "connection refused: server.max_connections open"),
+      Refused::PerIp => tracing::warn!(%ip, "connection refused: server.max_connections_per_ip open from this address"),
+    }
+  }
+}
+
+/// The activity of one connection: when it last read or wrote, and its
+/// requests in flight.
+#[derive(Default)]
+pub struct Activity {
+  last: Cell<Option<Instant>>,
+  pub in_flight: Cell<usize>,
+}
+
+impl Activity {
+  fn touch(&self) {
+    self.last.set(Some(Instant::now()));
+  }
+
+  /// When the connection times out if nothing happens before.
+  pub fn idle_until(&self, opened: Instant, timeout: Duration) -> Instant {
+    self.last.get().unwrap_or(opened) + timeout
+  }
+
+  /// A request on the connection started (its guard ends it).
+  pub fn request(self: &Rc<Self>) -> InFlight {
+    self.in_flight.set(self.in_flight.get() + 1);
+    InFlight(self.clone())
+  }
+}
+
+/// A request in flight on a connection.
+pub struct InFlight(Rc<Activity>);
+
+impl Drop for InFlight {
+  fn drop(&mut self) {
+    self.0.in_flight.set(self.0.in_flight.get() - 1);
+    self.0.touch();
+  }
+}
+
+/// A connection's stream, noting its activity.
+pub struct Watched<I> {
+  inner: I,
+  activity: Rc<Activity>,
+}
+
+impl<I> Watched<I> {
+  pub fn new(inner: I, activity: Rc<Activity>) -> Self {
+    Self { inner, activity }
+  }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+  fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    let before = buf.filled().len();
+    let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+    if buf.filled().len() > before {
+      self.activity.touch();
+    }
+    r
+  }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+  fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+    let r = Pin::new(&mut self.inner).poll_write(cx, data);
+    if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+      self.activity.touch();
+    }
+    r
+  }
+
+  fn poll_write_vectored(
+    mut self: Pin<&mut Self>,
+    cx: &mut Context<'_>,
+    bufs: &[std::io::IoSlice<'_>],
+  ) -> Poll<std::io::Result<usize>> {
+    let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+    if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+      self.activity.touch();
+    }
+    r
+  }
+
+  fn is_write_vectored(&self) -> bool {
+    self.inner.is_write_vectored()
+  }
+
+  fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    Pin::new(&mut self.inner).poll_flush(cx)
+  }
+
+  fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    Pin::new(&mut self.inner).poll_shutdown(cx)
+  }
+}

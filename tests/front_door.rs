@@ -1,0 +1,130 @@
+//! The front door's caps and timeouts: an idle connection (before its first
+//! request or between requests) is closed after `server.idle_timeout_s`, a
+//! TLS handshake that never finishes after `server.handshake_timeout_s`,
+//! and a connection past `server.max_connections_per_ip` at accept; a slow
+//! request in flight is not an idle connection.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::Fixture;
+
+const WORKER: &str = "export default { async fetch(req) { if (new URL(req.url).pathname === '/slow') await new Promise(r => setTimeout(r, 2500)); return new Response('hi') } }";
+
+fn engine(f: &Fixture, server: &str) -> edge::Engine {
+  f.file("w.js", WORKER);
+  f.start(&format!(
+    "[listen]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n[server]\n{server}\n[runtime]\nthreads = 1\n[[tls]]\nhosts = [\"localhost\"]\nself_signed = true\ndefault = true\n[[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"*\"]\n"
+  ))
+}
+
+/// Reads until the server closes: how long that took (None: still open
+/// after `limit`).
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+  let since = Instant::now();
+  let mut buf = [0u8; 4096];
+  loop {
+    match tokio::time::timeout(limit.saturating_sub(since.elapsed()), s.read(&mut buf)).await {
+      Err(_) => return None,
+      Ok(Ok(0)) | Ok(Err(_)) => return Some(since.elapsed()),
+      Ok(Ok(_)) => {}
+    }
+  }
+}
+
+/// One request on `s`, its whole response read (the body is short).
+async fn ask(s: &mut TcpStream, path: &str) -> String {
+  s.write_all(format!("GET {path} HTTP/1.1\r\nhost: a.test\r\n\r\n").as_bytes())
+    .await
+    .unwrap();
+  let mut got = Vec::new();
+  let mut buf = [0u8; 4096];
+  while !got.ends_with(b"hi") {
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(n > 0, "closed before the response: {:?}", String::from_utf8_lossy(&got));
+    got.extend_from_slice(&buf[..n]);
+  }
+  String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_a_slow_request_is_not_idle() {
+  let f = Fixture::new();
+  let e = engine(&f, "idle_timeout_s = 1");
+  let addr = e.http_addr().unwrap();
+  // Never a first byte.
+  let mut quiet = TcpStream::connect(addr).await.unwrap();
+  assert!(
+    closed_within(&mut quiet, Duration::from_secs(10)).await.is_some(),
+    "a silent connection stayed open"
+  );
+  // Idle after a response (keep-alive).
+  let mut kept = TcpStream::connect(addr).await.unwrap();
+  assert!(ask(&mut kept, "/").await.starts_with("HTTP/1.1 200"));
+  assert!(
+    closed_within(&mut kept, Duration::from_secs(10)).await.is_some(),
+    "an idle keep-alive connection stayed open"
+  );
+  // A request that takes longer than the idle timeout is answered.
+  let mut slow = TcpStream::connect(addr).await.unwrap();
+  assert!(ask(&mut slow, "/slow").await.starts_with("HTTP/1.1 200"));
+  let text = e.metrics_text();
+  let idle = text
+    .lines()
+    .find(|l| l.starts_with("edge_idle_timeouts_total "))
+    .unwrap();
+  assert!(idle != "edge_idle_timeouts_total 0", "{idle}");
+}
+
+#[tokio::test]
+async fn an_unfinished_tls_handshake_is_closed() {
+  let f = Fixture::new();
+  let e = engine(&f, "handshake_timeout_s = 1");
+  let mut s = TcpStream::connect(e.https_addr().unwrap()).await.unwrap();
+  // Half a ClientHello's record header, then nothing.
+  s.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+  assert!(
+    closed_within(&mut s, Duration::from_secs(10)).await.is_some(),
+    "the half handshake stayed open"
+  );
+  assert!(e.metrics_text().contains("edge_handshake_timeouts_total 1"));
+}
+
+#[tokio::test]
+async fn connections_past_the_per_address_cap_are_closed_at_accept() {
+  let f = Fixture::new();
+  let e = engine(&f, "max_connections_per_ip = 3");
+  let addr = e.http_addr().unwrap();
+  let mut open = Vec::new();
+  for _ in 0..3 {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    assert!(ask(&mut s, "/").await.starts_with("HTTP/1.1 200"));
+    open.push(s);
+  }
+  let mut fourth = TcpStream::connect(addr).await.unwrap();
+  let closed = closed_within(&mut fourth, Duration::from_secs(5)).await;
+  assert!(closed.is_some(), "a fourth connection from one address was kept");
+  assert!(e
+    .metrics_text()
+    .contains("edge_connections_refused_total{reason=\"per_ip\"} 1"));
+  // A place freed is a place taken again.
+  drop(open.pop());
+  let mut again = None;
+  for _ in 0..100 {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    if s.write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\n\r\n").await.is_ok() {
+      let mut buf = [0u8; 64];
+      if matches!(tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await, Ok(Ok(n)) if n > 0) {
+        again = Some(String::from_utf8_lossy(&buf).into_owned());
+        break;
+      }
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+  }
+  assert!(
+    again.is_some_and(|r| r.starts_with("HTTP/1.1 200")),
+    "no connection after one closed"
+  );
+}
