@@ -128,3 +128,68 @@ async fn connections_past_the_per_address_cap_are_closed_at_accept() {
     "no connection after one closed"
   );
 }
+
+// A worker cannot frame its own response: a Content-Length shorter than
+// the body (which put the rest on the keep-alive connection, read by a
+// pipelining client as the next response), or Transfer-Encoding and
+// Connection headers, are the server's to set.
+#[tokio::test]
+async fn a_worker_cannot_frame_its_response() {
+  let f = Fixture::new();
+  f.file(
+    "frame.js",
+    r#"export default { fetch(req) {
+      const p = new URL(req.url).pathname;
+      if (p === "/short") return new Response("A".repeat(5) + "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged", { headers: { "content-length": "5" } });
+      if (p === "/chunked") return new Response("plain", { headers: { "transfer-encoding": "chunked", "connection": "close", "keep-alive": "timeout=1" } });
+      if (p === "/head") return new Response(null, { headers: { "content-length": "1234" } });
+      return new Response("second");
+    } }"#,
+  );
+  let e =
+    f.start("[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"frame\"\nmain = \"frame.js\"\nroutes = [\"*\"]\n");
+  let mut s = TcpStream::connect(e.http_addr().unwrap()).await.unwrap();
+  // Both requests at once (pipelined): the second answer must be ours.
+  s.write_all(b"GET /short HTTP/1.1\r\nhost: a.test\r\n\r\nGET /next HTTP/1.1\r\nhost: a.test\r\n\r\n")
+    .await
+    .unwrap();
+  let mut got = Vec::new();
+  let mut buf = [0u8; 4096];
+  while !got.ends_with(b"second") {
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+      .await
+      .unwrap()
+      .unwrap();
+    assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+    got.extend_from_slice(&buf[..n]);
+  }
+  let text = String::from_utf8_lossy(&got).into_owned();
+  assert!(text.contains("content-length: 49\r\n"), "{text}");
+  assert!(!text.contains("content-length: 5\r\n"), "{text}");
+  assert_eq!(
+    text.matches("HTTP/1.1 200 OK").count(),
+    3,
+    "two responses, the forged head inside the first body: {text}"
+  );
+  assert!(
+    text.ends_with("content-length: 6\r\n\r\nsecond") || text.contains("\r\n\r\nsecond"),
+    "{text}"
+  );
+  // Framing and connection headers from the worker are dropped.
+  let got = crate::support::get(e.http_addr().unwrap(), "a.test", "/chunked").await;
+  assert_eq!((got.status, got.body.as_str()), (200, "plain"));
+  for h in ["transfer-encoding", "connection", "keep-alive"] {
+    assert!(got.headers.get(h).is_none(), "{h}: {:?}", got.headers.get(h));
+  }
+  // A HEAD answer keeps the length it tells.
+  let mut c = crate::support::H1::connect(e.http_addr().unwrap()).await;
+  let req = hyper::Request::head("/head")
+    .header("host", "a.test")
+    .body(crate::support::empty())
+    .unwrap();
+  let res = c.send(req).await;
+  assert_eq!(
+    res.headers().get("content-length").map(|v| v.to_str().unwrap()),
+    Some("1234")
+  );
+}

@@ -70,6 +70,10 @@ pub enum RequestError {
   /// limit (or lost its state) after this request's code had run.
   #[error("worker {worker:?}: the isolate this request ran in was stopped by another request's {cause}; retry")]
   IsolateLost { worker: String, cause: &'static str },
+  /// The worker's response cannot be sent as it is (a status outside
+  /// 200-599).
+  #[error("worker {worker:?} returned a response the server cannot send: {why}")]
+  BadResponse { worker: String, why: String },
   #[error("internal error: {0}")]
   Internal(String),
 }
@@ -80,7 +84,9 @@ impl RequestError {
       Self::NoHost => StatusCode::BAD_REQUEST,
       Self::NoRoute { .. } | Self::NoWorker { .. } => StatusCode::NOT_FOUND,
       Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
-      Self::Startup { .. } | Self::Worker { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+      Self::Startup { .. } | Self::Worker { .. } | Self::BadResponse { .. } | Self::Internal(_) => {
+        StatusCode::INTERNAL_SERVER_ERROR
+      }
       Self::ShuttingDown | Self::Busy { .. } | Self::IsolateLost { .. } => StatusCode::SERVICE_UNAVAILABLE,
       Self::Limit { hit, .. } => match hit.kind {
         LimitKind::Cpu | LimitKind::Memory => StatusCode::SERVICE_UNAVAILABLE,
@@ -124,7 +130,9 @@ impl RequestError {
         };
         tracing::error!(%request_id, "{self}\n{stack}");
       }
-      Self::Limit { .. } | Self::Busy { .. } | Self::IsolateLost { .. } => tracing::warn!(%request_id, "{self}"),
+      Self::Limit { .. } | Self::Busy { .. } | Self::IsolateLost { .. } | Self::BadResponse { .. } => {
+        tracing::warn!(%request_id, "{self}")
+      }
       _ => tracing::debug!(%request_id, "{self}"),
     }
   }

@@ -31,6 +31,7 @@ pub async fn run(
   info: &mut RunInfo,
 ) -> Result<Response<EdgeBody>, RequestError> {
   let started = std::time::Instant::now();
+  let head_request = req.method == http::Method::HEAD;
   let limits = worker.limits;
   let limit_err = |hit: LimitHit| RequestError::Limit {
     worker: worker.name.to_string(),
@@ -97,7 +98,10 @@ pub async fn run(
     &stats.warm_latency
   };
   latency.record(started.elapsed());
-  let mut out = respond(res);
+  let mut out = respond(res, head_request).map_err(|why| RequestError::BadResponse {
+    worker: worker.name.to_string(),
+    why,
+  })?;
   if subrequests_hit {
     out
       .headers_mut()
@@ -110,10 +114,40 @@ fn body_hit(limits: &Limits) -> LimitHit {
   LimitHit::body(limits.request_body_bytes, Phase::Handler)
 }
 
-fn respond(res: JsResponse) -> Response<EdgeBody> {
+/// Headers that frame the message or belong to one connection: the
+/// server sets them, never the worker (a worker's `Content-Length: 5` on a
+/// longer body put the rest on the keep-alive connection as the next
+/// response).
+const HOP_BY_HOP: [http::HeaderName; 7] = [
+  http::header::CONNECTION,
+  http::header::TRANSFER_ENCODING,
+  http::header::UPGRADE,
+  http::header::TE,
+  http::header::TRAILER,
+  http::HeaderName::from_static("keep-alive"),
+  http::HeaderName::from_static("proxy-connection"),
+];
+
+/// The worker's response as the server sends it: framed by the server (the
+/// body's length, or chunked), statuses 200-599 only. A `Content-Length`
+/// is kept only on an empty answer to HEAD, where it tells the size.
+fn respond(res: JsResponse, head_request: bool) -> Result<Response<EdgeBody>, String> {
   let JsResponse {
-    status, headers, body, ..
+    status,
+    mut headers,
+    body,
+    ..
   } = res;
+  if !(200..=599).contains(&status.as_u16()) {
+    return Err(format!("status {} (a worker may answer 200-599)", status.as_u16()));
+  }
+  for name in &HOP_BY_HOP {
+    headers.remove(name);
+  }
+  let keep_length = head_request && matches!(body, JsBody::Empty);
+  if !keep_length {
+    headers.remove(http::header::CONTENT_LENGTH);
+  }
   let body = match body {
     JsBody::Empty => EdgeBody::empty(),
     JsBody::Bytes(b) => EdgeBody::full(b),
@@ -122,5 +156,5 @@ fn respond(res: JsResponse) -> Response<EdgeBody> {
   let mut out = Response::new(body);
   *out.status_mut() = status;
   *out.headers_mut() = headers;
-  out
+  Ok(out)
 }
