@@ -89,7 +89,16 @@ async fn an_unfinished_tls_handshake_is_closed() {
     closed_within(&mut s, Duration::from_secs(10)).await.is_some(),
     "the half handshake stayed open"
   );
-  assert!(e.metrics_text().contains("edge_handshake_timeouts_total 1"));
+  // Counted just after the socket closes.
+  let mut counted = false;
+  for _ in 0..200 {
+    if e.metrics_text().contains("edge_handshake_timeouts_total 1") {
+      counted = true;
+      break;
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+  }
+  assert!(counted, "edge_handshake_timeouts_total not 1");
 }
 
 #[tokio::test]
