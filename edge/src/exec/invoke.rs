@@ -141,12 +141,17 @@ fn respond(res: JsResponse, head_request: bool) -> Result<Response<EdgeBody>, St
   if !(200..=599).contains(&status.as_u16()) {
     return Err(format!("status {} (a worker may answer 200-599)", status.as_u16()));
   }
-  for name in &HOP_BY_HOP {
-    headers.remove(name);
-  }
+  // Most answers have none of these: one pass over their few headers
+  // before any removal.
   let keep_length = head_request && matches!(body, JsBody::Empty);
-  if !keep_length {
-    headers.remove(http::header::CONTENT_LENGTH);
+  let framing = |k: &http::HeaderName| HOP_BY_HOP.contains(k) || (!keep_length && k == http::header::CONTENT_LENGTH);
+  if headers.keys().any(framing) {
+    for name in &HOP_BY_HOP {
+      headers.remove(name);
+    }
+    if !keep_length {
+      headers.remove(http::header::CONTENT_LENGTH);
+    }
   }
   let body = match body {
     JsBody::Empty => EdgeBody::empty(),

@@ -90,22 +90,44 @@ pub fn note_refused(stats: &Stats, why: Refused, ip: IpAddr, last_log: &Cell<Opt
   }
 }
 
-/// The activity of one connection: when it last read or wrote, and its
-/// requests in flight.
+/// The activity of one connection: a count of its reads, writes and ended
+/// requests (no clock is read per I/O), and its requests in flight.
 #[derive(Default)]
 pub struct Activity {
-  last: Cell<Option<Instant>>,
+  events: Cell<u64>,
   pub in_flight: Cell<usize>,
 }
 
+/// How many looks at a connection's activity make one idle timeout: it is
+/// closed after between 1 and 1.25 idle timeouts of quiet.
+const LOOKS: u32 = 4;
+
 impl Activity {
   fn touch(&self) {
-    self.last.set(Some(Instant::now()));
+    self.events.set(self.events.get().wrapping_add(1));
   }
 
-  /// When the connection times out if nothing happens before.
-  pub fn idle_until(&self, opened: Instant, timeout: Duration) -> Instant {
-    self.last.get().unwrap_or(opened) + timeout
+  /// Resolves when the connection has had no request in flight and no
+  /// activity for `timeout` (looked at every quarter of it).
+  pub async fn idle(&self, timeout: Duration) {
+    let step = timeout / LOOKS;
+    let mut seen = self.events.get();
+    let mut quiet = 0;
+    let mut next = Instant::now() + step;
+    loop {
+      tokio::time::sleep_until(next).await;
+      next += step;
+      let now = self.events.get();
+      if now != seen || self.in_flight.get() > 0 {
+        seen = now;
+        quiet = 0;
+        continue;
+      }
+      quiet += 1;
+      if quiet >= LOOKS {
+        return;
+      }
+    }
   }
 
   /// A request on the connection started (its guard ends it).

@@ -118,26 +118,11 @@ where
     .keep_alive_timeout(H2_PING);
   let builder = if h2_only { builder.http2_only() } else { builder };
   stats.open_connections.add(1);
-  let opened = tokio::time::Instant::now();
   let connection = builder.serve_connection(TokioIo::new(io), svc);
   tokio::pin!(connection);
-  let idle = async {
-    // Closed when nothing was sent or received for the idle timeout and
-    // no request is in flight (before the first request too).
-    loop {
-      let until = activity.idle_until(opened, limits.idle_timeout);
-      tokio::time::sleep_until(until).await;
-      if activity.in_flight.get() == 0
-        && activity.idle_until(opened, limits.idle_timeout) <= tokio::time::Instant::now()
-      {
-        return;
-      }
-      if activity.in_flight.get() > 0 {
-        // Its requests have their own limits; look again later.
-        tokio::time::sleep(limits.idle_timeout).await;
-      }
-    }
-  };
+  // Closed when nothing was sent or received for the idle timeout and no
+  // request is in flight (before the first request too).
+  let idle = activity.idle(limits.idle_timeout);
   let ended = tokio::select! {
     r = connection.as_mut() => r,
     _ = draining.wait_for(|d| *d) => {
