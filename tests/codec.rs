@@ -31,6 +31,9 @@ export default {
 };
 "#;
 
+/// The codec workers have 64 MB (per worker: the process's first engine
+/// sets V8's Wasm page cap from its largest budget, and other tests need
+/// the default's 128 MB).
 fn engine(f: &Fixture) -> edge::Engine {
   f.file("codec.js", CODEC_WORKER);
   f.start(
@@ -41,19 +44,21 @@ http = "127.0.0.1:0"
 threads = 1
 [limits]
 cpu_ms = 50
-memory_mb = 64
 wall_ms = 20000
 request_body_mb = 8
 [[worker]]
 name = "codec"
 main = "codec.js"
 routes = ["codec.test"]
+[worker.limits]
+memory_mb = 64
 [[worker]]
 name = "hoard"
 main = "codec.js"
 routes = ["hoard.test"]
 [worker.limits]
 cpu_ms = 20000
+memory_mb = 64
 [[worker]]
 name = "bystander"
 main = "codec.js"
