@@ -172,6 +172,19 @@ async fn memory_attacks_get_503_and_never_end_the_process() {
 }
 
 #[tokio::test]
+async fn buffers_made_and_dropped_are_not_held_against_the_limit() {
+  // 9 GB of ArrayBuffers, none kept, at a 64 MB limit: V8 collects the
+  // dead ones when the allocator refuses, and a look over the budget
+  // collects before it stops the script.
+  let t = target().await;
+  let mut c = H1::connect(t.engine.http_addr().unwrap()).await;
+  for _ in 0..3 {
+    let r = c.get("mem.test", "/garbage-buffers").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "2147483648"), "{}", r.body);
+  }
+}
+
+#[tokio::test]
 async fn arrays_v8_would_abort_the_process_for_are_a_range_error() {
   // V8 aborts the process ("invalid size") rather than make an array of
   // 2^28 elements; the worker gets the RangeError V8 throws for arrays

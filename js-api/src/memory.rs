@@ -6,6 +6,12 @@
 //! and counts in its external memory total: [`isolate_memory`] is looked at
 //! every few milliseconds while JS runs, and whenever JS makes or grows a
 //! `WebAssembly.Memory`.
+//!
+//! Garbage counts until V8 collects it (dead ArrayBuffers stay in the
+//! allocator's count and in V8's external total): a look that finds the
+//! budget passed collects all garbage and looks again before it stops the
+//! script, and a refused ArrayBuffer stops it only if V8's own collect and
+//! retry (it tries up to four times) did not make room.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,6 +32,12 @@ pub struct MemoryBudget {
   exceeded: AtomicBool,
   /// Bytes held, or asked for, when the budget was found spent.
   reached: AtomicUsize,
+  /// Bytes wanted by the last ArrayBuffer the allocator refused, until one
+  /// is granted: still set when the script next reaches a safe point, V8's
+  /// collect-and-retry did not make room.
+  refused: AtomicUsize,
+  /// A check is asked for and has not run yet (one at a time).
+  check_asked: AtomicBool,
   handle: OnceLock<v8::IsolateHandle>,
 }
 
@@ -38,6 +50,8 @@ impl MemoryBudget {
       heap_hint: AtomicUsize::new(0),
       exceeded: AtomicBool::new(false),
       reached: AtomicUsize::new(0),
+      refused: AtomicUsize::new(0),
+      check_asked: AtomicBool::new(false),
       handle: OnceLock::new(),
     })
   }
@@ -46,9 +60,12 @@ impl MemoryBudget {
     let _ = self.handle.set(h);
   }
 
-  /// Whether the isolate went over its budget (it was terminated).
+  /// Whether the isolate went over its budget (it was, or is about to be,
+  /// stopped). Also true when an ArrayBuffer was refused and none granted
+  /// since: read on the isolate's thread between its JS runs, that refusal
+  /// came after V8's collections and retries (the script got a RangeError).
   pub fn exceeded(&self) -> bool {
-    self.exceeded.load(Ordering::SeqCst)
+    self.exceeded.load(Ordering::SeqCst) || self.refused.load(Ordering::Relaxed) != 0
   }
 
   /// The budget, in bytes.
@@ -59,7 +76,10 @@ impl MemoryBudget {
   /// Bytes the isolate held, or asked for, when its budget was found
   /// spent.
   pub fn reached(&self) -> usize {
-    self.reached.load(Ordering::SeqCst)
+    self
+      .reached
+      .load(Ordering::SeqCst)
+      .max(self.refused.load(Ordering::Relaxed))
   }
 
   /// Records that the budget is spent at `bytes` and stops the script.
@@ -77,13 +97,18 @@ impl MemoryBudget {
 
   /// Asks the isolate to compare its heap and external memory (Wasm
   /// memories, buffers) with the budget at its next safe point, from any
-  /// thread; over budget, the script is stopped.
-  pub fn request_check(self: &Arc<Self>) {
+  /// thread; over budget after a full collection, or with an ArrayBuffer
+  /// refused since, the script is stopped.
+  pub fn request_check(&self) {
     let Some(h) = self.handle.get() else { return };
-    let data = Arc::into_raw(self.clone()) as *mut c_void;
+    if self.check_asked.swap(true, Ordering::AcqRel) {
+      return;
+    }
+    // The isolate holds the budget (through its allocator) as long as an
+    // interrupt may run.
+    let data = self as *const MemoryBudget as *mut c_void;
     if !h.request_interrupt(check_interrupt, data) {
-      // SAFETY: the interrupt will never run; take back the reference.
-      drop(unsafe { Arc::from_raw(data as *const MemoryBudget) });
+      self.check_asked.store(false, Ordering::Release);
     }
   }
 
@@ -104,7 +129,12 @@ impl MemoryBudget {
         .array_buffers
         .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
       {
-        Ok(_) => return true,
+        Ok(_) => {
+          if self.refused.load(Ordering::Relaxed) != 0 {
+            self.refused.store(0, Ordering::Relaxed);
+          }
+          return true;
+        }
         Err(now) => cur = now,
       }
     }
@@ -114,16 +144,32 @@ impl MemoryBudget {
     self.array_buffers.fetch_sub(len, Ordering::Relaxed);
   }
 
-  /// Compares what the isolate holds with the budget; over it, the script
-  /// is stopped. Returns the bytes held.
-  pub(crate) fn check(&self, isolate: &mut v8::Isolate) -> usize {
+  /// Bytes the isolate holds now, garbage included; notes the heap's part
+  /// for the allocator.
+  fn measure(&self, isolate: &mut v8::Isolate) -> usize {
     let (heap, external) = isolate_memory(isolate);
     // The allocator counts ArrayBuffers itself: what it may still hand out
     // is what heap and other external memory (Wasm) leave.
     self.note_heap(heap + external.saturating_sub(self.array_buffer_bytes()));
-    let used = heap + external + self.native.load(Ordering::Relaxed);
-    if used > self.limit {
-      self.exceed(used);
+    heap + external + self.native.load(Ordering::Relaxed)
+  }
+
+  /// Compares what the isolate holds with the budget; over it, all garbage
+  /// is collected and, still over, the script is stopped. Returns the bytes
+  /// held. Call where V8 may collect garbage (not from a fast op).
+  pub(crate) fn check(&self, isolate: &mut v8::Isolate) -> usize {
+    self.check_with(isolate, 0)
+  }
+
+  /// [`Self::check`] with `more` bytes about to be taken (counted as held).
+  fn check_with(&self, isolate: &mut v8::Isolate, more: usize) -> usize {
+    let mut used = self.measure(isolate);
+    if used.saturating_add(more) > self.limit {
+      isolate.low_memory_notification();
+      used = self.measure(isolate);
+      if used.saturating_add(more) > self.limit {
+        self.exceed(used.saturating_add(more));
+      }
     }
     used
   }
@@ -144,9 +190,13 @@ static VTABLE: v8::RustAllocatorVtable<MemoryBudget> = v8::RustAllocatorVtable {
   drop: drop_budget,
 };
 
+/// Refuses a buffer that does not fit. V8 collects garbage and asks again
+/// (dead buffers are counted until then); the check this asks for stops the
+/// script if none of its tries got a buffer.
 fn refuse(b: &MemoryBudget, len: usize) -> *mut c_void {
   let held = b.heap_hint.load(Ordering::Relaxed) + b.array_buffer_bytes() + b.native.load(Ordering::Relaxed);
-  b.exceed(held.saturating_add(len));
+  b.refused.store(held.saturating_add(len).max(1), Ordering::Relaxed);
+  b.request_check();
   std::ptr::null_mut()
 }
 
@@ -230,19 +280,28 @@ fn isolate_memory(isolate: &mut v8::Isolate) -> (usize, usize) {
 }
 
 unsafe extern "C" fn check_interrupt(isolate: v8::UnsafeRawIsolatePtr, data: *mut c_void) {
-  // SAFETY: `data` is the Arc made in `request_check`, passed once.
-  let budget = unsafe { Arc::from_raw(data as *const MemoryBudget) };
+  // SAFETY: `data` is the budget of this isolate (see `request_check`).
+  let budget = unsafe { &*(data as *const MemoryBudget) };
+  budget.check_asked.store(false, Ordering::Release);
   // SAFETY: V8 runs interrupts on the isolate's thread with it entered.
   let mut isolate = unsafe { v8::Isolate::from_raw_isolate_ptr(isolate) };
   budget.check(&mut isolate);
+  // A buffer refused and none granted since: V8's retries did not fit it.
+  let refused = budget.refused.swap(0, Ordering::Relaxed);
+  if refused != 0 {
+    budget.exceed(refused);
+  }
 }
 
+/// Codec state is charged as it is allocated, inside an op: a charge that
+/// passes the budget asks for a check at the next safe point (garbage may
+/// be what fills it).
 impl crate::ext::codec::NativeMemory for MemoryBudget {
   fn charge(&self, bytes: usize) {
     let native = self.native.fetch_add(bytes, Ordering::Relaxed) + bytes;
     let held = self.heap_hint.load(Ordering::Relaxed) + self.array_buffer_bytes() + native;
     if held > self.limit {
-      self.exceed(held);
+      self.request_check();
     }
   }
 
@@ -256,11 +315,6 @@ impl crate::ext::codec::NativeMemory for MemoryBudget {
 /// from inside Wasm is seen by the periodic [`MemoryBudget::check`].)
 impl crate::ext::ops::WasmMemoryAccount for MemoryBudget {
   fn wasm_fits(&self, isolate: &mut v8::Isolate, bytes: usize) -> bool {
-    let wanted = self.check(isolate).saturating_add(bytes);
-    if wanted > self.limit {
-      self.exceed(wanted);
-      return false;
-    }
-    true
+    self.check_with(isolate, bytes).saturating_add(bytes) <= self.limit
   }
 }

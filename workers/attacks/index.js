@@ -28,6 +28,8 @@ const attacks = {
   "/string-bomb": () => { let s = "x".repeat(1 << 20); const keep = []; for (;;) { s = s + s.slice(0, 1 << 20) + "y"; keep.push(s.slice(1)); } },
   "/buffer": () => new ArrayBuffer(1 << 30),
   "/buffers": () => { const keep = []; for (;;) keep.push(new Uint8Array(8 << 20)); },
+  // Not an attack: 2 GB of buffers made and dropped (garbage is not held).
+  "/garbage-buffers": () => { let n = 0; for (let i = 0; i < 1024; i++) n += new Uint8Array(1 << 20).length + new Uint8Array(8 << 20).length / 8; return new Response(String(n)); },
   "/wasm-grow-inside": () => { const { exports: ex } = new WebAssembly.Instance(new WebAssembly.Module(GROW)); for (;;) { if (ex.grow(160) < 0) return new Response("grow failed"); new Uint8Array(ex.mem.buffer).fill(1); } },
   "/wasm-instances": () => { const keep = []; for (;;) { const { exports: ex } = new WebAssembly.Instance(new WebAssembly.Module(GROW)); while (ex.grow(160) >= 0) new Uint8Array(ex.mem.buffer).fill(1); keep.push(ex); } },
   "/wasm-grow": () => { const m = new WebAssembly.Memory({ initial: 1, maximum: 65536 }); for (;;) { m.grow(160); new Uint8Array(m.buffer).fill(1); } },

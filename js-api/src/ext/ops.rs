@@ -83,7 +83,8 @@ pub fn op_edge_log(state: &mut OpState, #[smi] level: u32, #[string] message: &s
 
 /// JS reports Wasm memory it is about to create or grow, in 64 KiB pages;
 /// false (and the script stopped) when that would pass the isolate's budget.
-#[op2(fast)]
+/// (Not a fast op: the check may collect garbage first.)
+#[op2(nofast)]
 pub fn op_edge_wasm_pages(scope: &mut v8::PinScope, state: &mut OpState, pages: u32) -> bool {
   match state.try_borrow::<std::sync::Arc<dyn WasmMemoryAccount>>() {
     Some(budget) => budget.wasm_fits(scope, pages as usize * 65536),
