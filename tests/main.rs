@@ -9,6 +9,7 @@ mod concurrency;
 mod config;
 mod fetch;
 mod front_door;
+mod head;
 mod isolates;
 mod library;
 mod limits;

@@ -1,5 +1,7 @@
 //! Host names as requests, routes and certificates spell them.
 
+use std::fmt;
+
 /// `host:port` or `[v6]:port` without the port (a bare IPv6 address in
 /// brackets loses its brackets).
 pub fn strip_port(host: &str) -> &str {
@@ -10,6 +12,120 @@ pub fn strip_port(host: &str) -> &str {
     Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
     _ => host,
   }
+}
+
+/// A request's authority (`Host`, HTTP/2's `:authority`), checked: a host
+/// of name characters, an IPv4 address or a bracketed IPv6 address, and an
+/// optional port in 1-65535. No user info, path, query or fragment
+/// characters, no percent escapes, no spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+  /// Lowercase, without a trailing dot; an IPv6 address in brackets.
+  pub host: String,
+  pub port: Option<u16>,
+}
+
+/// Why an authority was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadAuthority {
+  Empty,
+  TooLong,
+  /// A character no host name has (`/`, `@`, `?`, `#`, `%`, a space...).
+  Character(char),
+  /// An empty label (`a..b`, `.a`), a label over 63 bytes.
+  Label,
+  BadIpv6,
+  Port,
+}
+
+impl fmt::Display for BadAuthority {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      Self::Empty => f.write_str("the host is empty"),
+      Self::TooLong => f.write_str("the host is longer than 253 bytes"),
+      Self::Character(c) => write!(f, "the host has the character {c:?}"),
+      Self::Label => f.write_str("the host has an empty label or one over 63 bytes"),
+      Self::BadIpv6 => f.write_str("the bracketed host is not an IPv6 address"),
+      Self::Port => f.write_str("the port is not a number in 1-65535"),
+    }
+  }
+}
+
+/// The longest authority looked at: a name of 253 bytes, its trailing
+/// dot, `:` and a port.
+const MAX_AUTHORITY: usize = 253 + 1 + 1 + 5;
+
+impl Authority {
+  /// Checks and normalizes `s` (`host`, `host:port`, `[v6]:port`; a
+  /// trailing dot and an empty port are dropped).
+  pub fn parse(s: &str) -> Result<Self, BadAuthority> {
+    if s.is_empty() {
+      return Err(BadAuthority::Empty);
+    }
+    if s.len() > MAX_AUTHORITY {
+      return Err(BadAuthority::TooLong);
+    }
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+      let (v6, after) = rest.split_once(']').ok_or(BadAuthority::BadIpv6)?;
+      let addr: std::net::Ipv6Addr = v6.parse().map_err(|_| BadAuthority::BadIpv6)?;
+      let port = match after {
+        "" => None,
+        p => Some(p.strip_prefix(':').ok_or(BadAuthority::Port)?),
+      };
+      (format!("[{addr}]"), port)
+    } else {
+      let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+      };
+      (check_name(host)?, port)
+    };
+    let port = match port {
+      None | Some("") => None,
+      Some(p) => Some(parse_port(p)?),
+    };
+    Ok(Self { host, port })
+  }
+
+  /// `host` or `host:port`, as a URL spells it.
+  pub fn url_host(&self) -> String {
+    match self.port {
+      Some(p) => format!("{}:{p}", self.host),
+      None => self.host.clone(),
+    }
+  }
+}
+
+fn parse_port(p: &str) -> Result<u16, BadAuthority> {
+  if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+    return Err(BadAuthority::Port);
+  }
+  match p.parse::<u16>() {
+    Ok(n) if n > 0 => Ok(n),
+    _ => Err(BadAuthority::Port),
+  }
+}
+
+/// A host name (or IPv4 address) of letters, digits, `-`, `_` and dots,
+/// lowercased, without its trailing dot.
+fn check_name(host: &str) -> Result<String, BadAuthority> {
+  if let Some(c) = host
+    .chars()
+    .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+  {
+    return Err(BadAuthority::Character(c));
+  }
+  let name = host.strip_suffix('.').unwrap_or(host);
+  if name.is_empty() {
+    return Err(BadAuthority::Empty);
+  }
+  if name.len() > 253 {
+    return Err(BadAuthority::TooLong);
+  }
+  if name.split('.').any(|l| l.is_empty() || l.len() > 63) {
+    return Err(BadAuthority::Label);
+  }
+  Ok(name.to_ascii_lowercase())
 }
 
 /// A host name, `*.` followed by one, or (for routes, `allow_catch_all`)
@@ -59,6 +175,59 @@ mod tests {
     assert_eq!(strip_port("[::1]"), "::1");
     assert_eq!(strip_port("a.example:http"), "a.example:http");
     assert_eq!(strip_port("[broken"), "[broken");
+  }
+
+  #[test]
+  fn authorities() {
+    let ok = |s: &str, host: &str, port: Option<u16>| {
+      assert_eq!(
+        Authority::parse(s),
+        Ok(Authority {
+          host: host.into(),
+          port
+        }),
+        "{s:?}"
+      )
+    };
+    ok("hello.test", "hello.test", None);
+    ok("Hello.TEST:8443", "hello.test", Some(8443));
+    ok("hello.test.", "hello.test", None);
+    ok("hello.test.:443", "hello.test", Some(443));
+    ok("hello.test:", "hello.test", None);
+    ok("127.0.0.1:80", "127.0.0.1", Some(80));
+    ok("[::1]:8080", "[::1]", Some(8080));
+    ok("[0:0:0:0:0:0:0:1]", "[::1]", None);
+    ok("my_host.example", "my_host.example", None);
+    assert_eq!(Authority::parse("a.test:65535").unwrap().url_host(), "a.test:65535");
+    assert_eq!(Authority::parse("A.test.").unwrap().url_host(), "a.test");
+    for (bad, why) in [
+      ("", BadAuthority::Empty),
+      (".", BadAuthority::Empty),
+      (":80", BadAuthority::Empty),
+      ("evil.example/@x.hello.test", BadAuthority::Character('/')),
+      ("evil.example?@x.hello.test", BadAuthority::Character('?')),
+      ("evil.example#@x.hello.test", BadAuthority::Character('#')),
+      ("user@hello.test", BadAuthority::Character('@')),
+      ("hello%2etest", BadAuthority::Character('%')),
+      ("hello.test ", BadAuthority::Character(' ')),
+      ("a\\b.test", BadAuthority::Character('\\')),
+      ("hello.test:99999", BadAuthority::Port),
+      ("hello.test:0", BadAuthority::Port),
+      ("hello.test:+80", BadAuthority::Port),
+      ("hello.test:080808", BadAuthority::Port),
+      ("hello.test:80:80", BadAuthority::Character(':')),
+      ("a..b", BadAuthority::Label),
+      (".a.b", BadAuthority::Label),
+      ("[::1", BadAuthority::BadIpv6),
+      ("[::g]", BadAuthority::BadIpv6),
+      ("[::1]x", BadAuthority::Port),
+      ("[::1]:99999", BadAuthority::Port),
+      ("::1", BadAuthority::Character(':')),
+    ] {
+      assert_eq!(Authority::parse(bad), Err(why), "{bad:?}");
+    }
+    assert_eq!(Authority::parse(&"a".repeat(64)), Err(BadAuthority::Label));
+    assert_eq!(Authority::parse(&["a"; 130].join(".")), Err(BadAuthority::TooLong));
   }
 
   #[test]

@@ -119,6 +119,12 @@ pub struct ServerConfig {
   pub idle_timeout_s: u64,
   /// From a request's first byte to the end of its head.
   pub header_timeout_s: u64,
+  /// A request head (request line and headers) may be this long, in KiB
+  /// (past it: 431)...
+  pub max_header_kb: usize,
+  /// ...and its request line, or any one header line, this long (past
+  /// it: 414 for the line, 431 for a header).
+  pub max_header_line_kb: usize,
 }
 
 impl Default for ServerConfig {
@@ -131,6 +137,8 @@ impl Default for ServerConfig {
       handshake_timeout_s: d.handshake_timeout.as_secs(),
       idle_timeout_s: d.idle_timeout.as_secs(),
       header_timeout_s: d.header_timeout.as_secs(),
+      max_header_kb: d.max_header_bytes >> 10,
+      max_header_line_kb: d.max_header_line_bytes >> 10,
     }
   }
 }
@@ -147,6 +155,9 @@ pub struct DoorLimits {
   pub idle_timeout: Duration,
   /// From a request's first byte to the end of its head (hyper's).
   pub header_timeout: Duration,
+  /// A request head in all, and one line of it.
+  pub max_header_bytes: usize,
+  pub max_header_line_bytes: usize,
 }
 
 impl Default for DoorLimits {
@@ -157,6 +168,8 @@ impl Default for DoorLimits {
       handshake_timeout: Duration::from_secs(10),
       idle_timeout: Duration::from_secs(60),
       header_timeout: Duration::from_secs(30),
+      max_header_bytes: 64 << 10,
+      max_header_line_bytes: 16 << 10,
     }
   }
 }
@@ -182,6 +195,8 @@ impl ServerConfig {
       handshake_timeout: Duration::from_secs(self.handshake_timeout_s),
       idle_timeout: Duration::from_secs(self.idle_timeout_s),
       header_timeout: Duration::from_secs(self.header_timeout_s),
+      max_header_bytes: self.max_header_kb << 10,
+      max_header_line_bytes: self.max_header_line_kb << 10,
     }
   }
 }
@@ -370,6 +385,16 @@ impl Config {
       if v == 0 {
         return Err(self.invalid(field, "must be at least 1"));
       }
+    }
+    // hyper's read buffer, which holds the head, has a floor of 8 KiB.
+    if !(8..=1024).contains(&self.server.max_header_kb) {
+      return Err(self.invalid("server.max_header_kb", "must be 8-1024"));
+    }
+    if !(1..=self.server.max_header_kb).contains(&self.server.max_header_line_kb) {
+      return Err(self.invalid(
+        "server.max_header_line_kb",
+        "must be at least 1 and at most server.max_header_kb",
+      ));
     }
     if self.admin.listen.is_some() && self.admin.token_file.is_none() {
       return Err(self.invalid("admin.token_file", "the admin listener needs a token_file"));

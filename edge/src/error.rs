@@ -47,6 +47,15 @@ pub enum StartError {
 pub enum RequestError {
   #[error("no Host header and no authority in the request")]
   NoHost,
+  /// A Host or authority that is not one host and port, or two that differ.
+  #[error("bad Host: {why}")]
+  BadHost { why: String },
+  /// A line of the request head over `server.max_header_line_kb`.
+  #[error("{what} is longer than the server accepts")]
+  HeadTooLarge { what: &'static str, status: StatusCode },
+  /// A method or framing the server does not implement.
+  #[error("this server does not implement {what}")]
+  Unsupported { what: &'static str },
   #[error("no worker serves the host {host:?}")]
   NoRoute { host: String },
   #[error("the host {host:?} is not covered by the TLS certificate of this connection")]
@@ -81,7 +90,9 @@ pub enum RequestError {
 impl RequestError {
   pub fn status(&self) -> StatusCode {
     match self {
-      Self::NoHost => StatusCode::BAD_REQUEST,
+      Self::NoHost | Self::BadHost { .. } => StatusCode::BAD_REQUEST,
+      Self::HeadTooLarge { status, .. } => *status,
+      Self::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
       Self::NoRoute { .. } | Self::NoWorker { .. } => StatusCode::NOT_FOUND,
       Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
       Self::Startup { .. } | Self::Worker { .. } | Self::BadResponse { .. } | Self::Internal(_) => {

@@ -15,9 +15,11 @@ use hyper_util::server::conn::auto;
 use js_api::JsRequest;
 use tokio::net::TcpStream;
 
+use edge_core::host::Authority;
 use edge_core::request_id::RequestId;
 
 use super::guard::{Activity, Slot, Watched};
+use super::head::Head;
 use super::tls::CertEntry;
 use super::FrontDoor;
 use crate::error::RequestError;
@@ -106,14 +108,18 @@ where
   let stats = door.view.stats.clone();
   let svc = hyper::service::service_fn(move |req| handle(door.clone(), conn.clone(), req));
   let mut builder = auto::Builder::new(LocalExec);
+  // The read buffer holds a request's whole head: its size caps the head
+  // (431 past it). HTTP/2 caps the decoded header list the same.
   builder
     .http1()
     .timer(TokioTimer::new())
     .keep_alive(true)
+    .max_buf_size(limits.max_header_bytes)
     .header_read_timeout(limits.header_timeout);
   builder
     .http2()
     .timer(TokioTimer::new())
+    .max_header_list_size(limits.max_header_bytes.try_into().unwrap_or(u32::MAX))
     .keep_alive_interval(limits.idle_timeout + H2_PING)
     .keep_alive_timeout(H2_PING);
   let builder = if h2_only { builder.http2_only() } else { builder };
@@ -216,6 +222,40 @@ fn request_host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<
     .filter(|h| !h.is_empty())
 }
 
+/// The one host a request is for, checked (RFC 9112 3.2, RFC 9113
+/// 8.3.1): the authority of its URI (HTTP/2's `:authority`, an absolute
+/// HTTP/1.1 target) or its one `Host` header; both present, they must
+/// agree.
+fn request_authority(uri: &http::Uri, headers: &http::HeaderMap) -> Result<Authority, RequestError> {
+  let bad = |why: String| RequestError::BadHost { why };
+  let mut hosts = headers.get_all(http::header::HOST).iter();
+  let header = hosts.next();
+  if hosts.next().is_some() {
+    return Err(bad("more than one Host header".into()));
+  }
+  let header = match header {
+    Some(h) => Some(
+      h.to_str()
+        .map_err(|_| bad("the Host header is not visible ASCII".into()))?,
+    ),
+    None => None,
+  };
+  let parse = |s: &str| Authority::parse(s).map_err(|e| bad(e.to_string()));
+  match (uri.authority(), header) {
+    (Some(a), h) => {
+      let authority = parse(a.as_str())?;
+      if let Some(h) = h {
+        if parse(h)? != authority {
+          return Err(bad("the Host header differs from the request's authority".into()));
+        }
+      }
+      Ok(authority)
+    }
+    (None, Some(h)) => parse(h),
+    (None, None) => Err(RequestError::NoHost),
+  }
+}
+
 async fn route_and_run(
   door: &FrontDoor,
   conn: &Conn,
@@ -226,22 +266,27 @@ async fn route_and_run(
   routed: &mut Option<Arc<Worker>>,
 ) -> Result<Response<EdgeBody>, RequestError> {
   let (parts, body) = req.into_parts();
-  let host = request_host(&parts.uri, &parts.headers)
-    .ok_or(RequestError::NoHost)?
-    .to_string();
-  let bare = edge_core::host::strip_port(&host);
+  let head = super::head::check(&parts, &door.view.door)?;
+  let authority = request_authority(&parts.uri, &parts.headers)?;
+  if let Head::ServerOptions = head {
+    return Ok(super::head::server_options());
+  }
   if let Some(cert) = &conn.tls {
-    if !cert.covers(bare) {
-      return Err(RequestError::Misdirected { host: bare.to_string() });
+    if !cert.covers(&authority.host) {
+      return Err(RequestError::Misdirected { host: authority.host });
     }
   }
   let router = door.view.router();
   let worker = router
-    .route(&host)
-    .ok_or_else(|| RequestError::NoRoute { host: bare.to_string() })?
+    .route(&authority.host)
+    .ok_or_else(|| RequestError::NoRoute {
+      host: authority.host.clone(),
+    })?
     .clone();
   *routed = Some(worker.clone());
+  // The worker sees the host it was routed by.
   let scheme = if conn.tls.is_some() { "https" } else { "http" };
+  let host = authority.url_host();
   let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
   let mut url = String::with_capacity(scheme.len() + 3 + host.len() + path.len());
   for part in [scheme, "://", &host, path] {

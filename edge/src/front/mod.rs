@@ -4,6 +4,7 @@
 
 pub mod accept;
 pub mod guard;
+pub mod head;
 pub mod http;
 pub mod routing;
 pub mod tls;
