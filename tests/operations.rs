@@ -297,6 +297,46 @@ async fn metrics_parse_and_move_with_requests() {
 }
 
 #[tokio::test]
+async fn console_output_is_limited_in_bytes_and_long_lines_are_cut() {
+  let f = fixture();
+  // 40 lines of 4 MB each (160 MB), well under the line rate. (Making and
+  // cutting them is the worker's CPU: more than the default 50 ms.)
+  f.file(
+    "loud.js",
+    "export default { fetch() { const big = 'x'.repeat(4 << 20); for (let i = 0; i < 40; i++) console.log(i + ':' + big); return new Response('ok') } }",
+  );
+  let toml = admin_toml("[log]\nconsole_bytes_per_s = 65536\nconsole_line_bytes = 4096\n")
+    + "[[worker]]\nname = \"loud\"\nmain = \"loud.js\"\nroutes = [\"loud.test\"]\n[worker.limits]\ncpu_ms = 5000\n";
+  let engine = f.start(&toml);
+  let public = engine.http_addr().unwrap();
+  let started = std::time::Instant::now();
+  let got = get(public, "loud.test", "/").await;
+  let took = started.elapsed();
+  assert_eq!(got.body, "ok");
+  let id = got.headers["edge-request-id"].to_str().unwrap().to_string();
+  let log = logs();
+  let lines: Vec<&str> = log.lines().filter(|l| l.contains(&id) && l.contains(":xxx")).collect();
+  // Each line cut to 4 KiB and marked; as many as 64 KiB a second allows
+  // (a full bucket, then what refilled while the calls ran).
+  assert!(!lines.is_empty(), "{log}");
+  for l in &lines {
+    assert!(l.len() < 4096 + 200, "a line of {} bytes", l.len());
+    assert!(l.contains("[line cut at 4096 bytes]"), "{l}");
+  }
+  let allowed = 16 + (took.as_secs_f64() * 16.0).ceil() as usize;
+  assert!(lines.len() <= allowed, "{} lines of 4 KiB in {took:?}", lines.len());
+  let metrics = admin(engine.admin_addr().unwrap(), "GET", "/metrics", Some(TOKEN), None).await;
+  assert!(
+    metrics
+      .body
+      .lines()
+      .any(|l| l.starts_with("edge_worker_console_dropped_total{worker=\"loud\"}") && !l.ends_with(" 0")),
+    "{}",
+    metrics.body
+  );
+}
+
+#[tokio::test]
 async fn access_lines_and_rate_limited_console() {
   let f = fixture();
   f.file(

@@ -1,6 +1,7 @@
-//! A token bucket: `per_s` tokens a second, a burst of the same size. It
-//! limits a worker's `console.*` lines (shared by all its isolates) and
-//! says, on the first line let through after some were dropped, how many.
+//! Token buckets: `per_s` tokens a second, a burst of the same size. A
+//! [`ConsoleBudget`] holds two, lines and bytes, for a worker's `console.*`
+//! output (shared by all its isolates), and says, on the first line let
+//! through after some were dropped, how many.
 
 use std::time::Instant;
 
@@ -13,39 +14,72 @@ pub enum Verdict {
   Drop,
 }
 
+/// `per_s` tokens a second, up to `per_s` held; `per_s == 0` is no limit.
 #[derive(Debug)]
 pub struct TokenBucket {
-  per_s: u32,
+  per_s: u64,
   tokens: f64,
   at: Instant,
-  dropped_since_note: u64,
 }
 
 impl TokenBucket {
-  /// A full bucket at `now`. `per_s == 0` lets everything through.
-  pub fn new(per_s: u32, now: Instant) -> Self {
+  /// A full bucket at `now`.
+  pub fn new(per_s: u64, now: Instant) -> Self {
     Self {
       per_s,
       tokens: per_s as f64,
       at: now,
-      dropped_since_note: 0,
     }
   }
 
-  /// Takes a token at `now`, if one is left.
-  pub fn take(&mut self, now: Instant) -> Verdict {
-    if self.per_s == 0 {
-      return Verdict::Pass;
-    }
+  fn refill(&mut self, now: Instant) {
     let rate = self.per_s as f64;
     let refill = now.saturating_duration_since(self.at).as_secs_f64() * rate;
     self.tokens = (self.tokens + refill).min(rate);
     self.at = self.at.max(now);
-    if self.tokens < 1.0 {
+  }
+
+  /// Whether `n` tokens are there (never more than a burst is asked for).
+  fn has(&self, n: u64) -> bool {
+    self.per_s == 0 || self.tokens >= n.min(self.per_s) as f64
+  }
+
+  fn spend(&mut self, n: u64) {
+    if self.per_s != 0 {
+      self.tokens -= n.min(self.per_s) as f64;
+    }
+  }
+}
+
+/// A worker's console allowance: lines a second and bytes a second.
+#[derive(Debug)]
+pub struct ConsoleBudget {
+  lines: TokenBucket,
+  bytes: TokenBucket,
+  dropped_since_note: u64,
+}
+
+impl ConsoleBudget {
+  /// Full at `now`; 0 for either rate is no limit on it.
+  pub fn new(lines_per_s: u32, bytes_per_s: u64, now: Instant) -> Self {
+    Self {
+      lines: TokenBucket::new(lines_per_s.into(), now),
+      bytes: TokenBucket::new(bytes_per_s, now),
+      dropped_since_note: 0,
+    }
+  }
+
+  /// Takes one line of `bytes` at `now`, if both buckets have room (a
+  /// line larger than a second's bytes needs a full bucket).
+  pub fn take(&mut self, now: Instant, bytes: u64) -> Verdict {
+    self.lines.refill(now);
+    self.bytes.refill(now);
+    if !self.lines.has(1) || !self.bytes.has(bytes) {
       self.dropped_since_note += 1;
       return Verdict::Drop;
     }
-    self.tokens -= 1.0;
+    self.lines.spend(1);
+    self.bytes.spend(bytes);
     match std::mem::take(&mut self.dropped_since_note) {
       0 => Verdict::Pass,
       n => Verdict::PassAfterDropping(n),
@@ -61,35 +95,54 @@ mod tests {
   #[test]
   fn a_burst_then_the_rate() {
     let t0 = Instant::now();
-    let mut b = TokenBucket::new(10, t0);
+    let mut b = ConsoleBudget::new(10, 0, t0);
     for _ in 0..10 {
-      assert_eq!(b.take(t0), Verdict::Pass);
+      assert_eq!(b.take(t0, 1), Verdict::Pass);
     }
-    assert_eq!(b.take(t0), Verdict::Drop);
-    assert_eq!(b.take(t0), Verdict::Drop);
+    assert_eq!(b.take(t0, 1), Verdict::Drop);
+    assert_eq!(b.take(t0, 1), Verdict::Drop);
     // 100 ms later one token is back, and the drops are told.
     let t1 = t0 + Duration::from_millis(100);
-    assert_eq!(b.take(t1), Verdict::PassAfterDropping(2));
-    assert_eq!(b.take(t1), Verdict::Drop);
+    assert_eq!(b.take(t1, 1), Verdict::PassAfterDropping(2));
+    assert_eq!(b.take(t1, 1), Verdict::Drop);
     // The bucket never holds more than one second's worth.
     let t2 = t1 + Duration::from_secs(60);
-    let passed = (0..100).filter(|_| b.take(t2) != Verdict::Drop).count();
+    let passed = (0..100).filter(|_| b.take(t2, 1) != Verdict::Drop).count();
     assert_eq!(passed, 10);
+  }
+
+  #[test]
+  fn bytes_are_a_budget_of_their_own() {
+    let t0 = Instant::now();
+    let mut b = ConsoleBudget::new(1000, 1000, t0);
+    assert_eq!(b.take(t0, 600), Verdict::Pass);
+    // 400 bytes left: a line of 500 waits, one of 400 passes.
+    assert_eq!(b.take(t0, 500), Verdict::Drop);
+    assert_eq!(b.take(t0, 400), Verdict::PassAfterDropping(1));
+    assert_eq!(b.take(t0, 1), Verdict::Drop);
+    // A dropped line takes no line token: a second later both are full.
+    let t1 = t0 + Duration::from_secs(1);
+    let passed = (0..2000).filter(|_| b.take(t1, 0) != Verdict::Drop).count();
+    assert_eq!(passed, 1000);
+    // A line over a second's bytes passes on a full bucket, and empties it.
+    let t2 = t1 + Duration::from_secs(1);
+    assert_eq!(b.take(t2, 5000), Verdict::PassAfterDropping(1000));
+    assert_eq!(b.take(t2, 1), Verdict::Drop);
   }
 
   #[test]
   fn zero_means_no_limit() {
     let t0 = Instant::now();
-    let mut b = TokenBucket::new(0, t0);
-    assert!((0..10_000).all(|_| b.take(t0) == Verdict::Pass));
+    let mut b = ConsoleBudget::new(0, 0, t0);
+    assert!((0..10_000).all(|_| b.take(t0, 1 << 20) == Verdict::Pass));
   }
 
   #[test]
   fn a_clock_read_out_of_order_takes_nothing_back() {
     let t0 = Instant::now() + Duration::from_secs(1);
-    let mut b = TokenBucket::new(1, t0);
-    assert_eq!(b.take(t0), Verdict::Pass);
-    assert_eq!(b.take(t0 - Duration::from_millis(500)), Verdict::Drop);
-    assert_eq!(b.take(t0 + Duration::from_secs(1)), Verdict::PassAfterDropping(1));
+    let mut b = ConsoleBudget::new(1, 0, t0);
+    assert_eq!(b.take(t0, 1), Verdict::Pass);
+    assert_eq!(b.take(t0 - Duration::from_millis(500), 1), Verdict::Drop);
+    assert_eq!(b.take(t0 + Duration::from_secs(1), 1), Verdict::PassAfterDropping(1));
   }
 }

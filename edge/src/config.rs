@@ -209,6 +209,28 @@ pub struct LogConfig {
   /// `console.*` lines a worker may log per second (over all its
   /// isolates); the rest are dropped and counted. 0: no limit.
   pub console_lines_per_s: u32,
+  /// ...and bytes (a second's worth is the burst). 0: no limit.
+  pub console_bytes_per_s: u64,
+  /// A longer line is cut to this many bytes (at most 65536).
+  pub console_line_bytes: usize,
+}
+
+/// What a worker may write with `console.*` (`[log]`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConsoleLimits {
+  pub lines_per_s: u32,
+  pub bytes_per_s: u64,
+  pub line_bytes: usize,
+}
+
+impl LogConfig {
+  pub fn console(&self) -> ConsoleLimits {
+    ConsoleLimits {
+      lines_per_s: self.console_lines_per_s,
+      bytes_per_s: self.console_bytes_per_s,
+      line_bytes: self.console_line_bytes,
+    }
+  }
 }
 
 impl Default for LogConfig {
@@ -216,6 +238,8 @@ impl Default for LogConfig {
     Self {
       access: true,
       console_lines_per_s: 200,
+      console_bytes_per_s: 1 << 20,
+      console_line_bytes: 16 << 10,
     }
   }
 }
@@ -385,6 +409,9 @@ impl Config {
       if v == 0 {
         return Err(self.invalid(field, "must be at least 1"));
       }
+    }
+    if !(1..=js_api::MAX_LOG_LINE).contains(&self.log.console_line_bytes) {
+      return Err(self.invalid("log.console_line_bytes", format!("must be 1-{}", js_api::MAX_LOG_LINE)));
     }
     // hyper's read buffer, which holds the head, has a floor of 8 KiB.
     if !(8..=1024).contains(&self.server.max_header_kb) {

@@ -221,7 +221,7 @@ impl Engine {
         idle_timeout: Duration::from_secs(rt.idle_timeout_s),
         max_queue: Duration::from_millis(rt.max_queue_ms),
       },
-      console_lines_per_s: config.log.console_lines_per_s,
+      console_limits: config.log.console(),
       id_prefix,
       observer,
       console,

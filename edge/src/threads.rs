@@ -15,6 +15,7 @@ use std::sync::Arc;
 use js_api::IsolateConfig;
 use tokio::sync::{mpsc, watch};
 
+use crate::config::ConsoleLimits;
 use crate::exec::context::ThreadContext;
 use crate::exec::jobs::{run_job, Job};
 use crate::front::accept::{spawn_accept_loops, Listeners};
@@ -30,7 +31,7 @@ use crate::pool::{Pool, PoolLimits};
 pub struct ThreadParams {
   pub isolate_config: IsolateConfig,
   pub pool_limits: PoolLimits,
-  pub console_lines_per_s: u32,
+  pub console_limits: ConsoleLimits,
   /// The engine's random request id prefix.
   pub id_prefix: u64,
   pub observer: Option<Arc<dyn RequestObserver>>,
@@ -205,7 +206,7 @@ fn thread_main(s: Start) {
   let local = tokio::task::LocalSet::new();
   let pool = local.block_on(&rt, async {
     let deadline = deadline.for_this_thread(blocking);
-    let console = ConsoleSink::new(view.stats.clone(), params.console_lines_per_s, params.console.clone());
+    let console = ConsoleSink::new(view.stats.clone(), params.console_limits, params.console.clone());
     let pool = Pool::new(
       params.isolate_config,
       Rc::new(console),

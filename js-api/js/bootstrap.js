@@ -107,11 +107,15 @@ const {
 // ---- console: every call goes to the server log with worker + request id.
 // Log lines are plain text: no ANSI colours in inspected values.
 consoleMod.setNoColorFns(() => true, () => true);
+// A line is cut to MAX_LOG_LINE (ops.rs) before it is copied out: the
+// server cuts it further to its configured length.
+const MAX_LOG_LINE = 65536;
 const workerConsole = new consoleMod.Console((msg, level) => {
   // Console passes 0..3 (debug, info/log, warn, error); trim the newline.
-  const text = msg.length > 0 && msg[msg.length - 1] === "\n"
+  let text = msg.length > 0 && msg[msg.length - 1] === "\n"
     ? msg.slice(0, -1)
     : msg;
+  if (text.length > MAX_LOG_LINE) text = text.slice(0, MAX_LOG_LINE);
   op_edge_log(level, text, currentRequest());
 });
 

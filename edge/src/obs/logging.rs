@@ -9,6 +9,7 @@ use edge_core::bucket::Verdict;
 pub use edge_core::request_id::RequestId;
 
 use super::observer::{ConsoleLevel, ConsoleOutput};
+use crate::config::ConsoleLimits;
 use crate::obs::stats::Stats;
 
 /// Log line format.
@@ -43,27 +44,42 @@ pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
 /// gave one, else to the server's log.
 pub struct ConsoleSink {
   stats: Arc<Stats>,
-  per_s: u32,
+  limits: ConsoleLimits,
   output: Option<Arc<dyn ConsoleOutput>>,
 }
 
 impl ConsoleSink {
-  pub fn new(stats: Arc<Stats>, per_s: u32, output: Option<Arc<dyn ConsoleOutput>>) -> Self {
-    Self { stats, per_s, output }
+  pub fn new(stats: Arc<Stats>, limits: ConsoleLimits, output: Option<Arc<dyn ConsoleOutput>>) -> Self {
+    Self { stats, limits, output }
   }
+}
+
+/// `message` cut to at most `max` bytes (on a character boundary) and
+/// marked, if it is longer.
+fn cut_line(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
+  if message.len() <= max {
+    return message.into();
+  }
+  let mut end = max;
+  while !message.is_char_boundary(end) {
+    end -= 1;
+  }
+  format!("{} [line cut at {max} bytes]", &message[..end]).into()
 }
 
 impl LogSink for ConsoleSink {
   fn log(&self, ctx: &WorkerLogContext, level: u32, message: &str) {
     let worker = &*ctx.worker;
     let request_id = RequestId(ctx.request_id);
-    match self.stats.worker(worker).console_line(self.per_s) {
+    let message = cut_line(message, self.limits.line_bytes);
+    match self.stats.worker(worker).console_line(&self.limits, message.len()) {
       Verdict::Drop => return,
       Verdict::PassAfterDropping(n) => tracing::warn!(
         target: "worker",
         worker,
-        "{n} console lines dropped (over {} a second)",
-        self.per_s
+        "{n} console lines dropped (over {} lines or {} bytes a second)",
+        self.limits.lines_per_s,
+        self.limits.bytes_per_s
       ),
       Verdict::Pass => {}
     }
@@ -74,7 +90,7 @@ impl LogSink for ConsoleSink {
         2 => ConsoleLevel::Warn,
         _ => ConsoleLevel::Error,
       };
-      out.line(worker, request_id, level, message);
+      out.line(worker, request_id, level, &message);
       return;
     }
     match level {

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use edge_core::bucket::{TokenBucket, Verdict};
+use edge_core::bucket::{ConsoleBudget, Verdict};
+
+use crate::config::ConsoleLimits;
 pub use edge_core::counters::{bucket_bound_us, Counter, Gauge, Histogram, BUCKETS};
 use edge_core::limits::LimitKind;
 
@@ -134,7 +136,7 @@ pub struct WorkerStats {
   pub abuse: edge_core::abuse::Abuse,
   /// Requests run in the quarantine lane.
   pub quarantined: Counter,
-  console: Mutex<Option<TokenBucket>>,
+  console: Mutex<Option<ConsoleBudget>>,
 }
 
 impl WorkerStats {
@@ -154,17 +156,17 @@ impl WorkerStats {
     self.limit_hits[kind as usize].inc();
   }
 
-  /// Whether one more `console.*` line may be logged: a token bucket of
-  /// `per_s` lines a second (burst of the same size) shared by all the
-  /// worker's isolates.
-  pub fn console_line(&self, per_s: u32) -> Verdict {
+  /// Whether one more `console.*` line of `bytes` may be logged: token
+  /// buckets of lines and bytes a second (a second's worth is the burst)
+  /// shared by all the worker's isolates.
+  pub fn console_line(&self, rates: &ConsoleLimits, bytes: usize) -> Verdict {
     let now = Instant::now();
     let verdict = self
       .console
       .lock()
       .expect("console budget")
-      .get_or_insert_with(|| TokenBucket::new(per_s, now))
-      .take(now);
+      .get_or_insert_with(|| ConsoleBudget::new(rates.lines_per_s, rates.bytes_per_s, now))
+      .take(now, bytes as u64);
     if verdict == Verdict::Drop {
       self.console_dropped.inc();
     }

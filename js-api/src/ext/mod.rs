@@ -11,7 +11,7 @@ pub mod list;
 pub mod ops;
 
 #[allow(unused_imports)]
-pub use ops::{LogSink, RequestSlot, RequestSlots, WorkerLogContext};
+pub use ops::{LogSink, RequestSlot, RequestSlots, WorkerLogContext, MAX_LOG_LINE};
 
 deno_core::extension!(
   deno_net,

@@ -12,6 +12,10 @@ use deno_error::JsErrorBox;
 
 use super::body::{RequestBody, RequestBodyResource};
 
+/// The longest `console.*` line passed to a [`LogSink`], in UTF-16 units
+/// (JS cuts longer ones before the op copies them; bootstrap.js).
+pub const MAX_LOG_LINE: usize = 65536;
+
 /// Where `console.*` output of an isolate goes. The embedder decides (the
 /// server logs it with the worker name and request id).
 pub trait LogSink {
