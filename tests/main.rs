@@ -17,6 +17,7 @@ mod operations;
 mod pool;
 mod process;
 mod routing;
+mod store;
 mod streaming;
 mod tls;
 mod workers_api;

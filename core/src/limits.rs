@@ -55,20 +55,45 @@ impl Limits {
 }
 
 impl LimitsConfig {
-  /// The first field below its minimum: its name and why.
+  /// The first field outside its range (no operator means a day of CPU or
+  /// a terabyte of memory): its name and why.
   pub fn check(&self) -> Result<(), (&'static str, String)> {
     let checks = [
-      ("cpu_ms", self.cpu_ms, 1),
-      ("memory_mb", self.memory_mb, 16),
-      ("wall_ms", self.wall_ms, 1),
-      ("request_body_mb", self.request_body_mb, 0),
+      ("cpu_ms", self.cpu_ms, 1, 3_600_000),
+      ("memory_mb", self.memory_mb, 16, 1 << 20),
+      ("wall_ms", self.wall_ms, 1, 86_400_000),
+      ("request_body_mb", self.request_body_mb, 0, 1 << 20),
+      ("subrequests", self.subrequests.map(u64::from), 0, 1 << 20),
     ];
-    for (name, v, min) in checks {
-      if v.is_some_and(|v| v < min) {
-        return Err((name, format!("must be at least {min}")));
+    for (name, v, min, max) in checks {
+      if v.is_some_and(|v| !(min..=max).contains(&v)) {
+        return Err((name, format!("must be {min}-{max}")));
       }
     }
     Ok(())
+  }
+
+  /// The first field set above `ceiling`: its name, its value and the
+  /// ceiling's, in the config's units.
+  pub fn over(&self, ceiling: &Limits) -> Option<(&'static str, u64, u64)> {
+    let fields = [
+      ("cpu_ms", self.cpu_ms, ceiling.cpu.as_millis() as u64),
+      ("memory_mb", self.memory_mb, (ceiling.memory_bytes >> 20) as u64),
+      ("wall_ms", self.wall_ms, ceiling.wall.as_millis() as u64),
+      (
+        "request_body_mb",
+        self.request_body_mb,
+        ceiling.request_body_bytes >> 20,
+      ),
+      (
+        "subrequests",
+        self.subrequests.map(u64::from),
+        ceiling.subrequests.into(),
+      ),
+    ];
+    fields
+      .into_iter()
+      .find_map(|(name, v, max)| v.filter(|v| *v > max).map(|v| (name, v, max)))
   }
 }
 
@@ -210,6 +235,31 @@ impl fmt::Display for LimitHit {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn ranges_and_ceilings() {
+    let c = |memory_mb| LimitsConfig {
+      memory_mb: Some(memory_mb),
+      ..Default::default()
+    };
+    assert!(c(16).check().is_ok());
+    assert_eq!(c(8).check().unwrap_err().0, "memory_mb");
+    assert_eq!(c(1_000_000_000).check().unwrap_err().0, "memory_mb");
+    let sub = LimitsConfig {
+      subrequests: Some(u32::MAX),
+      ..Default::default()
+    };
+    assert_eq!(sub.check().unwrap_err().0, "subrequests");
+    let ceiling = Limits::default();
+    assert_eq!(c(128).over(&ceiling), None);
+    assert_eq!(c(129).over(&ceiling), Some(("memory_mb", 129, 128)));
+    let cpu = LimitsConfig {
+      cpu_ms: Some(51),
+      ..Default::default()
+    };
+    assert_eq!(cpu.over(&ceiling), Some(("cpu_ms", 51, 50)));
+    assert_eq!(LimitsConfig::default().over(&ceiling), None);
+  }
 
   #[test]
   fn config_overrides_defaults() {

@@ -8,13 +8,21 @@ pub fn check_worker_name(name: &str) -> Result<(), String> {
   Ok(())
 }
 
+/// The longest module path, and the longest name in it (a file system's).
+pub const MAX_MODULE_PATH: usize = 512;
+pub const MAX_MODULE_NAME: usize = 255;
+
 /// A relative path of `/`-separated plain names ending in .js, .mjs,
 /// .json or .wasm.
 pub fn check_module_path(p: &str) -> Result<(), String> {
+  if p.len() > MAX_MODULE_PATH {
+    return Err(format!("a module path of {} bytes: at most {MAX_MODULE_PATH}", p.len()));
+  }
   let ok_ext = [".js", ".mjs", ".json", ".wasm"].iter().any(|e| p.ends_with(e));
   let ok_parts = !p.is_empty()
     && p.split('/').all(|part| {
       !part.is_empty()
+        && part.len() <= MAX_MODULE_NAME
         && part != "."
         && part != ".."
         && part
@@ -60,8 +68,11 @@ mod tests {
       "a b.js",
       "a\\b.js",
       "lib/",
+      &format!("{}.js", "a".repeat(253)),
+      &format!("{}/a.js", ["d"; 256].join("/")),
     ] {
       assert!(check_module_path(bad).is_err(), "{bad:?}");
     }
+    assert!(check_module_path(&format!("{}.js", "a".repeat(252))).is_ok());
   }
 }

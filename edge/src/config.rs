@@ -255,6 +255,10 @@ pub struct AdminConfig {
   /// Where workers deployed through the admin API are kept, so that they
   /// survive a restart. Without it they live in memory only.
   pub data_dir: Option<PathBuf>,
+  /// The most an uploaded worker may ask for; a field not set here is the
+  /// server's `[limits]` value.
+  #[serde(default)]
+  pub max_limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -353,6 +357,12 @@ impl Config {
     Limits::default().with(&self.limits)
   }
 
+  /// The most a worker uploaded through the admin API may set its limits
+  /// to: `[admin.max_limits]` over `[limits]` over the defaults.
+  pub fn upload_ceiling(&self) -> Limits {
+    Limits::default().with(&self.limits).with(&self.admin.max_limits)
+  }
+
   fn check_limits(&self, field: &str, l: &LimitsConfig) -> Result<(), ConfigError> {
     l.check()
       .map_err(|(name, m)| self.invalid(format!("{field}.{name}"), m))
@@ -396,6 +406,7 @@ impl Config {
       return Err(self.invalid("runtime.idle_timeout_s", "must be at least 1"));
     }
     self.check_limits("limits", &self.limits)?;
+    self.check_limits("admin.max_limits", &self.admin.max_limits)?;
     for (field, v) in [
       ("server.max_connections", self.server.max_connections as u64),
       (

@@ -25,8 +25,9 @@ use crate::error::DeployError;
 use crate::obs::stats::Stats;
 use crate::worker::{Upload, UploadMeta};
 
-/// The largest upload accepted.
-const MAX_UPLOAD: usize = 64 << 20;
+/// The largest upload body accepted: the modules' cap and room for the
+/// multipart framing.
+const MAX_UPLOAD: usize = crate::worker::MAX_UPLOAD_BYTES + (1 << 20);
 
 /// The running admin listener.
 pub struct AdminServer {

@@ -67,7 +67,8 @@ impl Deployments {
       let clash = if self.from_config.contains_key(&upload.name) {
         Some("a worker of the config file has its name".to_string())
       } else {
-        route_conflict(&upload.name, &upload.meta.routes, &mut self.all())
+        over_ceiling(&upload, &self.config.upload_ceiling())
+          .or_else(|| route_conflict(&upload.name, &upload.meta.routes, &mut self.all()))
       };
       if let Some(why) = clash {
         tracing::error!(worker = %upload.name, "stored worker not loaded: {why}");
@@ -84,6 +85,15 @@ impl Deployments {
       }
     }
   }
+}
+
+/// Why `upload` may not run here: a limit it sets above the server's
+/// ceiling for uploads.
+fn over_ceiling(upload: &Upload, ceiling: &edge_core::limits::Limits) -> Option<String> {
+  let (field, value, max) = upload.meta.limits.over(ceiling)?;
+  Some(format!(
+    "limits.{field}: {value} is over this server's ceiling for uploaded workers, {max} (set by [limits] and [admin.max_limits])"
+  ))
 }
 
 /// A route of the worker `name` claimed by another worker among `others`
@@ -209,6 +219,8 @@ impl Deployer {
   /// and keeps it in the data directory if there is one.
   pub async fn deploy(&self, upload: Upload) -> Result<Deployed, DeployError> {
     upload.validate().map_err(DeployError::Invalid)?;
+    let ceiling = self.deployments.lock().await.config.upload_ceiling();
+    over_ceiling(&upload, &ceiling).map_or(Ok(()), |why| Err(DeployError::Invalid(why)))?;
     let spec = upload.spec().map_err(DeployError::Invalid)?;
     self.install(spec, Some(&upload)).await
   }

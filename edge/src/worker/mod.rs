@@ -24,7 +24,7 @@ use crate::error::ConfigError;
 use crate::obs::stats::WorkerStats;
 
 pub use source::{DiskSource, MemorySource};
-pub use upload::{Upload, UploadMeta};
+pub use upload::{Upload, UploadMeta, MAX_UPLOAD_BYTES};
 
 /// Where a worker was defined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -28,6 +28,14 @@ pub struct UploadMeta {
   pub allow_private_network: bool,
 }
 
+/// What one upload may hold: modules (count and bytes in all) and vars
+/// (Cloudflare's: 128, of 5 KB each).
+pub const MAX_MODULES: usize = 1000;
+pub const MAX_UPLOAD_BYTES: usize = 64 << 20;
+pub const MAX_VARS: usize = 128;
+pub const MAX_VAR_NAME: usize = 256;
+pub const MAX_VAR_BYTES: usize = 5 << 10;
+
 /// A worker as uploaded: settings and module files.
 #[derive(Clone, Debug)]
 pub struct Upload {
@@ -44,6 +52,13 @@ impl Upload {
     check_worker_name(&self.name)?;
     if self.modules.is_empty() {
       return Err("the upload has no modules".into());
+    }
+    if self.modules.len() > MAX_MODULES {
+      return Err(format!("{} modules: at most {MAX_MODULES}", self.modules.len()));
+    }
+    let bytes: usize = self.modules.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_UPLOAD_BYTES {
+      return Err(format!("{bytes} bytes of modules: at most {MAX_UPLOAD_BYTES}"));
     }
     for path in self.modules.keys() {
       check_module_path(path)?;
@@ -65,6 +80,22 @@ impl Upload {
       .map_err(|(field, m)| format!("limits.{field}: {m}"))?;
     if self.meta.vars.keys().any(|k| k.is_empty()) {
       return Err("vars: a var needs a name".into());
+    }
+    if self.meta.vars.len() > MAX_VARS {
+      return Err(format!("vars: {} of them, at most {MAX_VARS}", self.meta.vars.len()));
+    }
+    if let Some((k, v)) = self
+      .meta
+      .vars
+      .iter()
+      .find(|(k, v)| k.len() > MAX_VAR_NAME || v.len() > MAX_VAR_BYTES)
+    {
+      return Err(format!(
+        "vars: {:?} ({} bytes of name, {} of value): at most {MAX_VAR_NAME} and {MAX_VAR_BYTES}",
+        k.chars().take(32).collect::<String>(),
+        k.len(),
+        v.len()
+      ));
     }
     Ok(())
   }
