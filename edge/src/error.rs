@@ -53,6 +53,12 @@ pub enum RequestError {
   /// A line of the request head over `server.max_header_line_kb`.
   #[error("{what} is longer than the server accepts")]
   HeadTooLarge { what: &'static str, status: StatusCode },
+  /// A request that has come through `hops` workers' `fetch()` (a worker
+  /// fetching its own host, or two fetching each other).
+  #[error(
+    "loop detected: this request has come through {hops} workers' fetch() (edge-via); Cloudflare calls this error 1019"
+  )]
+  Loop { hops: u32 },
   /// A method or framing the server does not implement.
   #[error("this server does not implement {what}")]
   Unsupported { what: &'static str },
@@ -93,6 +99,7 @@ impl RequestError {
       Self::NoHost | Self::BadHost { .. } => StatusCode::BAD_REQUEST,
       Self::HeadTooLarge { status, .. } => *status,
       Self::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
+      Self::Loop { .. } => StatusCode::LOOP_DETECTED,
       Self::NoRoute { .. } | Self::NoWorker { .. } => StatusCode::NOT_FOUND,
       Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
       Self::Startup { .. } | Self::Worker { .. } | Self::BadResponse { .. } | Self::Internal(_) => {

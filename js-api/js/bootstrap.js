@@ -22,7 +22,9 @@ const {
   SafeArrayIterator,
   SafeMap,
   StringPrototypeToUpperCase,
+  StringPrototypeToLowerCase,
   StringPrototypeStartsWith,
+  ArrayPrototypeSplice,
   ArrayPrototypeShift,
   ArrayPrototypePush,
   SafeSet,
@@ -40,6 +42,7 @@ const {
   op_edge_wasm_pages,
   op_edge_limit_hit,
   op_edge_log,
+  op_edge_hops,
   op_edge_req_body,
   op_edge_req_headers,
   op_edge_settled,
@@ -311,8 +314,27 @@ function fetch(input, init = undefined) {
         subrequestLimit + " fetch() calls (edge-limit: subrequests)",
     ));
   }
-  return fetchMod.fetch(input, init);
+  // Loops through the front door (a worker fetching its own host) end
+  // after 16 hops (edge/src/front/head.rs): each subrequest carries one
+  // more than its request's count (ops.rs HOP_HEADER), set in the header
+  // list itself, over anything the worker set, not through methods a
+  // worker can replace.
+  let req;
+  try {
+    req = new request.Request(input, init);
+  } catch (err) {
+    // fetch() rejects rather than throws (a bad URL, a used body).
+    return Promise.reject(err);
+  }
+  const list = request.toInnerRequest(req).headerList;
+  for (let i = list.length - 1; i >= 0; i--) {
+    if (StringPrototypeToLowerCase(list[i][0]) === HOP_HEADER) ArrayPrototypeSplice(list, i, 1);
+  }
+  ArrayPrototypePush(list, [HOP_HEADER, "" + (op_edge_hops(id) + 1)]);
+  return fetchMod.fetch(req);
 }
+
+const HOP_HEADER = "edge-via";
 
 // ---- Wasm memory created or grown from JS must fit the isolate's memory
 // budget, checked before V8 makes it (memory.rs; growth from inside Wasm

@@ -23,7 +23,7 @@ pub use call::{CallState, JsBody, JsRequest, JsResponse, PendingCall, ResponseSt
 pub use deno_core::v8;
 pub use error::{JsApiError, JsException};
 pub use ext::body::{BodyTooLarge, BoxError, RequestBody};
-pub use ext::{LogSink, WorkerLogContext, MAX_LOG_LINE};
+pub use ext::{hops_of, LogSink, WorkerLogContext, HOP_HEADER, MAX_LOG_LINE};
 pub use loader::{CodeCacheStore, ModuleSource, WorkerCode};
 pub use net::NetPolicy;
 pub use runtime::{Isolate, IsolateConfig, IsolateStopper};

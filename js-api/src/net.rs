@@ -1,12 +1,15 @@
 //! Which addresses a worker's `fetch()` may reach. By default everything but
-//! this node's own networks (loopback, private, link-local, unique-local,
-//! CGNAT, unspecified), so that a worker cannot be used as a proxy into
-//! them: IP-literal URLs are checked before the request is built, and host
-//! names are checked on every address they resolve to, which are then the
-//! only addresses connected to (no second lookup to race with).
+//! this node's own networks and addresses (loopback, private, link-local,
+//! unique-local, CGNAT, unspecified, the node's interfaces) and the
+//! special-use ranges ([`edge_core::addr`]), so that a worker cannot be
+//! used as a proxy into them: IP-literal URLs are checked before the
+//! request is built (each redirect too), and host names are checked on
+//! every address they resolve to, which are then the only addresses
+//! connected to (no second lookup to race with).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use deno_error::JsErrorBox;
 use deno_fetch::dns::{Resolve, Resolving};
@@ -20,7 +23,65 @@ pub struct NetPolicy {
 
 pub use edge_core::addr::is_private;
 
-const REFUSED: &str = "fetch() refused: this worker may not reach private, loopback or link-local addresses";
+const REFUSED: &str =
+  "fetch() refused: this worker may not reach private, loopback, link-local or special-use addresses, nor this node's own";
+
+/// How long the node's interface addresses are taken as known.
+const OWN_FOR: Duration = Duration::from_secs(5);
+
+/// The addresses of this node's interfaces, looked up again every few
+/// seconds (interfaces come and go).
+fn own_addresses() -> Arc<Vec<IpAddr>> {
+  static OWN: Mutex<Option<(Instant, Arc<Vec<IpAddr>>)>> = Mutex::new(None);
+  let mut own = OWN.lock().unwrap_or_else(|e| e.into_inner());
+  match &*own {
+    Some((at, addrs)) if at.elapsed() < OWN_FOR => addrs.clone(),
+    _ => {
+      let addrs = Arc::new(interface_addresses());
+      *own = Some((Instant::now(), addrs.clone()));
+      addrs
+    }
+  }
+}
+
+/// Every IPv4 and IPv6 address on this node's interfaces (none if the
+/// system will not say).
+fn interface_addresses() -> Vec<IpAddr> {
+  let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+  // SAFETY: getifaddrs writes a list it allocates to `head`.
+  if unsafe { libc::getifaddrs(&mut head) } != 0 {
+    return Vec::new();
+  }
+  let mut out = Vec::new();
+  let mut at = head;
+  while !at.is_null() {
+    // SAFETY: `at` is a node of the list getifaddrs made, not yet freed.
+    let ifa = unsafe { &*at };
+    if !ifa.ifa_addr.is_null() {
+      // SAFETY: a non-null ifa_addr points to a sockaddr whose family says
+      // which sockaddr_* it is.
+      let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
+      if family == libc::AF_INET {
+        // SAFETY: an AF_INET address is a sockaddr_in.
+        let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+        out.push(IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes()));
+      } else if family == libc::AF_INET6 {
+        // SAFETY: an AF_INET6 address is a sockaddr_in6.
+        let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+      }
+    }
+    at = ifa.ifa_next;
+  }
+  // SAFETY: `head` came from getifaddrs and is freed once.
+  unsafe { libc::freeifaddrs(head) };
+  out
+}
+
+/// Whether a worker without `allow_private_network` may not reach `ip`.
+pub fn is_refused(ip: IpAddr) -> bool {
+  edge_core::addr::is_refused(ip, &own_addresses())
+}
 
 /// deno_fetch's hook on every outgoing request: refuses IP-literal hosts in
 /// private ranges (names are handled by [`PublicOnlyResolver`]).
@@ -28,7 +89,7 @@ fn refuse_private_literal(req: &mut http::Request<deno_fetch::ReqBody>) -> Resul
   let host = req.uri().host().unwrap_or("");
   let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
   match bare.parse::<IpAddr>() {
-    Ok(ip) if is_private(ip) => Err(JsErrorBox::type_error(format!("{REFUSED} ({ip})"))),
+    Ok(ip) if is_refused(ip) => Err(JsErrorBox::type_error(format!("{REFUSED} ({ip})"))),
     _ => Ok(()),
   }
 }
@@ -43,7 +104,7 @@ impl Resolve for PublicOnlyResolver {
     Box::pin(async move {
       let host = name.as_str().to_string();
       let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-      let public: Vec<SocketAddr> = addrs.iter().copied().filter(|a| !is_private(a.ip())).collect();
+      let public: Vec<SocketAddr> = addrs.iter().copied().filter(|a| !is_refused(a.ip())).collect();
       if public.is_empty() && !addrs.is_empty() {
         return Err(std::io::Error::new(
           std::io::ErrorKind::PermissionDenied,

@@ -461,6 +461,7 @@ impl Isolate {
       let mut state = state.borrow_mut();
       let slot = RequestSlot {
         request_id,
+        hops: crate::ext::hops_of(&req.headers),
         headers: Some(req.headers),
         body: req.body,
         body_rid: None,

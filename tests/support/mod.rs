@@ -278,7 +278,12 @@ pub struct Upstream {
 
 impl Upstream {
   pub async fn start(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Self::start_on("127.0.0.1:0", tls).await
+  }
+
+  /// An upstream listening on `bind` (`0.0.0.0:0`: every interface).
+  pub async fn start_on(bind: &str, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+    let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let gate = Arc::new(tokio::sync::Notify::new());

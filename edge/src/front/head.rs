@@ -2,7 +2,7 @@
 //! `server.max_header_line_kb` (the whole head is capped by hyper's buffer,
 //! `server.max_header_kb`), `chunked` as the only transfer coding, no
 //! `CONNECT`, and `*` as a target only for `OPTIONS`, which the server
-//! answers itself.
+//! answers itself; and the hop count that ends a loop of workers.
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -11,6 +11,10 @@ use http::{header, Method, Response, StatusCode};
 use crate::config::DoorLimits;
 use crate::error::RequestError;
 use crate::exec::body::EdgeBody;
+
+/// A request that has come through this many workers' `fetch()` (the
+/// count in [`js_api::HOP_HEADER`]) is a loop.
+pub const MAX_HOPS: u32 = 16;
 
 /// What a checked head asks for.
 pub enum Head {

@@ -271,6 +271,11 @@ async fn route_and_run(
   if let Head::ServerOptions = head {
     return Ok(super::head::server_options());
   }
+  let hops = js_api::hops_of(&parts.headers);
+  if hops >= super::head::MAX_HOPS {
+    door.view.stats.loops_refused.inc();
+    return Err(RequestError::Loop { hops });
+  }
   if let Some(cert) = &conn.tls {
     if !cert.covers(&authority.host) {
       return Err(RequestError::Misdirected { host: authority.host });

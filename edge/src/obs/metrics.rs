@@ -16,7 +16,13 @@ type WorkerValue = fn(&crate::obs::stats::WorkerStats) -> f64;
 pub fn render(stats: &Stats) -> String {
   let mut out = String::with_capacity(4096 + stats.workers.len() * 4096);
   let o = &mut out;
-  let node: [(&str, &str, &str, f64); 17] = [
+  let node: [(&str, &str, &str, f64); 18] = [
+    (
+      "edge_loops_refused_total",
+      "counter",
+      "Requests refused with 508: they had come through 16 workers' fetch() already (edge-via).",
+      stats.loops_refused.get() as f64,
+    ),
     (
       "edge_handshake_timeouts_total",
       "counter",

@@ -56,6 +56,9 @@ pub struct Stats {
   /// finished in time, or nothing sent or received for the idle timeout.
   pub handshake_timeouts: Counter,
   pub idle_timeouts: Counter,
+  /// Requests refused at the front door for having come through
+  /// `MAX_HOPS` workers already (a loop).
+  pub loops_refused: Counter,
   pub tls_handshakes: Counter,
   pub tls_unknown_name: Counter,
   pub tls_protocol_errors: Counter,

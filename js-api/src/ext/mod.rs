@@ -11,7 +11,7 @@ pub mod list;
 pub mod ops;
 
 #[allow(unused_imports)]
-pub use ops::{LogSink, RequestSlot, RequestSlots, WorkerLogContext, MAX_LOG_LINE};
+pub use ops::{hops_of, LogSink, RequestSlot, RequestSlots, WorkerLogContext, HOP_HEADER, MAX_LOG_LINE};
 
 deno_core::extension!(
   deno_net,
@@ -24,6 +24,7 @@ deno_core::extension!(
   ops = [
     ops::op_edge_limit_hit,
     ops::op_edge_log,
+    ops::op_edge_hops,
     ops::op_edge_wasm_pages,
     ops::op_edge_req_headers,
     ops::op_edge_req_body,

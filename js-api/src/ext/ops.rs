@@ -48,6 +48,22 @@ pub struct RequestSlot {
   pub subrequest_limit_hit: bool,
   /// Its crypto.subtle operations running on the blocking pool now.
   pub offthread: u32,
+  /// How many workers' `fetch()` it has come through ([`HOP_HEADER`]).
+  pub hops: u32,
+}
+
+/// Set on every subrequest a worker makes: one more than the request that
+/// made it says it has come through (bootstrap.js). The front door ends a
+/// loop with it.
+pub const HOP_HEADER: &str = "edge-via";
+
+/// The hop count a request's headers carry (0 if none or not a number).
+pub fn hops_of(headers: &http::HeaderMap) -> u32 {
+  headers
+    .get(HOP_HEADER)
+    .and_then(|v| v.to_str().ok())
+    .and_then(|v| v.trim().parse().ok())
+    .unwrap_or(0)
 }
 
 /// The requests an isolate is serving now, by the isolate's number for
@@ -136,6 +152,15 @@ fn slot_for(state: &mut OpState, id: u32) -> Result<&mut RequestSlot, JsErrorBox
     .try_borrow_mut::<RequestSlots>()
     .and_then(|s| s.live.get_mut(&id))
     .ok_or_else(|| JsErrorBox::type_error("The request is no longer available"))
+}
+
+/// The hop count of request `id`, read by `fetch()` for its subrequest.
+#[op2(fast)]
+pub fn op_edge_hops(state: &mut OpState, #[smi] id: u32) -> u32 {
+  state
+    .try_borrow::<RequestSlots>()
+    .and_then(|s| s.live.get(&id))
+    .map_or(0, |s| s.hops)
 }
 
 #[op2]
