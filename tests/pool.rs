@@ -77,25 +77,66 @@ async fn ten_thousand_workers_in_sequence_stay_under_the_cap() {
   assert!(s.evictions >= (WORKERS - CAP) as u64, "{s:?}");
 }
 
+/// A TLS config of `workers` (`w0.warm.test`...) on one thread.
+fn warm_config(workers: usize, runtime: &str) -> String {
+  let mut toml = format!(
+    "[listen]\nhttps = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n{runtime}\n[[tls]]\nhosts = [\"*.warm.test\"]\nself_signed = true\n"
+  );
+  for i in 0..workers {
+    toml += &format!("[[worker]]\nname = \"w{i}\"\nmain = \"w.js\"\nroutes = [\"w{i}.warm.test\"]\n");
+  }
+  toml
+}
+
+/// Sends a ClientHello for `sni` and never goes on (the connection is
+/// returned, to keep it open).
+async fn hello_only(engine: &edge::Engine, sni: &str) -> tokio::net::TcpStream {
+  use tokio::io::AsyncWriteExt;
+  let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+  let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+  let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+  let mut hello = Vec::new();
+  conn.write_tls(&mut hello).unwrap();
+  let mut tcp = tokio::net::TcpStream::connect(engine.https_addr().unwrap())
+    .await
+    .unwrap();
+  tcp.write_all(&hello).await.unwrap();
+  tcp
+}
+
+/// Waits (up to 10 s) for `cond` on the engine's stats.
+async fn until(engine: &edge::Engine, cond: impl Fn(&edge::StatsSnapshot) -> bool) -> edge::StatsSnapshot {
+  for _ in 0..1000 {
+    let s = engine.stats();
+    if cond(&s) {
+      return s;
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+  }
+  engine.stats()
+}
+
 #[tokio::test]
-async fn a_client_hello_warms_its_worker_before_the_request() {
+async fn a_client_hello_warms_a_recently_used_worker_before_the_request() {
   let f = Fixture::new();
   f.file("w.js", COUNTER);
-  let engine = f.start(
-    "[listen]\nhttps = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n[[tls]]\nhosts = [\"*.warm.test\"]\nself_signed = true\n[[worker]]\nname = \"a\"\nmain = \"w.js\"\nroutes = [\"a.warm.test\"]\n",
-  );
+  let engine = f.start(&warm_config(1, "idle_timeout_s = 1"));
+  let pems = engine.certificates_pem();
+  let addr = engine.https_addr().unwrap();
+  // Served once; its isolate is dropped when idle.
+  let tls = tls_connect(addr, Some("w0.warm.test"), &pems, &[]).await.unwrap();
+  assert_eq!(H1::over(tls).await.get("w0.warm.test", "/").await.body, "1");
+  let s = until(&engine, |s| s.live_isolates == 0).await;
+  assert_eq!(s.live_isolates, 0, "{s:?}");
   let before = engine.stats();
-  let tls = tls_connect(
-    engine.https_addr().unwrap(),
-    Some("a.warm.test"),
-    &engine.certificates_pem(),
-    &[],
-  )
-  .await
-  .unwrap();
+  let tls = tls_connect(addr, Some("w0.warm.test"), &pems, &[]).await.unwrap();
   let mut c = H1::over(tls).await;
   // The warm-up is done when its isolate is idle (bound and evaluated).
-  let idle = engine.stats_detail().worker("a");
+  let idle = engine.stats_detail().worker("w0");
   for _ in 0..1000 {
     if idle.idle_isolates.get() == 1 {
       break;
@@ -103,7 +144,7 @@ async fn a_client_hello_warms_its_worker_before_the_request() {
     tokio::time::sleep(Duration::from_millis(10)).await;
   }
   assert_eq!(idle.idle_isolates.get(), 1, "the ClientHello bound an isolate");
-  assert_eq!(c.get("a.warm.test", "/").await.body, "1");
+  assert_eq!(c.get("w0.warm.test", "/").await.body, "1");
   let after = engine.stats();
   assert_eq!(after.sni_warmups - before.sni_warmups, 1, "{after:?}");
   assert_eq!(
@@ -115,6 +156,70 @@ async fn a_client_hello_warms_its_worker_before_the_request() {
     after.cold_starts, before.cold_starts,
     "no cold start on the request path: {after:?}"
   );
+}
+
+#[tokio::test]
+async fn client_hellos_alone_bind_nothing_evict_nothing_and_are_rate_limited() {
+  let f = Fixture::new();
+  f.file("w.js", COUNTER);
+  let engine = f.start(&warm_config(40, "idle_timeout_s = 1\nmax_isolates = 32"));
+  let pems = engine.certificates_pem();
+  let addr = engine.https_addr().unwrap();
+  // Hosts never asked for: no isolate for their handshakes.
+  let mut open = Vec::new();
+  for i in 0..40 {
+    open.push(hello_only(&engine, &format!("w{i}.warm.test")).await);
+  }
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  let s = engine.stats();
+  assert_eq!((s.sni_warmups, s.live_isolates), (0, 0), "{s:?}");
+  drop(open);
+  // Every host served once, then all gone idle.
+  for i in 0..32 {
+    let host = format!("w{i}.warm.test");
+    let tls = tls_connect(addr, Some(&host), &pems, &[]).await.unwrap();
+    assert_eq!(H1::over(tls).await.get(&host, "/").await.status, 200);
+  }
+  let s = until(&engine, |s| s.live_isolates == 0).await;
+  assert_eq!(s.live_isolates, 0, "{s:?}");
+  // 32 handshakes for recent hosts at once: a burst of 8 warms, not 32.
+  let started = std::time::Instant::now();
+  let mut open = Vec::new();
+  for i in 0..32 {
+    open.push(hello_only(&engine, &format!("w{i}.warm.test")).await);
+  }
+  let took = started.elapsed();
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  let warmed = engine.stats().sni_warmups;
+  let allowed = 8 + (took.as_secs_f64() * 8.0).ceil() as u64;
+  assert!((1..=allowed).contains(&warmed), "{warmed} warm-ups in {took:?}");
+  drop(open);
+}
+
+#[tokio::test]
+async fn a_client_hello_never_evicts_a_warm_isolate() {
+  let f = Fixture::new();
+  f.file("w.js", COUNTER);
+  let engine = f.start(&warm_config(2, "max_isolates = 1"));
+  let pems = engine.certificates_pem();
+  let addr = engine.https_addr().unwrap();
+  // w0 served, then w1 (w0's idle isolate evicted for it).
+  for host in ["w0.warm.test", "w1.warm.test"] {
+    let tls = tls_connect(addr, Some(host), &pems, &[]).await.unwrap();
+    assert_eq!(H1::over(tls).await.get(host, "/").await.body, "1");
+  }
+  let before = engine.stats();
+  let _open = hello_only(&engine, "w0.warm.test").await;
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  let tls = tls_connect(addr, Some("w1.warm.test"), &pems, &[]).await.unwrap();
+  assert_eq!(
+    H1::over(tls).await.get("w1.warm.test", "/").await.body,
+    "2",
+    "w1's isolate kept its state"
+  );
+  let after = engine.stats();
+  assert_eq!(after.sni_warmups, before.sni_warmups, "{after:?}");
+  assert_eq!(after.evictions, before.evictions, "{after:?}");
 }
 
 #[tokio::test]

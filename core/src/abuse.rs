@@ -44,6 +44,16 @@ impl Abuse {
     }
   }
 
+  /// The second the worker's last request ended in (0: none yet).
+  pub fn last_request(&self) -> u64 {
+    self
+      .windows
+      .iter()
+      .map(|w| w.second.load(Ordering::Relaxed))
+      .max()
+      .unwrap_or(0)
+  }
+
   /// More than half of at least [`MIN_REQUESTS`] requests in this second
   /// and the one before ended at a limit.
   pub fn is_abusive(&self, second: u64) -> bool {
@@ -99,5 +109,7 @@ mod tests {
       a.record(12, false);
     }
     assert!(!a.is_abusive(12));
+    assert_eq!(a.last_request(), 12);
+    assert_eq!(Abuse::default().last_request(), 0);
   }
 }

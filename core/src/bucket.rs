@@ -32,6 +32,16 @@ impl TokenBucket {
     }
   }
 
+  /// Takes `n` tokens at `now` if they are there.
+  pub fn try_take(&mut self, now: Instant, n: u64) -> bool {
+    self.refill(now);
+    let ok = self.has(n);
+    if ok {
+      self.spend(n);
+    }
+    ok
+  }
+
   fn refill(&mut self, now: Instant) {
     let rate = self.per_s as f64;
     let refill = now.saturating_duration_since(self.at).as_secs_f64() * rate;
@@ -128,6 +138,15 @@ mod tests {
     let t2 = t1 + Duration::from_secs(1);
     assert_eq!(b.take(t2, 5000), Verdict::PassAfterDropping(1000));
     assert_eq!(b.take(t2, 1), Verdict::Drop);
+  }
+
+  #[test]
+  fn a_bucket_alone() {
+    let t0 = Instant::now();
+    let mut b = TokenBucket::new(2, t0);
+    assert!(b.try_take(t0, 1) && b.try_take(t0, 1));
+    assert!(!b.try_take(t0, 1));
+    assert!(b.try_take(t0 + Duration::from_millis(500), 1));
   }
 
   #[test]

@@ -81,7 +81,17 @@ pub struct Pool {
   /// pool's CPU time already charged.
   offthread_hosts: RefCell<Vec<std::rc::Weak<Host>>>,
   offthread_seen: Cell<Duration>,
+  /// TLS handshakes may warm this many isolates a second on this thread.
+  prewarms: RefCell<edge_core::bucket::TokenBucket>,
 }
+
+/// Isolates warmed for TLS handshakes, per thread per second (and a
+/// burst of as many).
+const PREWARMS_PER_S: u64 = 8;
+
+/// A TLS handshake warms a worker that served a request this recently
+/// (on any thread; its isolate here may have gone idle and been dropped).
+const PREWARM_RECENT_S: u64 = 3600;
 
 impl Pool {
   pub fn new(
@@ -105,6 +115,10 @@ impl Pool {
       busy: RefCell::new(HashMap::new()),
       offthread_hosts: RefCell::new(Vec::new()),
       offthread_seen: Cell::new(Duration::ZERO),
+      prewarms: RefCell::new(edge_core::bucket::TokenBucket::new(
+        PREWARMS_PER_S,
+        std::time::Instant::now(),
+      )),
     });
     pool.spawn_sweepers();
     pool
@@ -275,12 +289,21 @@ impl Pool {
 
   /// Starts binding an isolate for `worker` in the background if it has
   /// none on this thread (a TLS ClientHello named its host). Returns
-  /// whether it did.
+  /// whether it did. Only for a worker that served a request within
+  /// [`PREWARM_RECENT_S`] (a handshake alone makes no isolate), at most
+  /// [`PREWARMS_PER_S`] a second, and only into free room: it never
+  /// evicts an idle isolate.
   pub fn prewarm(self: &Rc<Self>, worker: &Arc<Worker>) -> bool {
     if self.capacity.live_of(worker) > 0 {
       return false;
     }
-    if !matches!(self.capacity.reserve(worker, || self.evict_lru()), Reserve::Granted) {
+    let last = worker.stats.abuse.last_request();
+    let now = std::time::Instant::now();
+    let recent = last != 0 && edge_core::abuse::second_at(now).saturating_sub(last) <= PREWARM_RECENT_S;
+    if !recent || !self.prewarms.borrow_mut().try_take(now, 1) {
+      return false;
+    }
+    if !matches!(self.capacity.reserve(worker, || false), Reserve::Granted) {
       return false;
     }
     self.stats.sni_warmups.inc();
