@@ -202,3 +202,90 @@ async fn a_worker_cannot_frame_its_response() {
     Some("1234")
   );
 }
+
+#[tokio::test]
+async fn a_trickling_body_is_408_and_a_client_that_stops_reading_is_closed() {
+  let f = Fixture::new();
+  f.file(
+    "slow.js",
+    r#"export default { async fetch(req) {
+      if (new URL(req.url).pathname === "/big") {
+        const chunk = new Uint8Array(1 << 20);
+        let n = 0;
+        return new Response(new ReadableStream({ pull(c) { if (n++ < 64) c.enqueue(chunk); else c.close(); } }));
+      }
+      return new Response("read " + (await req.text()).length);
+    } }"#,
+  );
+  let e = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[server]\nmin_body_bytes_per_s = 100\nbody_rate_grace_s = 1\nsend_timeout_s = 1\n[limits]\nwall_ms = 60000\n[[worker]]\nname = \"slow\"\nmain = \"slow.js\"\nroutes = [\"*\"]\n",
+  );
+  let addr = e.http_addr().unwrap();
+  // 1000 bytes declared, one every 200 ms (5 a second, under 100).
+  let mut s = TcpStream::connect(addr).await.unwrap();
+  s.write_all(b"POST / HTTP/1.1\r\nhost: a.test\r\ncontent-length: 1000\r\n\r\n")
+    .await
+    .unwrap();
+  let (mut rd, mut wr) = s.into_split();
+  let started = Instant::now();
+  let writer = tokio::spawn(async move {
+    for _ in 0..1000 {
+      if wr.write_all(b"x").await.is_err() {
+        return;
+      }
+      tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+  });
+  let mut got = Vec::new();
+  let mut buf = [0u8; 4096];
+  while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+    match tokio::time::timeout(Duration::from_secs(10), rd.read(&mut buf)).await {
+      Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+      _ => break,
+    }
+  }
+  writer.abort();
+  let text = String::from_utf8_lossy(&got);
+  assert!(
+    text.starts_with("HTTP/1.1 408"),
+    "after {:?}: {text}",
+    started.elapsed()
+  );
+  // A body at the rate is read whole.
+  let mut s = TcpStream::connect(addr).await.unwrap();
+  s.write_all(b"POST / HTTP/1.1\r\nhost: a.test\r\ncontent-length: 300\r\nconnection: close\r\n\r\n")
+    .await
+    .unwrap();
+  for _ in 0..3 {
+    s.write_all(&[b'y'; 100]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+  }
+  let mut got = Vec::new();
+  s.read_to_end(&mut got).await.unwrap();
+  assert!(
+    String::from_utf8_lossy(&got).ends_with("read 300"),
+    "{}",
+    String::from_utf8_lossy(&got)
+  );
+  // 64 MB asked for and nothing read: closed after the send timeout.
+  let mut s = TcpStream::connect(addr).await.unwrap();
+  s.write_all(b"GET /big HTTP/1.1\r\nhost: a.test\r\n\r\n").await.unwrap();
+  tokio::time::sleep(Duration::from_secs(4)).await;
+  let mut got = 0usize;
+  let mut buf = vec![0u8; 1 << 16];
+  let drained = tokio::time::timeout(Duration::from_secs(10), async {
+    loop {
+      match s.read(&mut buf).await {
+        Ok(0) | Err(_) => break,
+        Ok(n) => got += n,
+      }
+    }
+  })
+  .await;
+  assert!(drained.is_ok(), "the stalled connection stayed open");
+  assert!(got < 64 << 20, "all {got} bytes were sent");
+  let text = e.metrics_text();
+  for m in ["edge_send_timeouts_total 1", "edge_slow_bodies_total 1"] {
+    assert!(text.contains(m), "{m}: {text}");
+  }
+}

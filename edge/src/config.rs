@@ -125,6 +125,13 @@ pub struct ServerConfig {
   /// ...and its request line, or any one header line, this long (past
   /// it: 414 for the line, 431 for a header).
   pub max_header_line_kb: usize,
+  /// A connection whose client reads nothing of what it is sent for this
+  /// long is closed.
+  pub send_timeout_s: u64,
+  /// A request body must arrive at this rate on average, after the grace
+  /// below (past it: 408); 0: no minimum.
+  pub min_body_bytes_per_s: u64,
+  pub body_rate_grace_s: u64,
 }
 
 impl Default for ServerConfig {
@@ -139,6 +146,9 @@ impl Default for ServerConfig {
       header_timeout_s: d.header_timeout.as_secs(),
       max_header_kb: d.max_header_bytes >> 10,
       max_header_line_kb: d.max_header_line_bytes >> 10,
+      send_timeout_s: d.send_timeout.as_secs(),
+      min_body_bytes_per_s: d.min_body_rate,
+      body_rate_grace_s: d.body_rate_grace.as_secs(),
     }
   }
 }
@@ -158,6 +168,11 @@ pub struct DoorLimits {
   /// A request head in all, and one line of it.
   pub max_header_bytes: usize,
   pub max_header_line_bytes: usize,
+  /// A write that makes no progress for this long closes the connection.
+  pub send_timeout: Duration,
+  /// Bytes a second a request body must average after its grace (0: any).
+  pub min_body_rate: u64,
+  pub body_rate_grace: Duration,
 }
 
 impl Default for DoorLimits {
@@ -170,6 +185,9 @@ impl Default for DoorLimits {
       header_timeout: Duration::from_secs(30),
       max_header_bytes: 64 << 10,
       max_header_line_bytes: 16 << 10,
+      send_timeout: Duration::from_secs(30),
+      min_body_rate: 240,
+      body_rate_grace: Duration::from_secs(5),
     }
   }
 }
@@ -197,6 +215,9 @@ impl ServerConfig {
       header_timeout: Duration::from_secs(self.header_timeout_s),
       max_header_bytes: self.max_header_kb << 10,
       max_header_line_bytes: self.max_header_line_kb << 10,
+      send_timeout: Duration::from_secs(self.send_timeout_s),
+      min_body_rate: self.min_body_bytes_per_s,
+      body_rate_grace: Duration::from_secs(self.body_rate_grace_s),
     }
   }
 }
@@ -416,6 +437,7 @@ impl Config {
       ("server.handshake_timeout_s", self.server.handshake_timeout_s),
       ("server.idle_timeout_s", self.server.idle_timeout_s),
       ("server.header_timeout_s", self.server.header_timeout_s),
+      ("server.send_timeout_s", self.server.send_timeout_s),
     ] {
       if v == 0 {
         return Err(self.invalid(field, "must be at least 1"));

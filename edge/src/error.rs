@@ -59,6 +59,9 @@ pub enum RequestError {
     "loop detected: this request has come through {hops} workers' fetch() (edge-via); Cloudflare calls this error 1019"
   )]
   Loop { hops: u32 },
+  /// The request body came slower than `server.min_body_bytes_per_s`.
+  #[error("the request body arrived too slowly (under server.min_body_bytes_per_s after its grace)")]
+  BodyTooSlow,
   /// A method or framing the server does not implement.
   #[error("this server does not implement {what}")]
   Unsupported { what: &'static str },
@@ -100,6 +103,7 @@ impl RequestError {
       Self::HeadTooLarge { status, .. } => *status,
       Self::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
       Self::Loop { .. } => StatusCode::LOOP_DETECTED,
+      Self::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
       Self::NoRoute { .. } | Self::NoWorker { .. } => StatusCode::NOT_FOUND,
       Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
       Self::Startup { .. } | Self::Worker { .. } | Self::BadResponse { .. } | Self::Internal(_) => {

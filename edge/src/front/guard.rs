@@ -1,9 +1,11 @@
 //! What a connection may hold of the node: caps on open connections (in
 //! all and per client address) checked at accept, and the timeouts of a
 //! connection that does nothing (a TLS handshake that never ends, a client
-//! that never sends its request or its next one).
+//! that never sends its request or its next one, or that stops reading
+//! what it is sent).
 
 use std::cell::Cell;
+use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -151,11 +153,49 @@ impl Drop for InFlight {
 pub struct Watched<I> {
   inner: I,
   activity: Rc<Activity>,
+  /// A write that makes no progress for this long fails the connection.
+  send_timeout: Duration,
+  /// Armed when a write could not go on, disarmed when one did.
+  stall: Option<Pin<Box<tokio::time::Sleep>>>,
+  stats: Arc<Stats>,
 }
 
 impl<I> Watched<I> {
-  pub fn new(inner: I, activity: Rc<Activity>) -> Self {
-    Self { inner, activity }
+  pub fn new(inner: I, activity: Rc<Activity>, send_timeout: Duration, stats: Arc<Stats>) -> Self {
+    Self {
+      inner,
+      activity,
+      send_timeout,
+      stall: None,
+      stats,
+    }
+  }
+
+  /// A write's (or flush's) outcome, with the send timeout: pending ones
+  /// arm the stall timer (the clock is read only then), and past it they
+  /// fail; one that went on disarms it.
+  fn sending<T>(&mut self, cx: &mut Context<'_>, r: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+    if r.is_pending() {
+      let timeout = self.send_timeout;
+      let stall = self.stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+      if stall.as_mut().poll(cx).is_ready() {
+        self.stats.send_timeouts.inc();
+        return Poll::Ready(Err(std::io::Error::new(
+          std::io::ErrorKind::TimedOut,
+          "the client read nothing for server.send_timeout_s",
+        )));
+      }
+    } else {
+      self.stall = None;
+    }
+    r
+  }
+
+  fn wrote(&mut self, cx: &mut Context<'_>, r: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
+    if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+      self.activity.touch();
+    }
+    self.sending(cx, r)
   }
 }
 
@@ -173,10 +213,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
 impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
   fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
     let r = Pin::new(&mut self.inner).poll_write(cx, data);
-    if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-      self.activity.touch();
-    }
-    r
+    self.wrote(cx, r)
   }
 
   fn poll_write_vectored(
@@ -185,10 +222,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     bufs: &[std::io::IoSlice<'_>],
   ) -> Poll<std::io::Result<usize>> {
     let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-    if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-      self.activity.touch();
-    }
-    r
+    self.wrote(cx, r)
   }
 
   fn is_write_vectored(&self) -> bool {
@@ -196,7 +230,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
   }
 
   fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-    Pin::new(&mut self.inner).poll_flush(cx)
+    let r = Pin::new(&mut self.inner).poll_flush(cx);
+    self.sending(cx, r)
   }
 
   fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

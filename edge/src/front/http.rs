@@ -20,6 +20,7 @@ use edge_core::request_id::RequestId;
 
 use super::guard::{Activity, Slot, Watched};
 use super::head::Head;
+use super::slow::MinRate;
 use super::tls::CertEntry;
 use super::FrontDoor;
 use crate::error::RequestError;
@@ -56,7 +57,8 @@ pub async fn serve_tcp(door: Rc<FrontDoor>, tcp: TcpStream, peer: SocketAddr, tl
       peer,
       activity: activity.clone(),
     };
-    serve_http(door, Watched::new(tcp, activity), conn, false).await;
+    let io = Watched::new(tcp, activity, door.view.door.send_timeout, door.view.stats.clone());
+    serve_http(door, io, conn, false).await;
     return;
   }
   let Some(certs) = door.view.certs() else {
@@ -78,7 +80,8 @@ pub async fn serve_tcp(door: Rc<FrontDoor>, tcp: TcpStream, peer: SocketAddr, tl
         peer,
         activity: activity.clone(),
       };
-      serve_http(door, Watched::new(acc.stream, activity), conn, acc.h2).await;
+      let io = Watched::new(acc.stream, activity, door.view.door.send_timeout, stats);
+      serve_http(door, io, conn, acc.h2).await;
     }
     Ok(Err(e)) => {
       stats.handshake_failed(e.failure());
@@ -297,6 +300,8 @@ async fn route_and_run(
   for part in [scheme, "://", &host, path] {
     url.push_str(part);
   }
+  let limits = &door.view.door;
+  let (body, slow) = MinRate::new(body, limits.min_body_rate, limits.body_rate_grace, started);
   let (body, over) = request_body(body, worker.limits.request_body_bytes).map_err(|_| RequestError::Limit {
     worker: worker.name.to_string(),
     hit: LimitHit::body(worker.limits.request_body_bytes, Phase::DeclaredBody),
@@ -307,12 +312,19 @@ async fn route_and_run(
     headers: parts.headers,
     body,
   };
-  if let Some(lane) = door.view.quarantine() {
-    if worker.stats.abuse.is_abusive(edge_core::abuse::second_at(started)) {
-      return quarantined(lane, worker, req, over, request_id, info).await;
+  let lane = door.view.quarantine();
+  let result = match lane {
+    Some(lane) if worker.stats.abuse.is_abusive(edge_core::abuse::second_at(started)) => {
+      quarantined(lane, worker, req, over, request_id, info).await
     }
+    _ => crate::exec::invoke::run(&door.ctx, &worker, req, over, request_id, None, info).await,
+  };
+  // A body that came too slowly failed whatever the worker made of it.
+  if slow.load(std::sync::atomic::Ordering::SeqCst) {
+    door.view.stats.slow_bodies.inc();
+    return Err(RequestError::BodyTooSlow);
   }
-  crate::exec::invoke::run(&door.ctx, &worker, req, over, request_id, None, info).await
+  result
 }
 
 /// Runs the request of an abusive worker (most of its recent requests

@@ -7,6 +7,7 @@ pub mod guard;
 pub mod head;
 pub mod http;
 pub mod routing;
+pub mod slow;
 pub mod tls;
 pub mod view;
 

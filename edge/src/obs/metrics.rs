@@ -16,7 +16,19 @@ type WorkerValue = fn(&crate::obs::stats::WorkerStats) -> f64;
 pub fn render(stats: &Stats) -> String {
   let mut out = String::with_capacity(4096 + stats.workers.len() * 4096);
   let o = &mut out;
-  let node: [(&str, &str, &str, f64); 18] = [
+  let node: [(&str, &str, &str, f64); 20] = [
+    (
+      "edge_send_timeouts_total",
+      "counter",
+      "Connections closed: the client read nothing of what it was sent for server.send_timeout_s.",
+      stats.send_timeouts.get() as f64,
+    ),
+    (
+      "edge_slow_bodies_total",
+      "counter",
+      "Requests answered 408: their body arrived slower than server.min_body_bytes_per_s.",
+      stats.slow_bodies.get() as f64,
+    ),
     (
       "edge_loops_refused_total",
       "counter",

@@ -56,6 +56,11 @@ pub struct Stats {
   /// finished in time, or nothing sent or received for the idle timeout.
   pub handshake_timeouts: Counter,
   pub idle_timeouts: Counter,
+  /// Connections closed: the client read nothing for `send_timeout_s`;
+  /// requests answered 408: their body came slower than
+  /// `min_body_bytes_per_s`.
+  pub send_timeouts: Counter,
+  pub slow_bodies: Counter,
   /// Requests refused at the front door for having come through
   /// `MAX_HOPS` workers already (a loop).
   pub loops_refused: Counter,
