@@ -3,12 +3,14 @@
 //! edge-core`) and fuzzed (`fuzz/`).
 //!
 //! - [`abuse`]: whether a worker's requests mostly end at a limit.
-//! - [`host`]: host names, ports, route and certificate patterns.
+//! - [`host`]: request authorities, host names, ports, route and
+//!   certificate patterns.
+//! - [`head`]: request head checks (transfer codings).
 //! - [`names`]: worker names and module paths.
 //! - [`routes`]: the host-to-worker table (exact, wildcard, catch-all).
 //! - [`limits`]: a worker's limits and the typed outcome of hitting one.
 //! - [`counters`]: counters, gauges and latency histograms.
-//! - [`bucket`]: the token bucket of `console.*` lines.
+//! - [`bucket`]: token buckets (`console.*` lines and bytes, SNI warm-ups).
 //! - [`addr`]: which addresses a worker's `fetch()` may not reach.
 //! - [`json`]: the planner and checker of `JSON.parse` in parts.
 //! - [`request_id`]: request ids unique across threads, restarts and nodes.
@@ -17,6 +19,7 @@ pub mod abuse;
 pub mod addr;
 pub mod bucket;
 pub mod counters;
+pub mod head;
 pub mod host;
 pub mod json;
 pub mod limits;

@@ -50,12 +50,7 @@ pub fn check(parts: &Parts, limits: &DoorLimits) -> Result<Head, RequestError> {
   // gzip it never decodes.
   let mut codings = parts.headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
   if codings.peek().is_some() {
-    let only_chunked = codings
-      .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-      .map(|c| c.trim_ascii())
-      .try_fold(0, |n, c| c.eq_ignore_ascii_case(b"chunked").then_some(n + 1))
-      == Some(1);
-    if !only_chunked {
+    if !edge_core::head::only_chunked(codings.map(|v| v.as_bytes())) {
       return Err(RequestError::Unsupported {
         what: "a transfer coding other than chunked",
       });
