@@ -12,7 +12,8 @@
 # warm (counted; dropped after runtime.idle_timeout_s) and what the
 # allocator keeps.
 #
-# ./benches/abuse.sh
+# ./benches/abuse.sh   (SETTLE=11: wait 11 s more before "after", past the
+#                        executor threads' 10 s allocator trim)
 set -euo pipefail
 . "$(dirname "$0")/../scripts/env.sh"
 cargo build --release -q -p edge --bin edge
@@ -83,7 +84,7 @@ for attack in "leak 20000" "idle 5000" "handshake 1000" "trickle 500" "reader 20
     [ "$f" -le "$((f0 + 2))" ] && break
     sleep 0.1
   done
-  sleep 1
+  sleep "${SETTLE:-1}"
   f1=$(fds) r1=$(rss) i1=$(isolates)
   kill $attacker 2>/dev/null || true
   wait $attacker 2>/dev/null || true
