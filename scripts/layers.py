@@ -20,6 +20,9 @@ def module_of(path):
 def main():
     files = []
     for root, _, names in os.walk(SRC):
+        # The binary (main.rs and its main/ folder) is above every layer.
+        if os.path.relpath(root, SRC).split(os.sep)[0] == "main":
+            continue
         for n in names:
             if n.endswith(".rs") and n != "main.rs":
                 files.append(os.path.relpath(os.path.join(root, n), SRC))

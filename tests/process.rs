@@ -264,3 +264,136 @@ async fn sigterm_ends_a_wedged_process_at_the_drain_timeout() {
   );
   s.wait_for("drain timeout");
 }
+
+/// Requests with a fresh connection each, every 20 ms until `stop`:
+/// (answered, failed).
+fn bystander(
+  addr: SocketAddr,
+  stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, usize)> {
+  tokio::spawn(async move {
+    let (mut ok, mut failed) = (0, 0);
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+      let got = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut c = crate::support::H1::connect(addr).await;
+        c.get("a.test", "/").await
+      })
+      .await;
+      match got {
+        Ok(g) if g.body == "ok" => ok += 1,
+        _ => failed += 1,
+      }
+      tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (ok, failed)
+  })
+}
+
+const SUPERVISED: &str = "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\nprocesses = 2\n{runtime}\n[limits]\ncpu_ms = 50\nmemory_mb = 2048\n[[worker]]\nname = \"a\"\nmain = \"a/index.js\"\nroutes = [\"a.test\"]\n";
+
+// A process wedged in one long builtin (Object.keys of a 2^25-character
+// string) exits itself a second after its termination, and the supervisor
+// replaces it; the other process serves throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_process_is_replaced_while_the_other_serves() {
+  let f = Fixture::new();
+  f.file(
+    "a/index.js",
+    "export default { fetch(req) { if (new URL(req.url).pathname === '/wedge') { console.log('wedging'); Object.keys('x'.repeat(2 ** 25)); } return new Response('ok') } }",
+  );
+  f.file("edge.toml", SUPERVISED.replace("{runtime}", ""));
+  let mut s = Server::start(&f, &[]);
+  let addr = s.addr;
+  s.wait_for("supervising 2 processes");
+  eventually(addr, "a.test", "ok").await;
+  let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+  let by = bystander(addr, stop.clone());
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  let wedge = tokio::spawn(async move {
+    tokio::time::timeout(Duration::from_secs(20), async {
+      let mut c = crate::support::H1::connect(addr).await;
+      let req = hyper::Request::get("/wedge")
+        .header("host", "a.test")
+        .body(crate::support::empty())
+        .unwrap();
+      c.try_send(req).await.map(|r| r.status())
+    })
+    .await
+  });
+  s.wait_for("wedging");
+  let since = Instant::now();
+  s.wait_for("process ended");
+  let replaced_after = since.elapsed();
+  s.wait_for("process started");
+  // The wedged request's process is gone: its connection ends unanswered.
+  let got = wedge.await.unwrap();
+  assert!(matches!(got, Ok(Err(_))), "the wedged request was answered: {got:?}");
+  tokio::time::sleep(Duration::from_millis(500)).await;
+  stop.store(true, std::sync::atomic::Ordering::SeqCst);
+  let (ok, failed) = by.await.unwrap();
+  assert!(
+    replaced_after < Duration::from_secs(3),
+    "replaced after {replaced_after:?}"
+  );
+  assert!(ok > 20, "the other process answered {ok} times");
+  assert_eq!(failed, 0, "bystander requests failed ({ok} answered)");
+  // Both processes serve again.
+  for _ in 0..10 {
+    assert_eq!(get(addr, "a.test", "/").await.body, "ok");
+  }
+  // SIGHUP reaches every process; SIGTERM drains them all, then exit 0.
+  f.file("a/index.js", worker("ok2"));
+  s.signal(libc::SIGHUP);
+  eventually(addr, "a.test", "ok2").await;
+  tokio::time::sleep(Duration::from_millis(500)).await;
+  for _ in 0..20 {
+    assert_eq!(get(addr, "a.test", "/").await.body, "ok2", "a process did not reload");
+  }
+  s.signal(libc::SIGTERM);
+  let status = s.exit_within(Duration::from_secs(10), "the supervisor outlived its SIGTERM");
+  assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+// A process that outgrows its share of runtime.max_memory_mb (here: 1024
+// MiB over 2 processes; structuredClone of 1 GB of strings, which no
+// isolate limit counts) is killed and replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_past_its_memory_share_is_replaced() {
+  let f = Fixture::new();
+  f.file(
+    "a/index.js",
+    "export default { fetch(req) { if (new URL(req.url).pathname === '/clone') { console.log('cloning'); structuredClone(Array(100).fill('ab'.repeat(5e6))); } return new Response('ok') } }",
+  );
+  f.file(
+    "edge.toml",
+    SUPERVISED
+      .replace("{runtime}", "max_memory_mb = 1024")
+      .replace("cpu_ms = 50", "cpu_ms = 20000"),
+  );
+  let mut s = Server::start(&f, &[]);
+  let addr = s.addr;
+  s.wait_for("each replaced past 512 MiB");
+  eventually(addr, "a.test", "ok").await;
+  let clone = tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(30), get_raw(addr, "/clone")).await });
+  s.wait_for("cloning");
+  let line = s.wait_for("over its share of runtime.max_memory_mb");
+  assert!(line.contains("killed and replaced"), "{line}");
+  s.wait_for("process started");
+  assert!(matches!(clone.await.unwrap(), Ok(Err(_))), "the clone was answered");
+  for _ in 0..10 {
+    assert_eq!(get(addr, "a.test", "/").await.body, "ok");
+  }
+}
+
+/// One GET on a fresh connection; an error if the connection ends first.
+async fn get_raw(addr: SocketAddr, path: &str) -> Result<crate::support::Got, String> {
+  let mut c = crate::support::H1::connect(addr).await;
+  let req = hyper::Request::get(path)
+    .header("host", "a.test")
+    .body(crate::support::empty())
+    .unwrap();
+  match c.try_send(req).await {
+    Ok(res) => Ok(crate::support::collect(res).await),
+    Err(e) => Err(e),
+  }
+}

@@ -84,6 +84,13 @@ pub struct RuntimeConfig {
   /// A directory where V8's code cache for workers' modules is kept, so
   /// that the first isolate of a worker after a restart skips compiling.
   pub code_cache_dir: Option<PathBuf>,
+  /// `edge serve` processes sharing the listeners under a supervisor that
+  /// replaces one that dies, wedges or outgrows its share of
+  /// `max_memory_mb`; 1: the server runs in the one process.
+  pub processes: usize,
+  /// The node's memory ceiling in MiB, shared evenly by the processes;
+  /// 0: the machine's or its cgroup's memory, less a tenth.
+  pub max_memory_mb: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -98,6 +105,8 @@ impl Default for RuntimeConfig {
       idle_timeout_s: 300,
       max_queue_ms: 10_000,
       code_cache_dir: None,
+      processes: 1,
+      max_memory_mb: 0,
     }
   }
 }
@@ -425,6 +434,15 @@ impl Config {
     }
     if self.runtime.idle_timeout_s == 0 {
       return Err(self.invalid("runtime.idle_timeout_s", "must be at least 1"));
+    }
+    if !(1..=64).contains(&self.runtime.processes) {
+      return Err(self.invalid("runtime.processes", "must be 1-64"));
+    }
+    if self.runtime.processes > 1 && self.admin.listen.is_some() {
+      return Err(self.invalid(
+        "runtime.processes",
+        "the admin API runs in one process only for now: with processes > 1, deploy through the config file (SIGHUP reloads every process)",
+      ));
     }
     self.check_limits("limits", &self.limits)?;
     self.check_limits("admin.max_limits", &self.admin.max_limits)?;

@@ -13,6 +13,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[path = "main/supervisor.rs"]
+mod supervisor;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use edge::config::{Config, Listen, WorkerConfig};
@@ -113,7 +116,18 @@ fn main() -> anyhow::Result<()> {
   let cli = Cli::parse();
   let _log = edge::internals::logging::init(cli.log_format);
   let (source, watch) = match cli.command {
-    Command::Serve { config, threads, watch } => (Source::File { path: config, threads }, watch),
+    Command::Serve { config, threads, watch } => {
+      let supervised = std::env::var_os(supervisor::CHILD_ENV).is_some();
+      let c = Config::load(&config)?;
+      if c.runtime.processes > 1 && !supervised {
+        c.validate()?;
+        if watch {
+          tracing::warn!("--watch is not followed with runtime.processes > 1: send SIGHUP to reload");
+        }
+        return supervisor::run(&c, &config, threads);
+      }
+      (Source::File { path: config, threads }, watch)
+    }
     Command::Dev {
       main,
       port,
@@ -133,7 +147,12 @@ fn main() -> anyhow::Result<()> {
   let drain_timeout = Duration::from_secs(config.server.drain_timeout_s);
   let mut stamp = source.stamp(&config);
   let mut last = config.clone();
-  let engine = Engine::start(config)?;
+  let engine = match supervisor::inherited_listeners() {
+    // A process of a supervisor: its listeners are handed down.
+    Some((http, https)) => Engine::builder(config).listeners(http, https).start()?,
+    None => Engine::start(config)?,
+  };
+  let supervised = std::env::var_os(supervisor::CHILD_ENV).is_some();
   if let Some(a) = engine.http_addr() {
     tracing::info!("listening on http://{a}");
   }
@@ -149,11 +168,24 @@ fn main() -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut health = tokio::time::interval(Duration::from_millis(100));
     loop {
       let why = tokio::select! {
         _ = term.recv() => break,
         _ = int.recv() => break,
         _ = hup.recv() => "SIGHUP",
+        _ = health.tick(), if supervised => {
+          // A wedged executor thread will not come back: this process
+          // ends so that its supervisor replaces it (its in-flight
+          // requests fail; the other processes go on).
+          if engine.stats().wedged_threads > 0 {
+            eprintln!("an executor thread is wedged: this process exits to be replaced");
+            // SAFETY: _exit ends the process at once, running nothing of
+            // the wedged threads' state.
+            unsafe { libc::_exit(70) };
+          }
+          continue;
+        }
         _ = tick.tick(), if watch => {
           let now = source.stamp(&last);
           if now == stamp {

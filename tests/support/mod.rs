@@ -191,6 +191,12 @@ impl H1 {
     self.send.send_request(req).await.expect("request")
   }
 
+  /// [`Self::send`], the connection's end an error (the server went away).
+  pub async fn try_send(&mut self, req: Request<BoxBody>) -> Result<Response<hyper::body::Incoming>, String> {
+    self.send.ready().await.map_err(|e| e.to_string())?;
+    self.send.send_request(req).await.map_err(|e| e.to_string())
+  }
+
   /// GET `path` with a Host header.
   pub async fn get(&mut self, host: &str, path: &str) -> Got {
     let req = Request::get(path).header("host", host).body(empty()).unwrap();
