@@ -89,9 +89,17 @@ impl Authority {
 
   /// `host` or `host:port`, as a URL spells it.
   pub fn url_host(&self) -> String {
-    match self.port {
-      Some(p) => format!("{}:{p}", self.host),
-      None => self.host.clone(),
+    let mut s = String::with_capacity(self.host.len() + 6);
+    self.write_url_host(&mut s);
+    s
+  }
+
+  /// [`Self::url_host`], appended to `out`.
+  pub fn write_url_host(&self, out: &mut String) {
+    out.push_str(&self.host);
+    if let Some(p) = self.port {
+      use std::fmt::Write;
+      let _ = write!(out, ":{p}");
     }
   }
 }

@@ -293,13 +293,12 @@ async fn route_and_run(
     .clone();
   *routed = Some(worker.clone());
   // The worker sees the host it was routed by.
-  let scheme = if conn.tls.is_some() { "https" } else { "http" };
-  let host = authority.url_host();
+  let scheme = if conn.tls.is_some() { "https://" } else { "http://" };
   let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-  let mut url = String::with_capacity(scheme.len() + 3 + host.len() + path.len());
-  for part in [scheme, "://", &host, path] {
-    url.push_str(part);
-  }
+  let mut url = String::with_capacity(scheme.len() + authority.host.len() + 6 + path.len());
+  url.push_str(scheme);
+  authority.write_url_host(&mut url);
+  url.push_str(path);
   let limits = &door.view.door;
   let (body, slow) = MinRate::new(body, limits.min_body_rate, limits.body_rate_grace, started);
   let (body, over) = request_body(body, worker.limits.request_body_bytes).map_err(|_| RequestError::Limit {
@@ -320,7 +319,7 @@ async fn route_and_run(
     _ => crate::exec::invoke::run(&door.ctx, &worker, req, over, request_id, None, info).await,
   };
   // A body that came too slowly failed whatever the worker made of it.
-  if slow.load(std::sync::atomic::Ordering::SeqCst) {
+  if slow.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
     door.view.stats.slow_bodies.inc();
     return Err(RequestError::BodyTooSlow);
   }

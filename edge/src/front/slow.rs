@@ -17,8 +17,9 @@ use tokio::time::{Instant, Sleep};
 
 use crate::exec::body::BoxError;
 
-/// Set when the body came too slowly.
-pub type TooSlow = Arc<AtomicBool>;
+/// Set when the body came too slowly (`None` for a body with nothing to
+/// come: no flag is made for it).
+pub type TooSlow = Option<Arc<AtomicBool>>;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the request body arrived slower than {rate} bytes a second (server.min_body_bytes_per_s)")]
@@ -35,14 +36,19 @@ pub struct MinRate<B> {
   grace: Duration,
   seen: u64,
   timer: Option<Pin<Box<Sleep>>>,
+  /// `None`: not judged (no minimum, or nothing to come).
   slow: TooSlow,
 }
 
 impl<B> MinRate<B> {
   /// `inner`, the body of a request taken at `start`, held to `rate`
   /// bytes a second after `grace` (a rate of 0: never judged).
-  pub fn new(inner: B, rate: u64, grace: Duration, start: std::time::Instant) -> (Self, TooSlow) {
-    let slow = TooSlow::default();
+  pub fn new(inner: B, rate: u64, grace: Duration, start: std::time::Instant) -> (Self, TooSlow)
+  where
+    B: Body,
+  {
+    let slow = (rate > 0 && !inner.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+    let flag = slow.clone();
     let body = Self {
       inner,
       rate,
@@ -50,9 +56,9 @@ impl<B> MinRate<B> {
       grace,
       seen: 0,
       timer: None,
-      slow: slow.clone(),
+      slow,
     };
-    (body, slow)
+    (body, flag)
   }
 
   /// By when the next byte must have come.
@@ -80,8 +86,10 @@ where
       }
       Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
       Poll::Ready(None) => Poll::Ready(None),
-      Poll::Pending if this.rate == 0 => Poll::Pending,
       Poll::Pending => {
+        let Some(slow) = &this.slow else {
+          return Poll::Pending;
+        };
         let due = this.due();
         let timer = this
           .timer
@@ -90,7 +98,7 @@ where
           timer.as_mut().reset(due);
         }
         if timer.as_mut().poll(cx).is_ready() {
-          this.slow.store(true, Ordering::SeqCst);
+          slow.store(true, Ordering::SeqCst);
           return Poll::Ready(Some(Err(Box::new(BodyTooSlow { rate: this.rate }))));
         }
         Poll::Pending
