@@ -116,18 +116,7 @@ fn main() -> anyhow::Result<()> {
   let cli = Cli::parse();
   let _log = edge::internals::logging::init(cli.log_format);
   let (source, watch) = match cli.command {
-    Command::Serve { config, threads, watch } => {
-      let supervised = std::env::var_os(supervisor::CHILD_ENV).is_some();
-      let c = Config::load(&config)?;
-      if c.runtime.processes > 1 && !supervised {
-        c.validate()?;
-        if watch {
-          tracing::warn!("--watch is not followed with runtime.processes > 1: send SIGHUP to reload");
-        }
-        return supervisor::run(&c, &config, threads);
-      }
-      (Source::File { path: config, threads }, watch)
-    }
+    Command::Serve { config, threads, watch } => (Source::File { path: config, threads }, watch),
     Command::Dev {
       main,
       port,
@@ -144,15 +133,25 @@ fn main() -> anyhow::Result<()> {
   if config.listen.http.is_none() && config.listen.https.is_none() {
     anyhow::bail!("{}: listen: set listen.http, listen.https or both", config.origin);
   }
+  // A process of a supervisor: its listeners are handed down.
+  let inherited = supervisor::inherited_listeners();
+  let supervised = inherited.is_some();
+  if let (Source::File { path, threads }, false) = (&source, supervised) {
+    if config.runtime.processes > 1 {
+      config.validate()?;
+      if watch {
+        tracing::warn!("--watch is not followed with runtime.processes > 1: send SIGHUP to reload");
+      }
+      return supervisor::run(&config, path, *threads);
+    }
+  }
   let drain_timeout = Duration::from_secs(config.server.drain_timeout_s);
   let mut stamp = source.stamp(&config);
   let mut last = config.clone();
-  let engine = match supervisor::inherited_listeners() {
-    // A process of a supervisor: its listeners are handed down.
+  let engine = match inherited {
     Some((http, https)) => Engine::builder(config).listeners(http, https).start()?,
     None => Engine::start(config)?,
   };
-  let supervised = std::env::var_os(supervisor::CHILD_ENV).is_some();
   if let Some(a) = engine.http_addr() {
     tracing::info!("listening on http://{a}");
   }

@@ -104,7 +104,12 @@ impl Resolve for PublicOnlyResolver {
     Box::pin(async move {
       let host = name.as_str().to_string();
       let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-      let public: Vec<SocketAddr> = addrs.iter().copied().filter(|a| !is_refused(a.ip())).collect();
+      let own = own_addresses();
+      let public: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| !edge_core::addr::is_refused(a.ip(), &own))
+        .collect();
       if public.is_empty() && !addrs.is_empty() {
         return Err(std::io::Error::new(
           std::io::ErrorKind::PermissionDenied,

@@ -48,10 +48,8 @@ pub fn check(parts: &Parts, limits: &DoorLimits) -> Result<Head, RequestError> {
   // RFC 9112 6.1: a transfer coding the server does not understand is
   // 501. hyper takes `gzip, chunked` as chunked and would hand the worker
   // gzip it never decodes.
-  let codings = parts.headers.get_all(header::TRANSFER_ENCODING);
-  if parts.headers.contains_key(header::TRANSFER_ENCODING)
-    && !edge_core::head::only_chunked(codings.iter().map(|v| v.as_bytes()))
-  {
+  let mut codings = parts.headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
+  if codings.peek().is_some() && !edge_core::head::only_chunked(codings.map(|v| v.as_bytes())) {
     return Err(RequestError::Unsupported {
       what: "a transfer coding other than chunked",
     });
