@@ -5,14 +5,17 @@
 //! routed by. Sizes: a head over 64 KiB is 431, a header line over 16 KiB
 //! 431, a request line over 16 KiB 414. Framing and methods: a transfer
 //! coding other than chunked and CONNECT are 501; `OPTIONS *` is the
-//! server's to answer.
+//! server's to answer. Line endings: a bare LF in an HTTP/1.1 head or
+//! trailer is 400, bodies hold any bytes, HTTP/2 is left alone.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{self_signed, tls_connect, Fixture};
 
-const WORKER: &str = "export default { fetch(req) { return new Response('url ' + req.url) } }";
+const WORKER: &str = "export default { async fetch(req) { \
+  const body = await req.text(); \
+  return new Response('url ' + req.url + (body ? ' body ' + JSON.stringify(body) : '')) } }";
 
 fn engine(f: &Fixture) -> (edge::Engine, String) {
   let (cert, key, _) = self_signed(&["*.w.test"]);
@@ -182,4 +185,113 @@ async fn heads_too_large_unknown_codings_and_connect_are_refused() {
   assert!(!res.contains("url "), "{res}");
   let res = plain(addr, &format!("GET * HTTP/1.1\r\n{host}")).await;
   assert!(status(&res) == 400 || status(&res) == 501, "{res}");
+}
+
+/// Writes `bytes` on a fresh connection and reads until the server closes.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, bytes: &[u8]) -> String {
+  s.write_all(bytes).await.unwrap();
+  let mut got = Vec::new();
+  let _ = s.read_to_end(&mut got).await;
+  String::from_utf8_lossy(&got).into_owned()
+}
+
+fn statuses(res: &str) -> Vec<u16> {
+  res
+    .match_indices("HTTP/1.1 ")
+    .filter_map(|(i, _)| res[i + 9..i + 12].parse().ok())
+    .collect()
+}
+
+#[tokio::test]
+async fn a_bare_lf_in_a_head_or_trailer_is_400_and_bodies_hold_any_bytes() {
+  let f = Fixture::new();
+  let (e, cert) = engine(&f);
+  let addr = e.http_addr().unwrap();
+  let tcp = || async { TcpStream::connect(addr).await.unwrap() };
+  for bad in [
+    "GET / HTTP/1.1\nhost: x.w.test\r\n\r\n",
+    "GET / HTTP/1.1\r\nhost: x.w.test\n\r\n",
+    "GET / HTTP/1.1\r\nhost: x.w.test\r\n\n",
+    "GET / HTTP/1.1\nhost: x.w.test\n\n",
+    "\nGET / HTTP/1.1\r\nhost: x.w.test\r\n\r\n",
+  ] {
+    let res = exchange(tcp().await, bad.as_bytes()).await;
+    assert_eq!(statuses(&res), [400], "{bad:?}: {res}");
+  }
+  // Pipelined: bodies with bare LFs (sized and chunked) reach the worker
+  // as sent; the request after them with a bare LF is refused alone.
+  let pipelined = "POST /1 HTTP/1.1\r\nhost: x.w.test\r\ncontent-length: 5\r\n\r\na\nb\n\n\
+     POST /2 HTTP/1.1\r\nhost: x.w.test\r\ntransfer-encoding: chunked\r\n\r\n\
+     3\r\n\n\n\n\r\n0\r\nx-trailer: 1\r\n\r\n\
+     GET /3 HTTP/1.1\r\nhost: x.w.test\r\n\r\n\
+     GET /4 HTTP/1.1\r\nhost: x.w.test\nx: y\r\n\r\n\
+     GET /5 HTTP/1.1\r\nhost: x.w.test\r\n\r\n";
+  let res = exchange(tcp().await, pipelined.as_bytes()).await;
+  assert_eq!(statuses(&res), [200, 200, 200, 400], "{res}");
+  assert!(res.contains(r#"url http://x.w.test/1 body "a\nb\n\n""#), "{res}");
+  assert!(res.contains(r#"url http://x.w.test/2 body "\n\n\n""#), "{res}");
+  assert!(res.contains("url http://x.w.test/3"), "{res}");
+  assert!(!res.contains("/5"), "{res}");
+  // A trailer line ended by a bare LF.
+  let res = exchange(
+    tcp().await,
+    b"POST / HTTP/1.1\r\nhost: x.w.test\r\ntransfer-encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nt: 1\nu: 2\r\n\r\n",
+  )
+  .await;
+  assert!(!res.contains("HTTP/1.1 200"), "{res}");
+  // Over TLS too.
+  let tls = tls_connect(
+    e.https_addr().unwrap(),
+    Some("x.w.test"),
+    std::slice::from_ref(&cert),
+    &[b"http/1.1"],
+  )
+  .await
+  .unwrap();
+  let res = exchange(tls, b"GET / HTTP/1.1\r\nhost: x.w.test\n\r\n").await;
+  assert_eq!(statuses(&res), [400], "{res}");
+  let metrics = e.metrics_text();
+  assert!(metrics.contains("edge_bare_lf_refused_total 8"), "{metrics}");
+  // HTTP/2 with prior knowledge on the plain port: its frames hold bare
+  // LFs (a body of them here) and pass untouched.
+  let (mut send, conn) = hyper::client::conn::http2::handshake(
+    hyper_util::rt::TokioExecutor::new(),
+    hyper_util::rt::TokioIo::new(tcp().await),
+  )
+  .await
+  .unwrap();
+  tokio::spawn(conn);
+  let req = http::Request::post("http://x.w.test/h2")
+    .body(http_body_util::Full::new(bytes::Bytes::from_static(b"\n\n\nz\n")))
+    .unwrap();
+  let got = send.send_request(req).await.unwrap();
+  assert_eq!(got.status(), 200);
+  let body = http_body_util::BodyExt::collect(got.into_body())
+    .await
+    .unwrap()
+    .to_bytes();
+  assert_eq!(&body[..], br#"url http://x.w.test/h2 body "\n\n\nz\n""#);
+}
+
+#[tokio::test]
+async fn allow_bare_lf_accepts_them() {
+  let f = Fixture::new();
+  f.file("w.js", WORKER);
+  let e = f.start(
+    r#"
+[listen]
+http = "127.0.0.1:0"
+[server]
+allow_bare_lf = true
+[runtime]
+threads = 1
+[[worker]]
+name = "w"
+main = "w.js"
+routes = ["*.w.test"]
+"#,
+  );
+  let tcp = TcpStream::connect(e.http_addr().unwrap()).await.unwrap();
+  let res = exchange(tcp, b"GET / HTTP/1.1\nhost: x.w.test\nconnection: close\n\n").await;
+  assert_eq!(statuses(&res), [200], "{res}");
 }

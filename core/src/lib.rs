@@ -6,6 +6,7 @@
 //! - [`host`]: request authorities, host names, ports, route and
 //!   certificate patterns.
 //! - [`head`]: request head checks (transfer codings).
+//! - [`framing`]: strict line endings on an HTTP/1.1 connection.
 //! - [`names`]: worker names and module paths.
 //! - [`routes`]: the host-to-worker table (exact, wildcard, catch-all).
 //! - [`limits`]: a worker's limits and the typed outcome of hitting one.
@@ -19,6 +20,7 @@ pub mod abuse;
 pub mod addr;
 pub mod bucket;
 pub mod counters;
+pub mod framing;
 pub mod head;
 pub mod host;
 pub mod json;

@@ -141,6 +141,9 @@ pub struct ServerConfig {
   /// below (past it: 408); 0: no minimum.
   pub min_body_bytes_per_s: u64,
   pub body_rate_grace_s: u64,
+  /// HTTP/1.1 heads and trailers whose lines end in a bare LF (no CR) are
+  /// accepted (RFC 9112 2.2 allows it); off: they are 400.
+  pub allow_bare_lf: bool,
 }
 
 impl Default for ServerConfig {
@@ -158,6 +161,7 @@ impl Default for ServerConfig {
       send_timeout_s: d.send_timeout.as_secs(),
       min_body_bytes_per_s: d.min_body_rate,
       body_rate_grace_s: d.body_rate_grace.as_secs(),
+      allow_bare_lf: !d.strict_lines,
     }
   }
 }
@@ -182,6 +186,8 @@ pub struct DoorLimits {
   /// Bytes a second a request body must average after its grace (0: any).
   pub min_body_rate: u64,
   pub body_rate_grace: Duration,
+  /// HTTP/1.1 lines must end in CRLF (`edge_core::framing`).
+  pub strict_lines: bool,
 }
 
 impl Default for DoorLimits {
@@ -197,6 +203,7 @@ impl Default for DoorLimits {
       send_timeout: Duration::from_secs(30),
       min_body_rate: 240,
       body_rate_grace: Duration::from_secs(5),
+      strict_lines: true,
     }
   }
 }
@@ -227,6 +234,7 @@ impl ServerConfig {
       send_timeout: Duration::from_secs(self.send_timeout_s),
       min_body_rate: self.min_body_bytes_per_s,
       body_rate_grace: Duration::from_secs(self.body_rate_grace_s),
+      strict_lines: !self.allow_bare_lf,
     }
   }
 }

@@ -1,9 +1,11 @@
 //! A request head as a parser lets it through (httparse, hyper's), then
 //! the front door's checks: no panics; an authority that passes has only
 //! name characters and parses again to itself; Transfer-Encoding values of
-//! any bytes are judged.
+//! any bytes are judged; the strict line follower gives the same verdict
+//! however the bytes are cut, and refuses only at an LF.
 #![no_main]
 
+use edge_core::framing::{Feed, StrictLines};
 use edge_core::head::only_chunked;
 use edge_core::host::Authority;
 use libfuzzer_sys::fuzz_target;
@@ -21,7 +23,30 @@ fn check_authority(s: &str) {
   }
 }
 
+/// The refusal (an index into `data`) when fed whole and cut in two.
+fn check_lines(data: &[u8]) {
+  let verdict = |parts: &[&[u8]]| {
+    let mut s = StrictLines::new();
+    let mut at = 0;
+    for p in parts {
+      match s.feed(p) {
+        Feed::Refuse(i) => return Some(at + i),
+        Feed::Other => return None,
+        Feed::Go => at += p.len(),
+      }
+    }
+    None
+  };
+  let whole = verdict(&[data]);
+  if let Some(i) = whole {
+    assert_eq!(data[i], b'\n', "refused at a byte not an LF: {i}");
+  }
+  let cut = data.first().map_or(0, |b| *b as usize % (data.len() + 1));
+  assert_eq!(verdict(&[&data[..cut], &data[cut..]]), whole, "cut at {cut}");
+}
+
 fuzz_target!(|data: &[u8]| {
+  check_lines(data);
   if let Ok(s) = std::str::from_utf8(data) {
     check_authority(s);
   }

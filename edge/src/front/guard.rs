@@ -2,7 +2,7 @@
 //! all and per client address) checked at accept, and the timeouts of a
 //! connection that does nothing (a TLS handshake that never ends, a client
 //! that never sends its request or its next one, or that stops reading
-//! what it is sent).
+//! what it is sent), and strict HTTP/1.1 line endings.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use edge_core::framing::{Feed, StrictLines};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
@@ -158,7 +159,25 @@ pub struct Watched<I> {
   /// Armed when a write could not go on, disarmed when one did.
   stall: Option<Pin<Box<tokio::time::Sleep>>>,
   stats: Arc<Stats>,
+  /// Follows an HTTP/1.1 client's bytes for bare LFs.
+  lines: Lines,
 }
+
+/// The line-ending check of a connection.
+enum Lines {
+  /// HTTP/2, or `server.allow_bare_lf`.
+  Off,
+  On(Box<StrictLines>),
+  /// A bare LF was found: this much of [`REFUSED`] was handed to hyper in
+  /// its place; the client's bytes after it never are.
+  Refused(usize),
+}
+
+/// What hyper reads in place of a bare LF and all that follows: a NUL,
+/// which no request line, header or trailer may hold (httparse refuses it:
+/// hyper answers 400 and closes), and an end of head, so that hyper parses
+/// at once instead of waiting for one.
+const REFUSED: &[u8] = b"\0\r\n\r\n";
 
 impl<I> Watched<I> {
   pub fn new(inner: I, activity: Rc<Activity>, send_timeout: Duration, stats: Arc<Stats>) -> Self {
@@ -168,7 +187,15 @@ impl<I> Watched<I> {
       send_timeout,
       stall: None,
       stats,
+      lines: Lines::Off,
     }
+  }
+
+  /// Refuses HTTP/1.1 heads and trailers with a bare LF (400, see
+  /// [`REFUSED`]). HTTP/2 (its preface) is left alone.
+  pub fn strict_lines(mut self) -> Self {
+    self.lines = Lines::On(Box::default());
+    self
   }
 
   /// A write's (or flush's) outcome, with the send timeout: pending ones
@@ -201,10 +228,30 @@ impl<I> Watched<I> {
 
 impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
   fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    if let Lines::Refused(sent) = &mut self.lines {
+      // The rest of the stand-in, then the end of the stream.
+      let n = (REFUSED.len() - *sent).min(buf.remaining());
+      buf.put_slice(&REFUSED[*sent..*sent + n]);
+      *sent += n;
+      return Poll::Ready(Ok(()));
+    }
     let before = buf.filled().len();
     let r = Pin::new(&mut self.inner).poll_read(cx, buf);
     if buf.filled().len() > before {
       self.activity.touch();
+      if let Lines::On(lines) = &mut self.lines {
+        match lines.feed(&buf.filled()[before..]) {
+          Feed::Go => {}
+          Feed::Other => self.lines = Lines::Off,
+          Feed::Refuse(i) => {
+            buf.set_filled(before + i);
+            let n = REFUSED.len().min(buf.remaining());
+            buf.put_slice(&REFUSED[..n]);
+            self.lines = Lines::Refused(n);
+            self.stats.bare_lf.inc();
+          }
+        }
+      }
     }
     r
   }

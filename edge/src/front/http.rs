@@ -57,7 +57,10 @@ pub async fn serve_tcp(door: Rc<FrontDoor>, tcp: TcpStream, peer: SocketAddr, tl
       peer,
       activity: activity.clone(),
     };
-    let io = Watched::new(tcp, activity, door.view.door.send_timeout, door.view.stats.clone());
+    let mut io = Watched::new(tcp, activity, door.view.door.send_timeout, door.view.stats.clone());
+    if door.view.door.strict_lines {
+      io = io.strict_lines();
+    }
     serve_http(door, io, conn, false).await;
     return;
   }
@@ -80,7 +83,10 @@ pub async fn serve_tcp(door: Rc<FrontDoor>, tcp: TcpStream, peer: SocketAddr, tl
         peer,
         activity: activity.clone(),
       };
-      let io = Watched::new(acc.stream, activity, door.view.door.send_timeout, stats);
+      let mut io = Watched::new(acc.stream, activity, door.view.door.send_timeout, stats);
+      if door.view.door.strict_lines && !acc.h2 {
+        io = io.strict_lines();
+      }
       serve_http(door, io, conn, acc.h2).await;
     }
     Ok(Err(e)) => {

@@ -16,7 +16,13 @@ type WorkerValue = fn(&crate::obs::stats::WorkerStats) -> f64;
 pub fn render(stats: &Stats) -> String {
   let mut out = String::with_capacity(4096 + stats.workers.len() * 4096);
   let o = &mut out;
-  let node: [(&str, &str, &str, f64); 20] = [
+  let node: [(&str, &str, &str, f64); 21] = [
+    (
+      "edge_bare_lf_refused_total",
+      "counter",
+      "HTTP/1.1 requests refused with 400: a line of their head or trailers ended in a bare LF.",
+      stats.bare_lf.get() as f64,
+    ),
     (
       "edge_send_timeouts_total",
       "counter",

@@ -61,6 +61,8 @@ pub struct Stats {
   /// `min_body_bytes_per_s`.
   pub send_timeouts: Counter,
   pub slow_bodies: Counter,
+  /// HTTP/1.1 requests refused (400) for a line ended by a bare LF.
+  pub bare_lf: Counter,
   /// Requests refused at the front door for having come through
   /// `MAX_HOPS` workers already (a loop).
   pub loops_refused: Counter,
