@@ -388,6 +388,55 @@ async fn a_process_past_its_memory_share_is_replaced() {
   }
 }
 
+// An isolate whose one step of V8 needs more heap than its budget plus
+// runtime.heap_slack_mb (toUpperCase of 2^28 characters: a 256 MiB
+// string in one allocation, at a 64 MiB budget and 64 MiB of slack) is
+// not given it: V8 ends that process, the supervisor replaces it, the
+// other process serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_past_the_heap_slack_ends_only_its_process() {
+  let f = Fixture::new();
+  f.file(
+    "a/index.js",
+    "export default { fetch(req) { if (new URL(req.url).pathname === '/split') { 'x'.repeat(2 ** 28).toUpperCase(); } return new Response('ok') } }",
+  );
+  f.file(
+    "edge.toml",
+    SUPERVISED
+      .replace("{runtime}", "heap_slack_mb = 64")
+      .replace("memory_mb = 2048", "memory_mb = 64")
+      .replace("cpu_ms = 50", "cpu_ms = 20000"),
+  );
+  let mut s = Server::start(&f, &[]);
+  let addr = s.addr;
+  s.wait_for("supervising 2 processes");
+  eventually(addr, "a.test", "ok").await;
+  let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+  let by = bystander(addr, stop.clone());
+  let split = tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(30), get_raw(addr, "/split")).await });
+  // (A console line of the request could be lost with its process: the
+  // log is written by another thread.)
+  let since = Instant::now();
+  let line = s.wait_for("runtime.heap_slack_mb");
+  assert!(line.contains(r#"worker "a""#), "{line}");
+  s.wait_for("process ended");
+  s.wait_for("process started");
+  let replaced_after = since.elapsed();
+  assert!(matches!(split.await.unwrap(), Ok(Err(_))), "the split was answered");
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  stop.store(true, std::sync::atomic::Ordering::SeqCst);
+  let (ok, failed) = by.await.unwrap();
+  assert!(
+    replaced_after < Duration::from_secs(3),
+    "replaced after {replaced_after:?}"
+  );
+  assert!(ok > 5, "the other process answered {ok} times");
+  assert!(failed <= 2, "{failed} bystander requests failed ({ok} answered)");
+  for _ in 0..10 {
+    assert_eq!(get(addr, "a.test", "/").await.body, "ok");
+  }
+}
+
 /// One GET on a fresh connection; an error if the connection ends first.
 async fn get_raw(addr: SocketAddr, path: &str) -> Result<crate::support::Got, String> {
   let mut c = crate::support::H1::connect(addr).await;

@@ -91,6 +91,10 @@ pub struct RuntimeConfig {
   /// The node's memory ceiling in MiB, shared evenly by the processes;
   /// 0: the machine's or its cgroup's memory, less a tenth.
   pub max_memory_mb: u64,
+  /// Heap an isolate may use past its `memory_mb` while V8 finishes the
+  /// step it is in, once the script has been told to stop; a step that
+  /// needs more ends the process (replaced by the supervisor).
+  pub heap_slack_mb: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -107,6 +111,7 @@ impl Default for RuntimeConfig {
       code_cache_dir: None,
       processes: 1,
       max_memory_mb: 0,
+      heap_slack_mb: js_api::DEFAULT_HEAP_SLACK >> 20,
     }
   }
 }
@@ -442,6 +447,9 @@ impl Config {
     }
     if self.runtime.idle_timeout_s == 0 {
       return Err(self.invalid("runtime.idle_timeout_s", "must be at least 1"));
+    }
+    if !(64..=65536).contains(&self.runtime.heap_slack_mb) {
+      return Err(self.invalid("runtime.heap_slack_mb", "must be 64-65536"));
     }
     if !(1..=64).contains(&self.runtime.processes) {
       return Err(self.invalid("runtime.processes", "must be 1-64"));

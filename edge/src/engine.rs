@@ -446,6 +446,7 @@ impl Drop for Engine {
 fn isolate_config(config: &Config) -> Result<IsolateConfig, StartError> {
   let mut ic = IsolateConfig {
     memory_limit_bytes: config.default_limits().memory_bytes,
+    heap_slack_bytes: config.runtime.heap_slack_mb << 20,
     ..Default::default()
   };
   if !config.fetch.ca_files.is_empty() {

@@ -26,7 +26,7 @@ pub use ext::body::{BodyTooLarge, BoxError, RequestBody};
 pub use ext::{hops_of, LogSink, WorkerLogContext, HOP_HEADER, MAX_LOG_LINE};
 pub use loader::{CodeCacheStore, ModuleSource, WorkerCode};
 pub use net::NetPolicy;
-pub use runtime::{Isolate, IsolateConfig, IsolateStopper};
+pub use runtime::{Isolate, IsolateConfig, IsolateStopper, DEFAULT_HEAP_SLACK};
 pub use shares::CpuShares;
 
 /// Sets process-wide V8 flags and the TLS crypto provider of subrequests;

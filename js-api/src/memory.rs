@@ -39,6 +39,9 @@ pub struct MemoryBudget {
   /// A check is asked for and has not run yet (one at a time).
   check_asked: AtomicBool,
   handle: OnceLock<v8::IsolateHandle>,
+  /// The worker the isolate is bound to (for the log line of a process
+  /// that V8 ends).
+  owner: OnceLock<Arc<str>>,
 }
 
 impl MemoryBudget {
@@ -53,7 +56,16 @@ impl MemoryBudget {
       refused: AtomicUsize::new(0),
       check_asked: AtomicBool::new(false),
       handle: OnceLock::new(),
+      owner: OnceLock::new(),
     })
+  }
+
+  pub(crate) fn set_owner(&self, worker: &Arc<str>) {
+    let _ = self.owner.set(worker.clone());
+  }
+
+  pub(crate) fn owner(&self) -> Option<&str> {
+    self.owner.get().map(|s| &**s)
   }
 
   pub(crate) fn set_handle(&self, h: v8::IsolateHandle) {

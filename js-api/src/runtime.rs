@@ -30,6 +30,10 @@ const HEAP_SAMPLE_EVERY: u32 = 32;
 pub struct IsolateConfig {
   /// Memory budget of an isolate: V8 heap plus ArrayBuffers, in bytes.
   pub memory_limit_bytes: usize,
+  /// Heap V8 may use past the budget to finish the step it is in once the
+  /// script has been told to stop (one builtin can allocate up to about a
+  /// gigabyte at once); past budget plus slack, V8 ends the process.
+  pub heap_slack_bytes: usize,
   /// `user-agent` of subrequests.
   pub user_agent: String,
   /// Roots trusted by subrequests over HTTPS; `None`: the Mozilla roots.
@@ -40,6 +44,7 @@ impl Default for IsolateConfig {
   fn default() -> Self {
     Self {
       memory_limit_bytes: 128 << 20,
+      heap_slack_bytes: DEFAULT_HEAP_SLACK,
       user_agent: "edge-worker".into(),
       root_certs: None,
     }
@@ -151,7 +156,7 @@ impl<F: std::future::Future> std::future::Future for EnterEachPoll<F> {
 
 /// Heap V8 may use past an isolate's budget once the script has been told
 /// to stop (see the near-heap-limit callback in [`Isolate::new`]).
-const OOM_HEADROOM: usize = 2 << 30;
+pub const DEFAULT_HEAP_SLACK: usize = 2 << 30;
 
 impl Isolate {
   /// Makes a blank isolate from the startup snapshot (about 2-3 ms).
@@ -186,15 +191,30 @@ impl Isolate {
     memory.set_handle(handle.clone());
     {
       let memory = memory.clone();
+      let ceiling = config.memory_limit_bytes.saturating_add(config.heap_slack_bytes);
       rt.add_near_heap_limit_callback(move |current, _initial| {
-        // Stop the script, and give V8 room to finish what it is doing
-        // until the termination lands: one allocation of up to a
-        // gigabyte (`"x".repeat(2 ** 27).split("")`), or a builtin that
-        // allocates as it goes. The caller drops the isolate afterwards.
-        // Not raising the limit enough would abort the whole process.
-        // (V8's heap limit is the budget less the young generation.)
+        // Stop the script (again, each time V8 comes here: until the
+        // termination lands), and give V8 room to finish what it is doing
+        // meanwhile: one allocation of up to a gigabyte
+        // (`"x".repeat(1e8).split("")`), or a builtin that allocates as
+        // it goes. The caller drops the isolate afterwards. The room is
+        // the slack once, never more: a step that needs more than that
+        // ends the process when V8 finds no room (the supervisor, with
+        // `runtime.processes` > 1, replaces it while the others serve).
         memory.exceed(current.max(memory.limit()));
-        current.saturating_mul(2).max(current.saturating_add(OOM_HEADROOM))
+        if current < ceiling {
+          return ceiling;
+        }
+        // Written straight to stderr: V8 ends the process on return, before
+        // a buffered log line would be written.
+        eprintln!(
+          "edge: worker {:?}: an isolate needs more heap than its memory budget ({} MiB) plus \
+           runtime.heap_slack_mb ({} MiB) in one step of V8 that no termination stops: V8 ends the process",
+          memory.owner().unwrap_or("(none)"),
+          memory.limit() >> 20,
+          (ceiling - memory.limit()) >> 20
+        );
+        current
       });
     }
     let account: Arc<dyn crate::ext::ops::WasmMemoryAccount> = memory.clone();
@@ -397,6 +417,7 @@ impl Isolate {
       .get_module_namespace(id)
       .map_err(|e| JsApiError::from_core(e, true))?;
     self.call_bind(ns, &code, max_subrequests)?;
+    self.stopper.memory.set_owner(&code.name);
     self.worker = Some(code);
     Ok(())
   }
