@@ -7,6 +7,7 @@ mod builtins;
 mod codec;
 mod concurrency;
 mod config;
+mod conformance;
 mod fetch;
 mod front_door;
 mod head;

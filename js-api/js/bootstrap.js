@@ -36,6 +36,9 @@ const {
   ObjectKeys,
   ReflectConstruct,
   RangeError,
+  ArrayBufferIsView,
+  ArrayBufferPrototype,
+  Uint8Array,
 } = primordials;
 
 const {
@@ -79,6 +82,43 @@ const url = load("ext:deno_web/00_url.js");
 const urlPattern = load("ext:deno_web/01_urlpattern.js");
 const consoleMod = load("ext:deno_web/01_console.js");
 const { DOMException } = load("ext:deno_web/01_dom_exception.js");
+
+// Errors raised in Rust by the deno ext crates reach JS through
+// `core.buildCustomError(className, message)`, which builds only classes
+// an embedder registered (Deno's runtime does; a class nobody registered
+// came out as a thrown `undefined`). deno_web, deno_crypto and deno_fetch
+// name DOMExceptions `DOMException<name>`: each becomes the DOMException
+// the spec names (WebCrypto's OperationError, DataError, ...). The
+// io-error classes (`NotFound`, `ConnectionRefused`, ...; deno_error maps
+// std::io::ErrorKind to them) become an Error of that name. (Deno.core is
+// frozen, so no fallback can be put in: a test lists every class the
+// crates' sources name and fails on one missing here.)
+for (
+  const name of new SafeArrayIterator([
+    "AbortError", "DataCloneError", "DataError", "EncodingError", "IndexSizeError",
+    "InvalidAccessError", "InvalidCharacterError", "InvalidModificationError",
+    "InvalidStateError", "NetworkError", "NotAllowedError", "NotFoundError",
+    "NotReadableError", "NotSupportedError", "OperationError", "QuotaExceededError",
+    "SecurityError", "SyntaxError", "TimeoutError", "TypeMismatchError",
+  ])
+) {
+  core.registerErrorBuilder(`DOMException${name}`, (msg) => new DOMException(msg, name));
+}
+for (
+  const name of new SafeArrayIterator([
+    "AddrInUse", "AddrNotAvailable", "AlreadyExists", "BrokenPipe", "Busy",
+    "ConnectionAborted", "ConnectionRefused", "ConnectionReset", "FilesystemLoop", "Http",
+    "InvalidData", "IsADirectory", "NetworkUnreachable", "NotADirectory", "NotConnected",
+    "NotFound", "NotSupported", "PermissionDenied", "TimedOut", "UnexpectedEof",
+    "WouldBlock", "WriteZero",
+  ])
+) {
+  core.registerErrorBuilder(name, (msg) => {
+    const e = new Error(msg);
+    e.name = name;
+    return e;
+  });
+}
 const event = load("ext:deno_web/02_event.js");
 const timers = load("ext:deno_web/02_timers.js");
 const abortSignal = load("ext:deno_web/03_abort_signal.js");
@@ -293,6 +333,38 @@ function installOffthreadCrypto() {
     ObjectDefineProperty(wrapped, "length", { value: orig.length });
     ObjectDefineProperty(proto, method, { value: wrapped, writable: true, enumerable: true, configurable: true });
   }
+}
+
+// crypto.subtle.timingSafeEqual(a, b), a Workers extension auth code uses:
+// whether two buffers hold the same bytes, in time that depends on their
+// length only (every byte is compared); a TypeError for buffers of
+// different lengths, as on workerd.
+function installTimingSafeEqual() {
+  const proto = cryptoMod.SubtleCrypto.prototype;
+  const bytesOf = (v, n) => {
+    if (ArrayBufferIsView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    if (ObjectPrototypeIsPrototypeOf(ArrayBufferPrototype, v)) return new Uint8Array(v);
+    throw new TypeError(
+      `Failed to execute 'timingSafeEqual' on 'SubtleCrypto': parameter ${n} is not of type 'ArrayBuffer or ArrayBufferView'.`,
+    );
+  };
+  const timingSafeEqual = {
+    timingSafeEqual(a, b) {
+      webidl.assertBranded(this, proto);
+      const x = bytesOf(a, 1);
+      const y = bytesOf(b, 2);
+      if (x.length !== y.length) throw new TypeError("Input buffers must have the same byte length");
+      let diff = 0;
+      for (let i = 0; i < x.length; i++) diff |= x[i] ^ y[i];
+      return diff === 0;
+    },
+  }.timingSafeEqual;
+  ObjectDefineProperty(proto, "timingSafeEqual", {
+    value: timingSafeEqual,
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  });
 }
 
 // ---- fetch, counted against the worker's subrequest limit per request.
@@ -765,6 +837,7 @@ function bind(ns, vars, maxSubrequests, longest = undefined) {
 function init() {
   installWasmMemoryAccounting();
   installOffthreadCrypto();
+  installTimingSafeEqual();
   performance.setTimeOrigin();
   event.setEventTargetData(globalThis);
   event.saveGlobalThisReference(globalThis);

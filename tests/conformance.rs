@@ -1,0 +1,198 @@
+//! Web platform behaviour a worker relies on, beside what workerd and the
+//! specs do: errors raised in Rust by the deno ext crates reach JS as the
+//! class the spec names.
+
+use crate::support::{Fixture, H1};
+
+fn engine(f: &Fixture, js: &str) -> edge::Engine {
+  f.file("w.js", js);
+  f.start("[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"w.test\"]\n")
+}
+
+/// Each case's error as `<constructor> <name>` (`DOMException
+/// OperationError`), one line per case.
+const ERRORS: &str = r#"
+const subtle = crypto.subtle;
+const cases = {
+  "aes-gcm tag": async () => {
+    const k = await subtle.generateKey({ name: "AES-GCM", length: 128 }, false, ["decrypt"]);
+    await subtle.decrypt({ name: "AES-GCM", iv: new Uint8Array(12) }, k, new Uint8Array(32));
+  },
+  "spki bytes": () => subtle.importKey("spki", new Uint8Array([1, 2, 3]), { name: "ECDSA", namedCurve: "P-256" }, true, ["verify"]),
+  "pkcs8 bytes": () => subtle.importKey("pkcs8", new Uint8Array(10), { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, true, ["sign"]),
+  "atob": () => atob("!"),
+  "fatal decode": () => new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array([0xff])),
+};
+export default {
+  async fetch() {
+    const out = [];
+    for (const [name, run] of Object.entries(cases)) {
+      let got = "no error";
+      try { await run(); } catch (e) {
+        got = e === undefined ? "undefined" : `${e instanceof DOMException ? "DOMException" : e.constructor.name} ${e.name}`;
+      }
+      out.push(`${name}: ${got}`);
+    }
+    return new Response(out.join("\n"));
+  },
+};
+"#;
+
+#[tokio::test]
+async fn errors_from_rust_are_the_classes_the_spec_names() {
+  let f = Fixture::new();
+  let e = engine(&f, ERRORS);
+  let got = H1::connect(e.http_addr().unwrap()).await.get("w.test", "/").await;
+  assert_eq!(got.status, 200, "{}", got.body);
+  assert_eq!(
+    got.body,
+    "aes-gcm tag: DOMException OperationError\n\
+     spki bytes: DOMException DataError\n\
+     pkcs8 bytes: DOMException DataError\n\
+     atob: DOMException InvalidCharacterError\n\
+     fatal decode: TypeError TypeError"
+  );
+}
+
+/// Every error class the deno crates in Cargo.lock raise by name (`#[class("X")]`,
+/// `JsErrorBox::new("X", ..)`, `"DOMExceptionX"`, deno_error's io classes)
+/// is registered by the bootstrap (or by deno_core itself): an upgrade that
+/// adds one fails here instead of throwing `undefined` in a worker.
+#[test]
+fn every_error_class_the_deno_crates_raise_is_registered() {
+  let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+  let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+  let bootstrap = std::fs::read_to_string(root.join("js-api/js/bootstrap.js")).unwrap();
+  let cargo_home = std::env::var_os("CARGO_HOME")
+    .map(std::path::PathBuf::from)
+    .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+  let registries: Vec<_> = std::fs::read_dir(cargo_home.join("registry/src"))
+    .expect("the cargo registry's sources")
+    .map(|e| e.unwrap().path())
+    .collect();
+  let mut classes = std::collections::BTreeSet::new();
+  let mut crates = 0;
+  let mut lines = lock.lines();
+  while let Some(line) = lines.next() {
+    let Some(name) = line.strip_prefix("name = \"deno_").and_then(|s| s.strip_suffix('"')) else {
+      continue;
+    };
+    let version = lines
+      .next()
+      .unwrap()
+      .trim_start_matches("version = \"")
+      .trim_end_matches('"');
+    let dir = format!("deno_{name}-{version}");
+    let Some(dir) = registries.iter().map(|r| r.join(&dir)).find(|d| d.is_dir()) else {
+      // (Platform crates cargo did not fetch here, e.g. Windows-only.)
+      continue;
+    };
+    crates += 1;
+    for file in rust_files(&dir) {
+      let text = std::fs::read_to_string(&file).unwrap_or_default();
+      for (open, close) in [
+        ("#[class(\"", "\")]"),
+        ("JsErrorBox::new(\"", "\""),
+        ("\"DOMException", "\""),
+      ] {
+        for (i, _) in text.match_indices(open) {
+          let rest = &text[i + open.len()..];
+          let Some(end) = rest.find(close) else { continue };
+          let name = &rest[..end];
+          if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphabetic()) {
+            let name = if open.starts_with("\"DOMException") {
+              format!("DOMException{name}")
+            } else {
+              name.to_string()
+            };
+            classes.insert(name);
+          }
+        }
+      }
+      if name == "error" && file.ends_with("lib.rs") {
+        for (i, _) in text.match_indices("=> \"") {
+          let rest = &text[i + 4..];
+          let name = &rest[..rest.find('"').unwrap()];
+          if name.starts_with(|c: char| c.is_ascii_uppercase()) && name.chars().all(|c| c.is_ascii_alphabetic()) {
+            classes.insert(name.to_string());
+          }
+        }
+      }
+    }
+  }
+  assert!(
+    crates >= 5,
+    "found the sources of only {crates} deno crates under {}",
+    cargo_home.display()
+  );
+  assert!(
+    classes.contains("DOMExceptionOperationError") && classes.contains("NotFound"),
+    "{classes:?}"
+  );
+  // deno_core registers these itself (01_core.js), and V8's own.
+  let by_core = [
+    "BadResource",
+    "Interrupted",
+    "NotCapable",
+    "Error",
+    "TypeError",
+    "RangeError",
+    "SyntaxError",
+    "URIError",
+    "ReferenceError",
+  ];
+  let missing: Vec<_> = classes
+    .iter()
+    .filter(|c| !by_core.contains(&c.as_str()))
+    .filter(|c| !bootstrap.contains(&format!("\"{}\"", c.strip_prefix("DOMException").unwrap_or(c))))
+    .collect();
+  assert!(
+    missing.is_empty(),
+    "error classes no builder is registered for (js-api/js/bootstrap.js): {missing:?}"
+  );
+}
+
+fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+  let mut out = Vec::new();
+  let mut dirs = vec![dir.to_path_buf()];
+  while let Some(d) = dirs.pop() {
+    for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+      let p = e.path();
+      if p.is_dir() {
+        dirs.push(p);
+      } else if p.extension().is_some_and(|x| x == "rs") {
+        out.push(p);
+      }
+    }
+  }
+  out
+}
+
+#[tokio::test]
+async fn timing_safe_equal_is_there_as_on_workers() {
+  let f = Fixture::new();
+  let e = engine(
+    &f,
+    r#"
+export default {
+  fetch() {
+    const s = crypto.subtle;
+    const enc = (t) => new TextEncoder().encode(t);
+    const err = (f) => { try { f(); return "no error"; } catch (e) { return e.constructor.name; } };
+    const out = [
+      s.timingSafeEqual(enc("secret"), enc("secret")),
+      s.timingSafeEqual(enc("secret"), enc("secreT")),
+      s.timingSafeEqual(enc("ab").buffer, new DataView(enc("xab").buffer, 1)),
+      s.timingSafeEqual(new ArrayBuffer(0), new Uint8Array(0)),
+      err(() => s.timingSafeEqual(enc("a"), enc("ab"))),
+      err(() => s.timingSafeEqual("a", "a")),
+      err(() => s.timingSafeEqual.call({}, enc("a"), enc("a"))),
+    ];
+    return new Response(out.join(" "));
+  },
+};
+"#,
+  );
+  let got = H1::connect(e.http_addr().unwrap()).await.get("w.test", "/").await;
+  assert_eq!(got.body, "true false true true TypeError TypeError TypeError");
+}
