@@ -196,3 +196,22 @@ export default {
   let got = H1::connect(e.http_addr().unwrap()).await.get("w.test", "/").await;
   assert_eq!(got.body, "true false true true TypeError TypeError TypeError");
 }
+
+// `FetchEvent.request` is an own property (workerd's too), so a wrapper
+// made with `Object.create(event)` reads it.
+#[tokio::test]
+async fn a_wrapped_fetch_event_still_has_its_request() {
+  let f = Fixture::new();
+  let e = engine(
+    &f,
+    r#"
+addEventListener("fetch", (event) => {
+  const wrapped = Object.create(event);
+  const own = Object.getOwnPropertyDescriptor(event, "request");
+  event.respondWith(new Response(`${new URL(wrapped.request.url).pathname} ${own.writable} ${event.request === wrapped.request}`));
+});
+"#,
+  );
+  let got = H1::connect(e.http_addr().unwrap()).await.get("w.test", "/p").await;
+  assert_eq!(got.body, "/p false true");
+}

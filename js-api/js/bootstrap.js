@@ -475,17 +475,16 @@ class ExecutionContext {
 }
 
 class FetchEvent extends event.Event {
-  #request;
   #ctx;
   #respond;
   constructor(type, init) {
     super(type, { cancelable: true });
-    this.#request = init.request;
+    // An own property, as on workerd: code that wraps the event
+    // (`Object.create(event)`, as @whatwg-node/server does) reads it
+    // through the prototype chain.
+    ObjectDefineProperty(this, "request", { value: init.request, enumerable: true });
     this.#ctx = init.ctx;
     this.#respond = init.respond;
-  }
-  get request() {
-    return this.#request;
   }
   respondWith(r) {
     if (this.#respond === null) {
