@@ -215,3 +215,132 @@ addEventListener("fetch", (event) => {
   let got = H1::connect(e.http_addr().unwrap()).await.get("w.test", "/p").await;
   assert_eq!(got.body, "/p false true");
 }
+
+/// GET `path` on a fresh connection: status, Content-Encoding, raw body.
+async fn raw_get(addr: std::net::SocketAddr, path: &str) -> (u16, Option<String>, Vec<u8>) {
+  let mut c = H1::connect(addr).await;
+  let req = hyper::Request::get(path)
+    .header("host", "w.test")
+    .body(crate::support::empty())
+    .unwrap();
+  let res = c.send(req).await;
+  let status = res.status().as_u16();
+  let coding = res
+    .headers()
+    .get("content-encoding")
+    .map(|v| v.to_str().unwrap().to_string());
+  let body = http_body_util::BodyExt::collect(res.into_body())
+    .await
+    .unwrap()
+    .to_bytes()
+    .to_vec();
+  (status, coding, body)
+}
+
+fn gunzip(b: &[u8]) -> String {
+  let mut out = String::new();
+  std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(b), &mut out).expect("a gzip body");
+  out
+}
+
+fn unbrotli(b: &[u8]) -> String {
+  let mut out = String::new();
+  std::io::Read::read_to_string(&mut brotli::Decompressor::new(b, 4096), &mut out).expect("a brotli body");
+  out
+}
+
+/// An origin answering every request with `text`, gzipped.
+async fn gzip_origin(text: &'static str) -> std::net::SocketAddr {
+  let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+  let addr = listener.local_addr().unwrap();
+  tokio::spawn(async move {
+    loop {
+      let Ok((tcp, _)) = listener.accept().await else { return };
+      tokio::spawn(async move {
+        let svc = hyper::service::service_fn(|_req: hyper::Request<hyper::body::Incoming>| async {
+          let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+          std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
+          Ok::<_, std::convert::Infallible>(
+            hyper::Response::builder()
+              .header("content-encoding", "gzip")
+              .body(http_body_util::Full::new(bytes::Bytes::from(gz.finish().unwrap())))
+              .unwrap(),
+          )
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+          .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+          .await;
+      });
+    }
+  });
+  addr
+}
+
+// A worker's `Content-Encoding: gzip` (or br) over a plain body: the
+// server encodes it, as workerd does; `encodeBody: "manual"` and a fetch()
+// answer are not encoded twice; no Content-Encoding, nothing done.
+#[tokio::test]
+async fn content_encoding_set_by_a_worker_is_applied_by_the_server() {
+  let origin = gzip_origin("from the origin, gzipped").await;
+  let f = Fixture::new();
+  f.file(
+    "w.js",
+    format!(
+      r#"
+const text = "hello edge ".repeat(2000);
+export default {{
+  async fetch(req) {{
+    const p = new URL(req.url).pathname;
+    if (p === "/gzip") return new Response(text, {{ headers: {{ "content-encoding": "gzip" }} }});
+    if (p === "/br") return new Response(text, {{ headers: {{ "Content-Encoding": "br" }} }});
+    if (p === "/stream") {{
+      const enc = new TextEncoder();
+      const body = new ReadableStream({{
+        async pull(c) {{
+          for (let i = 0; i < 50; i++) c.enqueue(enc.encode("chunk " + i + ";"));
+          c.close();
+        }},
+      }});
+      return new Response(body, {{ headers: {{ "content-encoding": "gzip" }} }});
+    }}
+    if (p === "/manual") {{
+      const gz = new Response(new Blob([text]).stream().pipeThrough(new CompressionStream("gzip")));
+      return new Response(await gz.arrayBuffer(), {{ encodeBody: "manual", headers: {{ "content-encoding": "gzip" }} }});
+    }}
+    if (p === "/proxy") return fetch("http://{origin}/");
+    if (p === "/rewrap") {{
+      const r = await fetch("http://{origin}/");
+      return new Response(r.body, r);
+    }}
+    return new Response(text);
+  }},
+}};
+"#
+    ),
+  );
+  let e = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"w.test\"]\nallow_private_network = true\n",
+  );
+  let addr = e.http_addr().unwrap();
+  let text = "hello edge ".repeat(2000);
+  let (status, coding, body) = raw_get(addr, "/gzip").await;
+  assert_eq!((status, coding.as_deref()), (200, Some("gzip")));
+  assert!(body.len() < text.len() / 10, "compressed to {} bytes", body.len());
+  assert_eq!(gunzip(&body), text);
+  let (_, coding, body) = raw_get(addr, "/br").await;
+  assert_eq!(coding.as_deref(), Some("br"));
+  assert_eq!(unbrotli(&body), text);
+  let (_, _, body) = raw_get(addr, "/stream").await;
+  let want: String = (0..50).map(|i| format!("chunk {i};")).collect();
+  assert_eq!(gunzip(&body), want);
+  let (_, coding, body) = raw_get(addr, "/manual").await;
+  assert_eq!(coding.as_deref(), Some("gzip"));
+  assert_eq!(gunzip(&body), text, "encoded once");
+  for path in ["/proxy", "/rewrap"] {
+    let (status, coding, body) = raw_get(addr, path).await;
+    assert_eq!((status, coding.as_deref()), (200, Some("gzip")), "{path}");
+    assert_eq!(gunzip(&body), "from the origin, gzipped", "{path}");
+  }
+  let (_, coding, body) = raw_get(addr, "/plain").await;
+  assert_eq!((coding, body), (None, text.into_bytes()));
+}

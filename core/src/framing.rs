@@ -57,7 +57,9 @@ pub struct StrictLines {
   prev_cr: bool,
   /// Lines of the head so far (not counting empty lines before it).
   lines: u32,
-  /// The line's first bytes (head lines only).
+  /// The line may be `Content-Length` or `Transfer-Encoding` (it starts
+  /// with `c` or `t`): its first bytes are kept in `kept`.
+  keeping: bool,
   kept: [u8; LINE_KEPT],
   /// Chunk size so far (`None` after an overflow) and whether its digits
   /// ended.
@@ -83,6 +85,7 @@ impl StrictLines {
       line_len: 0,
       prev_cr: false,
       lines: 0,
+      keeping: false,
       kept: [0; LINE_KEPT],
       chunk: Some(0),
       digits_done: false,
@@ -188,6 +191,13 @@ impl StrictLines {
       }
       return;
     }
+    if self.line_len == 0 {
+      // Most lines are neither framing header: nothing is copied.
+      self.keeping = matches!(part.first(), Some(b'c' | b'C' | b't' | b'T'));
+    }
+    if !self.keeping {
+      return;
+    }
     let from = self.line_len.min(LINE_KEPT);
     let n = part.len().min(LINE_KEPT - from);
     self.kept[from..from + n].copy_from_slice(&part[..n]);
@@ -237,7 +247,7 @@ impl StrictLines {
       }
       State::Head => {
         self.lines += 1;
-        self.lines == 1 || self.header(len)
+        self.lines == 1 || !std::mem::take(&mut self.keeping) || self.header(len)
       }
       State::ChunkSize => {
         self.state = match self.chunk {

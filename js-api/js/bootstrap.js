@@ -438,6 +438,31 @@ function installWasmMemoryAccounting() {
 // guards.js.
 installJsonParse(request.Request, response.Response);
 
+// ---- Response's `encodeBody` (a Workers extension). By default the server
+// encodes a body in the coding its Content-Encoding names (gzip, br), as
+// workerd does; `encodeBody: "manual"` says the body is encoded already.
+// The constructor is wrapped (the same prototype, statics inherited) to
+// note it.
+const kEncodeManual = Symbol("encodeBody manual");
+const ResponseCtor = (() => {
+  const Base = response.Response;
+  const Response = function Response(body = null, init = undefined) {
+    if (new.target === undefined) {
+      throw new TypeError("Failed to construct 'Response': Please use the 'new' operator.");
+    }
+    const r = ReflectConstruct(Base, [body, init], new.target);
+    if (init !== null && typeof init === "object" && init.encodeBody === "manual") {
+      r[kEncodeManual] = true;
+    }
+    return r;
+  };
+  Response.prototype = Base.prototype;
+  ObjectSetPrototypeOf(Response, Base);
+  ObjectDefineProperty(Base.prototype, "constructor", { value: Response, writable: true, configurable: true });
+  ObjectDefineProperty(Response, "length", { value: 0 });
+  return Response;
+})();
+
 // ---- the global scope: a ServiceWorkerGlobalScope-like EventTarget.
 class WorkerGlobalScope extends event.EventTarget {
   constructor() {
@@ -535,7 +560,7 @@ ObjectDefineProperties(globalThis, {
   ReadableStreamDefaultController: propNE(streams.ReadableStreamDefaultController),
   ReadableStreamDefaultReader: propNE(streams.ReadableStreamDefaultReader),
   Request: propNE(request.Request),
-  Response: propNE(response.Response),
+  Response: propNE(ResponseCtor),
   SubtleCrypto: propNE(cryptoMod.SubtleCrypto),
   TextDecoder: propNE(encoding.TextDecoder),
   TextDecoderStream: propNE(encoding.TextDecoderStream),
@@ -700,7 +725,9 @@ function serialize(res, state) {
       out = s.body;
     }
   }
-  return [inner.status, inner.headerList, out, done];
+  // Already encoded: said so, or a fetch() response that was not decoded.
+  const encoded = res[kEncodeManual] === true || (inner.urlList.length > 0 && !inner.bodyDecoded);
+  return [inner.status, inner.headerList, out, done, encoded];
 }
 
 function waitUntilDone(state) {

@@ -30,6 +30,10 @@ pub struct JsResponse {
   pub body: JsBody,
   /// Settles when the request's `ctx.waitUntil` work is done.
   pub wait_until: Option<v8::Global<v8::Promise>>,
+  /// The body is already in the coding its `Content-Encoding` names
+  /// (`encodeBody: "manual"`, or a fetch() response passed on undecoded);
+  /// otherwise the server applies that coding (gzip, br) as it sends it.
+  pub encoded: bool,
 }
 
 pub enum JsBody {
@@ -133,7 +137,7 @@ fn exception(message: &str) -> JsException {
   }
 }
 
-/// Reads `[status, headerList|null, body, waitUntil]` or the error tuple
+/// Reads `[status, headerList|null, body, waitUntil, encoded?]` or the error tuple
 /// `[-1, message, stack]` (see `serialize` in bootstrap.js).
 fn read_tuple(
   scope: &mut v8::PinScope,
@@ -207,11 +211,13 @@ fn read_tuple(
   let wait_until = wait
     .and_then(|w| v8::Local::<v8::Promise>::try_from(w).ok())
     .map(|p| v8::Global::new(scope, p));
+  let encoded = arr.length() > 4 && arr.get_index(scope, 4).is_some_and(|v| v.is_true());
   Ok(JsResponse {
     status,
     headers,
     body,
     wait_until,
+    encoded,
   })
 }
 

@@ -13,6 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use js_api::{BodyTooLarge, RequestBody, ResponseStream};
 use tokio::sync::mpsc;
 
+use super::encode::{Coding, Encoder, PIECE};
 use crate::obs::logging::AccessLine;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -25,6 +26,16 @@ enum Kind {
   Stream(Box<ResponseStream>, Option<Box<StreamEnd>>),
   /// Made on another thread (the quarantine lane).
   Sent(SendBody, Option<Box<StreamEnd>>),
+  /// Compressed by the server on the way out.
+  Encoded(Box<Encoded>),
+}
+
+/// A body and its compressor: the input is taken a piece at a time.
+struct Encoded {
+  inner: EdgeBody,
+  /// `None` once the encoded body has ended.
+  encoder: Option<Encoder>,
+  pending: Bytes,
 }
 
 /// Written when a streamed body ends (or is dropped unfinished): the access
@@ -53,12 +64,23 @@ impl EdgeBody {
     Self(Kind::Stream(Box::new(s), None))
   }
 
+  /// This body compressed with `coding` as it is sent.
+  pub fn encoded(self, coding: Coding) -> Self {
+    Self(Kind::Encoded(Box::new(Encoded {
+      inner: self,
+      encoder: Some(Encoder::new(coding)),
+      pending: Bytes::new(),
+    })))
+  }
+
   /// Writes `line` once the body is sent: now for a whole body, at its end
-  /// for a stream.
+  /// for a stream (the bytes counted are the worker's, before the server
+  /// compresses them).
   pub fn log_access(&mut self, line: AccessLine) {
     match &mut self.0 {
       Kind::Full(b) => line.emit(b.as_ref().map_or(0, |b| b.len() as u64)),
       Kind::Stream(_, end) | Kind::Sent(_, end) => *end = Some(Box::new(StreamEnd { line, bytes: 0 })),
+      Kind::Encoded(e) => e.inner.log_access(line),
     }
   }
 
@@ -88,6 +110,53 @@ impl EdgeBody {
         SendBody(SendKind::Channel(rx))
       }
       Kind::Sent(b, _) => b,
+      Kind::Encoded(_) => {
+        let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(4);
+        let mut body = self;
+        tokio::task::spawn_local(async move {
+          while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            let Some(chunk) = frame.map(|f| f.into_data().ok()).transpose() else {
+              continue;
+            };
+            if tx.send(chunk).await.is_err() {
+              break;
+            }
+          }
+        });
+        SendBody(SendKind::Channel(rx))
+      }
+    }
+  }
+}
+
+impl Encoded {
+  fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    loop {
+      let Some(encoder) = self.encoder.as_mut() else {
+        return Poll::Ready(None);
+      };
+      if !self.pending.is_empty() {
+        let piece = self.pending.split_to(self.pending.len().min(PIECE));
+        match encoder.piece(&piece) {
+          Ok(out) if out.is_empty() => continue,
+          Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+          Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+        }
+      }
+      match Pin::new(&mut self.inner).poll_frame(cx) {
+        Poll::Pending => return Poll::Pending,
+        Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+        // (A trailer frame: the server sends none of a worker's.)
+        Poll::Ready(Some(Ok(frame))) => self.pending = frame.into_data().unwrap_or_default(),
+        Poll::Ready(None) => {
+          let end = self.encoder.take().map(Encoder::finish);
+          return match end {
+            Some(Ok(b)) if !b.is_empty() => Poll::Ready(Some(Ok(Frame::data(b)))),
+            Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+            _ => Poll::Ready(None),
+          };
+        }
+      }
     }
   }
 }
@@ -113,6 +182,7 @@ impl Body for EdgeBody {
         }
         frame
       }
+      Kind::Encoded(e) => e.poll_frame(cx),
     }
   }
 
@@ -123,7 +193,7 @@ impl Body for EdgeBody {
   fn size_hint(&self) -> SizeHint {
     match &self.0 {
       Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-      Kind::Stream(..) => SizeHint::default(),
+      Kind::Stream(..) | Kind::Encoded(_) => SizeHint::default(),
       Kind::Sent(b, _) => b.size_hint(),
     }
   }

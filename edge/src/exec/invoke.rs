@@ -136,6 +136,7 @@ fn respond(res: JsResponse, head_request: bool) -> Result<Response<EdgeBody>, St
     status,
     mut headers,
     body,
+    encoded,
     ..
   } = res;
   if !(200..=599).contains(&status.as_u16()) {
@@ -154,12 +155,22 @@ fn respond(res: JsResponse, head_request: bool) -> Result<Response<EdgeBody>, St
     }
   }
   let body = match body {
-    JsBody::Empty => EdgeBody::empty(),
+    JsBody::Empty => return Ok(answer(status, headers, EdgeBody::empty())),
     JsBody::Bytes(b) => EdgeBody::full(b),
     JsBody::Stream(s) => EdgeBody::stream(s),
   };
+  // `Content-Encoding: gzip` (or br) over a body not encoded yet: the
+  // server encodes it (workerd's `encodeBody: "automatic"`).
+  let body = match (encoded, super::encode::Coding::of(&headers)) {
+    (false, Some(coding)) => body.encoded(coding),
+    _ => body,
+  };
+  Ok(answer(status, headers, body))
+}
+
+fn answer(status: http::StatusCode, headers: http::HeaderMap, body: EdgeBody) -> Response<EdgeBody> {
   let mut out = Response::new(body);
   *out.status_mut() = status;
   *out.headers_mut() = headers;
-  Ok(out)
+  out
 }
