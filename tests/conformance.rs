@@ -216,13 +216,19 @@ addEventListener("fetch", (event) => {
   assert_eq!(got.body, "/p false true");
 }
 
-/// GET `path` on a fresh connection: status, Content-Encoding, raw body.
+/// GET `path` on a fresh connection, accepting gzip and br: status,
+/// Content-Encoding, raw body.
 async fn raw_get(addr: std::net::SocketAddr, path: &str) -> (u16, Option<String>, Vec<u8>) {
+  get_accepting(addr, path, Some("gzip, br")).await
+}
+
+async fn get_accepting(addr: std::net::SocketAddr, path: &str, accept: Option<&str>) -> (u16, Option<String>, Vec<u8>) {
   let mut c = H1::connect(addr).await;
-  let req = hyper::Request::get(path)
-    .header("host", "w.test")
-    .body(crate::support::empty())
-    .unwrap();
+  let mut req = hyper::Request::get(path).header("host", "w.test");
+  if let Some(a) = accept {
+    req = req.header("accept-encoding", a);
+  }
+  let req = req.body(crate::support::empty()).unwrap();
   let res = c.send(req).await;
   let status = res.status().as_u16();
   let coding = res
@@ -277,8 +283,9 @@ async fn gzip_origin(text: &'static str) -> std::net::SocketAddr {
 }
 
 // A worker's `Content-Encoding: gzip` (or br) over a plain body: the
-// server encodes it, as workerd does; `encodeBody: "manual"` and a fetch()
-// answer are not encoded twice; no Content-Encoding, nothing done.
+// server encodes it, as workerd does, for a client that accepts it (else
+// it is sent unencoded without the header); `encodeBody: "manual"` and a
+// fetch() answer are not encoded twice; no Content-Encoding, nothing done.
 #[tokio::test]
 async fn content_encoding_set_by_a_worker_is_applied_by_the_server() {
   let origin = gzip_origin("from the origin, gzipped").await;
@@ -341,6 +348,50 @@ export default {{
     assert_eq!((status, coding.as_deref()), (200, Some("gzip")), "{path}");
     assert_eq!(gunzip(&body), "from the origin, gzipped", "{path}");
   }
+  for accept in [None, Some("identity"), Some("gzip;q=0, br")] {
+    let (status, coding, body) = get_accepting(addr, "/gzip", accept).await;
+    assert_eq!((status, coding.as_deref()), (200, None), "{accept:?}");
+    assert_eq!(body, text.as_bytes(), "{accept:?}");
+  }
+  let (_, coding, body) = get_accepting(addr, "/proxy", None).await;
+  assert_eq!((coding.as_deref(), &body[..]), (None, &b"from the origin, gzipped"[..]));
   let (_, coding, body) = raw_get(addr, "/plain").await;
   assert_eq!((coding, body), (None, text.into_bytes()));
+}
+
+// `fetch(request)` passing an incoming POST on sends its Content-Length
+// (not chunked), as workerd does.
+#[tokio::test]
+async fn a_passed_on_request_keeps_its_content_length() {
+  let origin = crate::support::Upstream::start(None).await;
+  let f = Fixture::new();
+  f.file(
+    "w.js",
+    format!(
+      r#"export default {{ fetch(req) {{
+  const u = new URL(req.url);
+  return fetch(new Request("http://{}" + u.pathname, req));
+}} }};"#,
+      origin.addr
+    ),
+  );
+  let e = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"w.test\"]\nallow_private_network = true\n",
+  );
+  let mut c = H1::connect(e.http_addr().unwrap()).await;
+  let req = hyper::Request::post("/echo-head")
+    .header("host", "w.test")
+    .header("content-length", "11")
+    .body(crate::support::body("hello world"))
+    .unwrap();
+  let got = crate::support::collect(c.send(req).await).await;
+  assert_eq!(got.status, 200, "{}", got.body);
+  let heads = origin.heads();
+  let head = heads.last().expect("the origin saw the request");
+  assert_eq!(
+    head.get("content-length").map(|v| v.to_str().unwrap()),
+    Some("11"),
+    "{head:?}"
+  );
+  assert!(head.get("transfer-encoding").is_none(), "{head:?}");
 }

@@ -39,6 +39,8 @@ const {
   ArrayBufferIsView,
   ArrayBufferPrototype,
   Uint8Array,
+  NumberMAX_SAFE_INTEGER,
+  StringPrototypeTrim,
 } = primordials;
 
 const {
@@ -392,13 +394,22 @@ function fetch(input, init = undefined) {
   // list itself, over anything the worker set, not through methods a
   // worker can replace.
   let req;
+  let source;
   try {
+    source = init?.body ?? (ObjectPrototypeIsPrototypeOf(request.RequestPrototype, input) ? input.body : null);
     req = new request.Request(input, init);
   } catch (err) {
     // fetch() rejects rather than throws (a bad URL, a used body).
     return Promise.reject(err);
   }
-  const list = request.toInnerRequest(req).headerList;
+  const innerReq = request.toInnerRequest(req);
+  // An incoming body sent on keeps its Content-Length (deno_fetch would
+  // send a stream of unknown length chunked).
+  const incoming = source?.[kIncomingBody];
+  if (incoming !== undefined && innerReq.body !== null && innerReq.body.length === null) {
+    innerReq.body.length = incoming.length;
+  }
+  const list = innerReq.headerList;
   for (let i = list.length - 1; i >= 0; i--) {
     if (StringPrototypeToLowerCase(list[i][0]) === HOP_HEADER) ArrayPrototypeSplice(list, i, 1);
   }
@@ -677,10 +688,54 @@ class IncomingInnerRequest {
 }
 
 function makeRequest(reqId, method, href, hasBody) {
-  const bodyInner = hasBody
-    ? new InnerBody(readableStreamForRid(op_edge_req_body(reqId)))
-    : null;
-  return fromInnerRequest(new IncomingInnerRequest(reqId, method, href, bodyInner), "immutable");
+  let bodyInner = null;
+  if (hasBody) {
+    const stream = readableStreamForRid(op_edge_req_body(reqId));
+    bodyInner = new IncomingInnerBody(stream);
+    stream[kIncomingBody] = bodyInner;
+  }
+  const inner = new IncomingInnerRequest(reqId, method, href, bodyInner);
+  if (bodyInner !== null) bodyInner.request = inner;
+  return fromInnerRequest(inner, "immutable");
+}
+
+// On an incoming request's body stream: its IncomingInnerBody, whose
+// declared length a subrequest sending that stream on takes.
+const kIncomingBody = Symbol("incoming body");
+
+// An incoming request's body. Its `length` (what `fetch(request)` sends
+// as Content-Length; unknown, the body goes out chunked) is the request's
+// own Content-Length, read from its headers only when asked for.
+class IncomingInnerBody extends InnerBody {
+  constructor(stream) {
+    super(stream);
+    // (The base constructor set `length` through the accessor below.)
+    this.lengthInner = undefined;
+    this.request = null;
+  }
+  get length() {
+    if (this.lengthInner === undefined) {
+      this.lengthInner = null;
+      let list = [];
+      try {
+        list = this.request?.headerList ?? [];
+      } catch {
+        // (The request has ended: no length.)
+      }
+      for (let i = 0; i < list.length; i++) {
+        if (StringPrototypeToLowerCase(list[i][0]) === "content-length") {
+          const value = StringPrototypeTrim(list[i][1]);
+          const n = +value;
+          if (n >= 0 && n <= NumberMAX_SAFE_INTEGER && `${n}` === value) this.lengthInner = n;
+          break;
+        }
+      }
+    }
+    return this.lengthInner;
+  }
+  set length(value) {
+    this.lengthInner = value;
+  }
 }
 
 // Turns a Response into the tuple Rust reads:

@@ -278,6 +278,8 @@ impl H2 {
 pub struct Upstream {
   pub addr: SocketAddr,
   pub seen: Arc<Mutex<Vec<String>>>,
+  /// The headers of each request, in order.
+  pub heads: Arc<Mutex<Vec<http::HeaderMap>>>,
   /// Requests to `/gate` wait until this is notified.
   pub gate: Arc<tokio::sync::Notify>,
 }
@@ -292,18 +294,20 @@ impl Upstream {
     let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
+    let heads = Arc::new(Mutex::new(Vec::new()));
     let gate = Arc::new(tokio::sync::Notify::new());
-    let (seen2, gate2) = (seen.clone(), gate.clone());
+    let (seen2, heads2, gate2) = (seen.clone(), heads.clone(), gate.clone());
     tokio::spawn(async move {
       loop {
         let Ok((tcp, _)) = listener.accept().await else { return };
-        let (seen, gate, tls) = (seen2.clone(), gate2.clone(), tls.clone());
+        let (seen, heads, gate, tls) = (seen2.clone(), heads2.clone(), gate2.clone(), tls.clone());
         tokio::spawn(async move {
           let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let (seen, gate) = (seen.clone(), gate.clone());
+            let (seen, heads, gate) = (seen.clone(), heads.clone(), gate.clone());
             async move {
               let path = req.uri().path().to_string();
               seen.lock().unwrap().push(path.clone());
+              heads.lock().unwrap().push(req.headers().clone());
               if path == "/gate" {
                 gate.notified().await;
               }
@@ -334,11 +338,20 @@ impl Upstream {
         });
       }
     });
-    Self { addr, seen, gate }
+    Self {
+      addr,
+      seen,
+      heads,
+      gate,
+    }
   }
 
   pub fn seen(&self) -> Vec<String> {
     self.seen.lock().unwrap().clone()
+  }
+
+  pub fn heads(&self) -> Vec<http::HeaderMap> {
+    self.heads.lock().unwrap().clone()
   }
 }
 

@@ -2,7 +2,8 @@
 //! `Content-Encoding: gzip` or `br` over a body that is not encoded yet is
 //! encoded on the way out, as workerd does (`encodeBody: "automatic"`, its
 //! default; `"manual"` and a fetch() response passed on undecoded are sent
-//! as they are). The body is compressed in pieces of at most
+//! as they are), if the client accepts that coding; otherwise it is sent
+//! unencoded without the header, as Cloudflare's edge does. The body is compressed in pieces of at most
 //! [`PIECE`] bytes, each flushed, so that a streamed body reaches the
 //! client as it comes and no piece holds the thread long.
 
@@ -22,6 +23,19 @@ pub enum Coding {
 }
 
 impl Coding {
+  /// Its `Content-Encoding` token.
+  pub fn token(self) -> &'static str {
+    match self {
+      Self::Gzip => "gzip",
+      Self::Brotli => "br",
+    }
+  }
+
+  /// Whether the request's `Accept-Encoding` takes it.
+  pub fn accepted(self, accept_encoding: Option<&http::HeaderValue>) -> bool {
+    edge_core::head::accepts_coding(accept_encoding.map(|v| v.as_bytes()), self.token())
+  }
+
   /// The one coding a response's `Content-Encoding` names, if the server
   /// applies it (`gzip, br` or an unknown coding: none).
   pub fn of(headers: &HeaderMap) -> Option<Self> {

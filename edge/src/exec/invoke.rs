@@ -32,6 +32,8 @@ pub async fn run(
 ) -> Result<Response<EdgeBody>, RequestError> {
   let started = std::time::Instant::now();
   let head_request = req.method == http::Method::HEAD;
+  // (A cheap clone: the value's bytes are shared.)
+  let accept_encoding = req.headers.get(http::header::ACCEPT_ENCODING).cloned();
   let limits = worker.limits;
   let limit_err = |hit: LimitHit| RequestError::Limit {
     worker: worker.name.to_string(),
@@ -98,7 +100,7 @@ pub async fn run(
     &stats.warm_latency
   };
   latency.record(started.elapsed());
-  let mut out = respond(res, head_request).map_err(|why| RequestError::BadResponse {
+  let mut out = respond(res, head_request, accept_encoding.as_ref()).map_err(|why| RequestError::BadResponse {
     worker: worker.name.to_string(),
     why,
   })?;
@@ -131,7 +133,11 @@ const HOP_BY_HOP: [http::HeaderName; 7] = [
 /// The worker's response as the server sends it: framed by the server (the
 /// body's length, or chunked), statuses 200-599 only. A `Content-Length`
 /// is kept only on an empty answer to HEAD, where it tells the size.
-fn respond(res: JsResponse, head_request: bool) -> Result<Response<EdgeBody>, String> {
+fn respond(
+  res: JsResponse,
+  head_request: bool,
+  accept_encoding: Option<&HeaderValue>,
+) -> Result<Response<EdgeBody>, String> {
   let JsResponse {
     status,
     mut headers,
@@ -160,9 +166,14 @@ fn respond(res: JsResponse, head_request: bool) -> Result<Response<EdgeBody>, St
     JsBody::Stream(s) => EdgeBody::stream(s),
   };
   // `Content-Encoding: gzip` (or br) over a body not encoded yet: the
-  // server encodes it (workerd's `encodeBody: "automatic"`).
+  // server encodes it (workerd's `encodeBody: "automatic"`), or sends it
+  // unencoded to a client that does not accept the coding.
   let body = match (encoded, super::encode::Coding::of(&headers)) {
-    (false, Some(coding)) => body.encoded(coding),
+    (false, Some(coding)) if coding.accepted(accept_encoding) => body.encoded(coding),
+    (false, Some(_)) => {
+      headers.remove(http::header::CONTENT_ENCODING);
+      body
+    }
     _ => body,
   };
   Ok(answer(status, headers, body))
