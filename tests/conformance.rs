@@ -332,6 +332,9 @@ export default {{
   let text = "hello edge ".repeat(2000);
   let (status, coding, body) = raw_get(addr, "/gzip").await;
   assert_eq!((status, coding.as_deref()), (200, Some("gzip")));
+  let mut c = H1::connect(addr).await;
+  let vary = c.get("w.test", "/gzip").await.headers.get("vary").cloned();
+  assert_eq!(vary.as_ref().map(|v| v.to_str().unwrap()), Some("accept-encoding"));
   assert!(body.len() < text.len() / 10, "compressed to {} bytes", body.len());
   assert_eq!(gunzip(&body), text);
   let (_, coding, body) = raw_get(addr, "/br").await;

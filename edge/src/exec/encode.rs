@@ -55,6 +55,19 @@ impl Coding {
   }
 }
 
+/// Says that the answer depends on `Accept-Encoding` (for caches), unless
+/// `Vary` says so already.
+pub fn vary_on_accept_encoding(headers: &mut HeaderMap) {
+  let said = headers.get_all(http::header::VARY).iter().any(|v| {
+    v.as_bytes()
+      .split(|b| *b == b',')
+      .any(|t| t.trim_ascii() == b"*" || t.trim_ascii().eq_ignore_ascii_case(b"accept-encoding"))
+  });
+  if !said {
+    headers.append(http::header::VARY, http::HeaderValue::from_static("accept-encoding"));
+  }
+}
+
 /// A compressor of one body.
 pub enum Encoder {
   Gzip(flate2::write::GzEncoder<Vec<u8>>),

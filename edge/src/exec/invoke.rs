@@ -169,10 +169,14 @@ fn respond(
   // server encodes it (workerd's `encodeBody: "automatic"`), or sends it
   // unencoded to a client that does not accept the coding.
   let body = match (encoded, super::encode::Coding::of(&headers)) {
-    (false, Some(coding)) if coding.accepted(accept_encoding) => body.encoded(coding),
-    (false, Some(_)) => {
-      headers.remove(http::header::CONTENT_ENCODING);
-      body
+    (false, Some(coding)) => {
+      super::encode::vary_on_accept_encoding(&mut headers);
+      if coding.accepted(accept_encoding) {
+        body.encoded(coding)
+      } else {
+        headers.remove(http::header::CONTENT_ENCODING);
+        body
+      }
     }
     _ => body,
   };
