@@ -437,6 +437,61 @@ async fn a_step_past_the_heap_slack_ends_only_its_process() {
   }
 }
 
+// With processes > 1 the supervisor serves the admin listener: /metrics
+// summed over the processes (each series added up, edge_up not), deploys
+// refused with 409; the token still wanted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervisor_serves_metrics_summed_over_its_processes() {
+  let f = Fixture::new();
+  f.file("a/index.js", worker("ok"));
+  f.file("admin.token", crate::support::TOKEN);
+  f.file(
+    "edge.toml",
+    SUPERVISED.replace("{runtime}", "").replace(
+      "[[worker]]",
+      "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n[[worker]]",
+    ),
+  );
+  let mut s = Server::start(&f, &[]);
+  let addr = s.addr;
+  let line = s.wait_for("admin API on http://");
+  let admin: SocketAddr = line
+    .split("http://")
+    .nth(1)
+    .and_then(|r| r.split_whitespace().next())
+    .unwrap()
+    .parse()
+    .unwrap();
+  eventually(addr, "a.test", "ok").await;
+  for _ in 0..29 {
+    assert_eq!(get(addr, "a.test", "/").await.body, "ok");
+  }
+  let metrics = |token| crate::support::admin(admin, "GET", "/metrics", token, None);
+  assert_eq!(metrics(None).await.status, 401);
+  let got = metrics(Some(crate::support::TOKEN)).await;
+  assert_eq!(got.status, 200, "{}", got.body);
+  let m = got.body;
+  assert!(
+    m.contains("\nedge_processes 2\n") && m.contains("\nedge_processes_reporting 2\n"),
+    "{m}"
+  );
+  assert!(m.contains("\nedge_up 1\n"), "{m}");
+  // Every request counted once, in whichever process served it (30, and
+  // `eventually`'s).
+  let served: f64 = m
+    .lines()
+    .filter(|l| l.starts_with("edge_worker_requests_total{") && l.contains("worker=\"a\""))
+    .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+    .sum();
+  assert!(served >= 30.0, "{served} requests counted: {m}");
+  assert_eq!(m.matches("# TYPE edge_worker_requests_total ").count(), 1, "{m}");
+  let put = crate::support::admin(admin, "DELETE", "/workers/a", Some(crate::support::TOKEN), None).await;
+  assert_eq!(put.status, 409, "{}", put.body);
+  s.signal(libc::SIGTERM);
+  let status = s.exit_within(Duration::from_secs(10), "the supervisor outlived its SIGTERM");
+  assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
 /// One GET on a fresh connection; an error if the connection ends first.
 async fn get_raw(addr: SocketAddr, path: &str) -> Result<crate::support::Got, String> {
   let mut c = crate::support::H1::connect(addr).await;

@@ -11,6 +11,7 @@
 //! - [`routes`]: the host-to-worker table (exact, wildcard, catch-all).
 //! - [`limits`]: a worker's limits and the typed outcome of hitting one.
 //! - [`counters`]: counters, gauges and latency histograms.
+//! - [`exposition`]: Prometheus texts of several processes merged.
 //! - [`bucket`]: token buckets (`console.*` lines and bytes, SNI warm-ups).
 //! - [`addr`]: which addresses a worker's `fetch()` may not reach.
 //! - [`json`]: the planner and checker of `JSON.parse` in parts.
@@ -20,6 +21,7 @@ pub mod abuse;
 pub mod addr;
 pub mod bucket;
 pub mod counters;
+pub mod exposition;
 pub mod framing;
 pub mod head;
 pub mod host;

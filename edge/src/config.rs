@@ -454,10 +454,11 @@ impl Config {
     if !(1..=64).contains(&self.runtime.processes) {
       return Err(self.invalid("runtime.processes", "must be 1-64"));
     }
-    if self.runtime.processes > 1 && self.admin.listen.is_some() {
+    if self.runtime.processes > 1 && self.admin.data_dir.is_some() {
       return Err(self.invalid(
-        "runtime.processes",
-        "the admin API runs in one process only for now: with processes > 1, deploy through the config file (SIGHUP reloads every process)",
+        "admin.data_dir",
+        "with runtime.processes > 1 the admin listener serves /metrics only (summed over the processes): \
+         deploy through the config file (SIGHUP reloads every process)",
       ));
     }
     self.check_limits("limits", &self.limits)?;

@@ -288,6 +288,12 @@ impl Engine {
     crate::obs::metrics::render(&self.view.stats)
   }
 
+  /// [`Self::metrics_text`] from any thread, for as long as it is kept.
+  pub fn metrics_source(&self) -> impl Fn() -> String + Send + Sync + 'static {
+    let stats = self.view.stats.clone();
+    move || crate::obs::metrics::render(&stats)
+  }
+
   /// PEM certificates in use (self-signed ones included), in config order.
   pub fn certificates_pem(&self) -> Vec<String> {
     self

@@ -65,4 +65,7 @@ pub mod internals {
   pub mod worker {
     pub use crate::worker::*;
   }
+  pub mod admin {
+    pub use crate::control::admin::AdminServer;
+  }
 }

@@ -149,7 +149,14 @@ fn main() -> anyhow::Result<()> {
   let mut stamp = source.stamp(&config);
   let mut last = config.clone();
   let engine = match inherited {
-    Some((http, https)) => Engine::builder(config).listeners(http, https).start()?,
+    Some((http, https)) => {
+      // The supervisor serves the admin listener (metrics summed).
+      let mut config = config;
+      config.admin.listen = None;
+      let engine = Engine::builder(config).listeners(http, https).start()?;
+      supervisor::answer_metrics(engine.metrics_source());
+      engine
+    }
     None => Engine::start(config)?,
   };
   if let Some(a) = engine.http_addr() {

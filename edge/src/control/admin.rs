@@ -8,6 +8,10 @@
 //!   `allow_private_network`) and one part per module, named by its path.
 //! - `GET /workers`, `GET /workers/{name}`, `DELETE /workers/{name}`.
 //! - `GET /metrics`: Prometheus text format.
+//!
+//! With `runtime.processes` > 1 the supervisor serves this listener with
+//! `/metrics` alone, summed over its processes ([`AdminServer::metrics_only`]);
+//! deploys go through the config file there.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -43,6 +47,20 @@ impl AdminServer {
     listener: std::net::TcpListener,
     token: String,
   ) -> std::io::Result<Self> {
+    Self::serve(Control::Deploys { deployer, stats }, listener, token)
+  }
+
+  /// `/metrics` only, rendered by `metrics` (called on a blocking thread);
+  /// the deploy paths answer 409.
+  pub fn metrics_only(
+    metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    listener: std::net::TcpListener,
+    token: String,
+  ) -> std::io::Result<Self> {
+    Self::serve(Control::MetricsOnly(metrics), listener, token)
+  }
+
+  fn serve(control: Control, listener: std::net::TcpListener, token: String) -> std::io::Result<Self> {
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     let (stop, mut stopped) = watch::channel(false);
@@ -76,8 +94,7 @@ impl AdminServer {
             _ = stopped.wait_for(|s| *s) => return,
           };
           let api = Api {
-            deployer: deployer.clone(),
-            stats: stats.clone(),
+            control: control.clone(),
             token: token.clone(),
           };
           tokio::spawn(async move {
@@ -110,10 +127,17 @@ impl Drop for AdminServer {
 
 type Reply = Response<Full<Bytes>>;
 
-/// What the admin API reaches: the deployer and the counters.
+/// What the admin API reaches.
+#[derive(Clone)]
+enum Control {
+  /// The deployer and the counters of this process.
+  Deploys { deployer: Arc<Deployer>, stats: Arc<Stats> },
+  /// A supervisor's: the processes' metrics, summed.
+  MetricsOnly(Arc<dyn Fn() -> String + Send + Sync>),
+}
+
 struct Api {
-  deployer: Arc<Deployer>,
-  stats: Arc<Stats>,
+  control: Control,
   token: Arc<[u8]>,
 }
 
@@ -130,34 +154,44 @@ async fn serve(api: Arc<Api>, req: Request<Incoming>) -> Result<Reply, Infallibl
   }
   let path = req.uri().path().to_string();
   let method = req.method().clone();
-  let res = match (method, path.as_str()) {
-    (Method::GET, "/metrics") => {
-      let mut res = Response::new(Full::new(Bytes::from(crate::obs::metrics::render(&api.stats))));
-      res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-      );
-      res
+  let (deployer, stats) = match &api.control {
+    Control::Deploys { deployer, stats } => (deployer, stats),
+    Control::MetricsOnly(metrics) => {
+      return Ok(match (method, path.as_str()) {
+        (Method::GET, "/metrics") => {
+          let metrics = metrics.clone();
+          let text = tokio::task::spawn_blocking(move || metrics()).await.unwrap_or_default();
+          metrics_reply(text)
+        }
+        _ => text(
+          StatusCode::CONFLICT,
+          "409 Conflict: with runtime.processes > 1 workers are deployed through the config file \
+           (SIGHUP reloads every process); this listener has /metrics\n",
+        ),
+      });
     }
+  };
+  let res = match (method, path.as_str()) {
+    (Method::GET, "/metrics") => metrics_reply(crate::obs::metrics::render(stats)),
     (Method::GET, "/workers") => {
-      let list: Vec<WorkerInfo> = api.deployer.workers().await.iter().map(|w| WorkerInfo::of(w)).collect();
+      let list: Vec<WorkerInfo> = deployer.workers().await.iter().map(|w| WorkerInfo::of(w)).collect();
       json(StatusCode::OK, &list)
     }
     (method, p) if p.starts_with("/workers/") => {
       let name = &p["/workers/".len()..];
       match method {
-        Method::GET => match api.deployer.workers().await.iter().find(|w| &*w.name == name) {
+        Method::GET => match deployer.workers().await.iter().find(|w| &*w.name == name) {
           Some(w) => json(StatusCode::OK, &WorkerInfo::of(w)),
           None => DeployError::NotFound { name: name.into() }.to_response(),
         },
         Method::PUT => match read_upload(name, req).await {
-          Ok(upload) => match api.deployer.deploy(upload).await {
+          Ok(upload) => match deployer.deploy(upload).await {
             Ok(d) => json(StatusCode::OK, &d),
             Err(e) => e.to_response(),
           },
           Err(e) => e.to_response(),
         },
-        Method::DELETE => match api.deployer.remove(name).await {
+        Method::DELETE => match deployer.remove(name).await {
           Ok(()) => {
             let mut res = Response::new(Full::new(Bytes::new()));
             *res.status_mut() = StatusCode::NO_CONTENT;
@@ -177,6 +211,15 @@ async fn serve(api: Arc<Api>, req: Request<Incoming>) -> Result<Reply, Infallibl
     ),
   };
   Ok(res)
+}
+
+fn metrics_reply(text: String) -> Reply {
+  let mut res = Response::new(Full::new(Bytes::from(text)));
+  res.headers_mut().insert(
+    http::header::CONTENT_TYPE,
+    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+  );
+  res
 }
 
 /// The bearer token, compared in constant time (only its length can leak).
