@@ -398,3 +398,32 @@ async fn a_passed_on_request_keeps_its_content_length() {
   );
   assert!(head.get("transfer-encoding").is_none(), "{head:?}");
 }
+
+// The server's compression for one worker is capped at
+// server.encode_bytes_per_s: past a second's worth its bodies slow down
+// (here 2.5 MiB at 1 MiB/s: at least 1.5 s), and still decode whole.
+#[tokio::test]
+async fn server_side_compression_is_within_the_workers_budget() {
+  let f = Fixture::new();
+  f.file(
+    "w.js",
+    r#"export default { fetch() {
+  const piece = new TextEncoder().encode("x".repeat(64 * 1024));
+  let left = 40;
+  const body = new ReadableStream({ pull(c) { if (left-- > 0) c.enqueue(piece); else c.close(); } });
+  return new Response(body, { headers: { "content-encoding": "gzip" } });
+} };"#,
+  );
+  let e = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[server]\nencode_bytes_per_s = 1048576\n[[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"w.test\"]\n",
+  );
+  let started = std::time::Instant::now();
+  let (status, coding, body) = raw_get(e.http_addr().unwrap(), "/").await;
+  let took = started.elapsed();
+  assert_eq!((status, coding.as_deref()), (200, Some("gzip")));
+  assert_eq!(gunzip(&body).len(), 40 * 64 * 1024);
+  assert!(
+    took >= std::time::Duration::from_millis(1400),
+    "2.5 MiB compressed in {took:?}"
+  );
+}

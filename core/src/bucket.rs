@@ -42,6 +42,18 @@ impl TokenBucket {
     ok
   }
 
+  /// Takes `n` tokens at `now` if they are there (`None`), else how long
+  /// until they will be (nothing taken).
+  pub fn take_or_wait(&mut self, now: Instant, n: u64) -> Option<std::time::Duration> {
+    self.refill(now);
+    if self.has(n) {
+      self.spend(n);
+      return None;
+    }
+    let short = n.min(self.per_s) as f64 - self.tokens;
+    Some(std::time::Duration::from_secs_f64(short / self.per_s as f64))
+  }
+
   fn refill(&mut self, now: Instant) {
     let rate = self.per_s as f64;
     let refill = now.saturating_duration_since(self.at).as_secs_f64() * rate;
@@ -100,6 +112,20 @@ impl ConsoleBudget {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn take_or_wait_says_how_long() {
+    let t0 = Instant::now();
+    let mut b = TokenBucket::new(1000, t0);
+    assert_eq!(b.take_or_wait(t0, 1000), None);
+    let wait = b.take_or_wait(t0, 500).unwrap();
+    assert!((wait.as_secs_f64() - 0.5).abs() < 1e-6, "{wait:?}");
+    assert_eq!(b.take_or_wait(t0 + wait, 500), None);
+    // More than a burst waits for a burst.
+    let wait = b.take_or_wait(t0 + wait, 5000).unwrap();
+    assert!((wait.as_secs_f64() - 1.0).abs() < 1e-6, "{wait:?}");
+    assert_eq!(TokenBucket::new(0, t0).take_or_wait(t0, u64::MAX), None);
+  }
   use std::time::Duration;
 
   #[test]

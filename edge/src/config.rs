@@ -149,6 +149,10 @@ pub struct ServerConfig {
   /// HTTP/1.1 heads and trailers whose lines end in a bare LF (no CR) are
   /// accepted (RFC 9112 2.2 allows it); off: they are 400.
   pub allow_bare_lf: bool,
+  /// Bytes a second the server compresses for one worker's responses (a
+  /// `Content-Encoding` it applies), a second's worth as the burst; past
+  /// it they slow down. 0: no limit. Read at start.
+  pub encode_bytes_per_s: u64,
 }
 
 impl Default for ServerConfig {
@@ -167,6 +171,7 @@ impl Default for ServerConfig {
       min_body_bytes_per_s: d.min_body_rate,
       body_rate_grace_s: d.body_rate_grace.as_secs(),
       allow_bare_lf: !d.strict_lines,
+      encode_bytes_per_s: 64 << 20,
     }
   }
 }

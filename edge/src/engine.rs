@@ -222,6 +222,7 @@ impl Engine {
         max_queue: Duration::from_millis(rt.max_queue_ms),
       },
       console_limits: config.log.console(),
+      encode_rate: config.server.encode_bytes_per_s,
       id_prefix,
       observer,
       console,

@@ -36,6 +36,8 @@ pub struct ThreadParams {
   pub id_prefix: u64,
   pub observer: Option<Arc<dyn RequestObserver>>,
   pub console: Option<Arc<dyn ConsoleOutput>>,
+  /// `server.encode_bytes_per_s`.
+  pub encode_rate: u64,
 }
 
 /// The running executor threads and their job channels.
@@ -224,6 +226,7 @@ fn thread_main(s: Start) {
       pool.clone(),
       params.id_prefix,
       params.observer.clone(),
+      params.encode_rate,
     ));
     let door = Rc::new(FrontDoor { ctx: ctx.clone(), view });
     spawn_accept_loops(&door, listeners);

@@ -2,6 +2,7 @@
 //! stream the isolate is still writing), and [`SendBody`] for embedders on
 //! other threads, fed through a channel.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -36,6 +37,18 @@ struct Encoded {
   /// `None` once the encoded body has ended.
   encoder: Option<Encoder>,
   pending: Bytes,
+  budget: EncodeBudget,
+  /// Armed while the worker's compression budget refills.
+  wait: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// The worker's compression budget (`server.encode_bytes_per_s`, over all
+/// its responses): compressing costs the node ~10 ns a byte, a worker
+/// almost nothing to ask for, so past the budget its compressed bodies
+/// slow down instead of taking the thread from other tenants.
+pub struct EncodeBudget {
+  pub stats: Arc<crate::obs::stats::WorkerStats>,
+  pub per_s: u64,
 }
 
 /// Written when a streamed body ends (or is dropped unfinished): the access
@@ -64,12 +77,14 @@ impl EdgeBody {
     Self(Kind::Stream(Box::new(s), None))
   }
 
-  /// This body compressed with `coding` as it is sent.
-  pub fn encoded(self, coding: Coding) -> Self {
+  /// This body compressed with `coding` as it is sent, within `budget`.
+  pub fn encoded(self, coding: Coding, budget: EncodeBudget) -> Self {
     Self(Kind::Encoded(Box::new(Encoded {
       inner: self,
       encoder: Some(Encoder::new(coding)),
       pending: Bytes::new(),
+      budget,
+      wait: None,
     })))
   }
 
@@ -136,7 +151,22 @@ impl Encoded {
         return Poll::Ready(None);
       };
       if !self.pending.is_empty() {
-        let piece = self.pending.split_to(self.pending.len().min(PIECE));
+        let n = self.pending.len().min(PIECE);
+        if let Some(wait) = self.wait.as_mut() {
+          if wait.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+          }
+          // Refilled: take the tokens now.
+          self.wait = None;
+          continue;
+        }
+        if self.budget.per_s > 0 {
+          if let Some(d) = self.budget.stats.encode_wait(self.budget.per_s, n as u64) {
+            self.wait = Some(Box::pin(tokio::time::sleep(d)));
+            continue;
+          }
+        }
+        let piece = self.pending.split_to(n);
         match encoder.piece(&piece) {
           Ok(out) if out.is_empty() => continue,
           Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),

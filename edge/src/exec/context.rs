@@ -30,16 +30,25 @@ pub struct ThreadContext {
   id_prefix: u64,
   next_request: Cell<u64>,
   observer: Option<Arc<dyn RequestObserver>>,
+  /// `server.encode_bytes_per_s` (read at start).
+  pub encode_rate: u64,
 }
 
 impl ThreadContext {
-  pub fn new(index: usize, pool: Rc<Pool>, id_prefix: u64, observer: Option<Arc<dyn RequestObserver>>) -> Self {
+  pub fn new(
+    index: usize,
+    pool: Rc<Pool>,
+    id_prefix: u64,
+    observer: Option<Arc<dyn RequestObserver>>,
+    encode_rate: u64,
+  ) -> Self {
     Self {
       index,
       pool,
       id_prefix,
       next_request: Cell::new(0),
       observer,
+      encode_rate,
     }
   }
 

@@ -12,7 +12,7 @@ use http::{HeaderValue, Response};
 use js_api::{JsBody, JsRequest, JsResponse};
 use tokio::time::Instant;
 
-use super::body::{BodyOverLimit, EdgeBody};
+use super::body::{BodyOverLimit, EdgeBody, EncodeBudget};
 use super::context::{RunInfo, ThreadContext};
 use crate::error::RequestError;
 use crate::limits::{LimitHit, LimitKind, Limits, Phase};
@@ -100,10 +100,15 @@ pub async fn run(
     &stats.warm_latency
   };
   latency.record(started.elapsed());
-  let mut out = respond(res, head_request, accept_encoding.as_ref()).map_err(|why| RequestError::BadResponse {
-    worker: worker.name.to_string(),
-    why,
-  })?;
+  let budget = EncodeBudget {
+    stats: worker.stats.clone(),
+    per_s: ctx.encode_rate,
+  };
+  let mut out =
+    respond(res, head_request, accept_encoding.as_ref(), budget).map_err(|why| RequestError::BadResponse {
+      worker: worker.name.to_string(),
+      why,
+    })?;
   if subrequests_hit {
     out
       .headers_mut()
@@ -137,6 +142,7 @@ fn respond(
   res: JsResponse,
   head_request: bool,
   accept_encoding: Option<&HeaderValue>,
+  budget: EncodeBudget,
 ) -> Result<Response<EdgeBody>, String> {
   let JsResponse {
     status,
@@ -172,7 +178,7 @@ fn respond(
     (false, Some(coding)) => {
       super::encode::vary_on_accept_encoding(&mut headers);
       if coding.accepted(accept_encoding) {
-        body.encoded(coding)
+        body.encoded(coding, budget)
       } else {
         headers.remove(http::header::CONTENT_ENCODING);
         body

@@ -147,6 +147,8 @@ pub struct WorkerStats {
   /// Requests run in the quarantine lane.
   pub quarantined: Counter,
   console: Mutex<Option<ConsoleBudget>>,
+  /// Bytes a second the server compresses for the worker's responses.
+  encode: Mutex<Option<edge_core::bucket::TokenBucket>>,
 }
 
 impl WorkerStats {
@@ -164,6 +166,19 @@ impl WorkerStats {
 
   pub fn limit_hit(&self, kind: LimitKind) {
     self.limit_hits[kind as usize].inc();
+  }
+
+  /// Whether `bytes` more of the worker's responses may be compressed now
+  /// (`None`), or how long to wait: `per_s` bytes a second over all its
+  /// responses, a second's worth as the burst.
+  pub fn encode_wait(&self, per_s: u64, bytes: u64) -> Option<Duration> {
+    let now = Instant::now();
+    self
+      .encode
+      .lock()
+      .expect("encode budget")
+      .get_or_insert_with(|| edge_core::bucket::TokenBucket::new(per_s, now))
+      .take_or_wait(now, bytes)
   }
 
   /// Whether one more `console.*` line of `bytes` may be logged: token
