@@ -178,6 +178,12 @@ async fn heads_too_large_unknown_codings_and_connect_are_refused() {
   // CONNECT reaches no worker.
   let res = plain(addr, "CONNECT x.w.test:443 HTTP/1.1\r\nhost: x.w.test:443").await;
   assert_eq!(status(&res), 501, "{res}");
+  // A method workerd does not know is 501 too; one it knows reaches the
+  // worker.
+  let res = plain(addr, "PUPPY / HTTP/1.1\r\nhost: x.w.test").await;
+  assert_eq!(status(&res), 501, "{res}");
+  let res = plain(addr, "PROPFIND / HTTP/1.1\r\nhost: x.w.test").await;
+  assert_eq!(status(&res), 200, "{res}");
   // OPTIONS * is the server's: an Allow header, no worker run.
   let res = plain(addr, &format!("OPTIONS * HTTP/1.1\r\n{host}")).await;
   assert_eq!(status(&res), 200, "{res}");

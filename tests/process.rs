@@ -427,6 +427,8 @@ async fn a_step_past_the_heap_slack_ends_only_its_process() {
   // (A console line of the request could be lost with its process: the
   // log is written by another thread.)
   let since = Instant::now();
+  // Said before V8 aborts: by the near-heap-limit callback, or by the
+  // OOM handler (when V8 finds no room without asking again).
   let line = s.wait_for("runtime.heap_slack_mb");
   assert!(line.contains(r#"worker "a""#), "{line}");
   s.wait_for("process ended");

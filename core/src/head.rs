@@ -17,6 +17,43 @@ pub fn only_chunked<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> bool {
   chunked == 1
 }
 
+/// Whether a request method is one workerd serves (the standard ones and
+/// the WebDAV, UPnP and cache ones kj's HTTP knows); another is 501 there,
+/// and here. Methods are case-sensitive.
+pub fn known_method(method: &str) -> bool {
+  matches!(
+    method,
+    "GET"
+      | "HEAD"
+      | "POST"
+      | "PUT"
+      | "DELETE"
+      | "PATCH"
+      | "OPTIONS"
+      | "TRACE"
+      | "PURGE"
+      | "COPY"
+      | "LOCK"
+      | "MKCOL"
+      | "MOVE"
+      | "PROPFIND"
+      | "PROPPATCH"
+      | "SEARCH"
+      | "UNLOCK"
+      | "ACL"
+      | "REPORT"
+      | "MKACTIVITY"
+      | "CHECKOUT"
+      | "MERGE"
+      | "M-SEARCH"
+      | "NOTIFY"
+      | "SUBSCRIBE"
+      | "UNSUBSCRIBE"
+      | "QUERY"
+      | "BAN"
+  )
+}
+
 /// Whether `Accept-Encoding` values accept `coding` (RFC 9110 12.5.3): it
 /// is named, or `*` is, with a weight above 0 (a named coding's weight wins
 /// over `*`'s). Without the header nothing is accepted but identity (what
@@ -44,6 +81,16 @@ pub fn accepts_coding<'a>(values: impl IntoIterator<Item = &'a [u8]>, coding: &s
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn methods() {
+    for m in ["GET", "PROPFIND", "M-SEARCH", "QUERY"] {
+      assert!(known_method(m), "{m}");
+    }
+    for m in ["PUPPY", "get", "CONNECT", ""] {
+      assert!(!known_method(m), "{m}");
+    }
+  }
 
   #[test]
   fn accepted_codings() {

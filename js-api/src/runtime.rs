@@ -154,6 +154,24 @@ impl<F: std::future::Future> std::future::Future for EnterEachPoll<F> {
   }
 }
 
+thread_local! {
+  /// What the last isolate past its budget on this thread was, for the
+  /// line written when V8 ends the process.
+  static OVER_BUDGET: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// V8's fatal out-of-memory: says which worker (V8 aborts the process on
+/// return, printing its own report).
+unsafe extern "C" fn out_of_memory(_location: *const std::ffi::c_char, _details: &v8::OomDetails) {
+  let over = OVER_BUDGET.with(|o| o.borrow().clone());
+  eprintln!(
+    "edge: V8 is out of memory and ends the process: {}",
+    over
+      .as_deref()
+      .unwrap_or("no isolate on this thread was past its memory budget")
+  );
+}
+
 /// Heap V8 may use past an isolate's budget once the script has been told
 /// to stop (see the near-heap-limit callback in [`Isolate::new`]).
 pub const DEFAULT_HEAP_SLACK: usize = 2 << 30;
@@ -202,21 +220,25 @@ impl Isolate {
         // ends the process when V8 finds no room (the supervisor, with
         // `runtime.processes` > 1, replaces it while the others serve).
         memory.exceed(current.max(memory.limit()));
+        let over = format!(
+          "worker {:?}: an isolate needs more heap than its memory budget ({} MiB) plus \
+           runtime.heap_slack_mb ({} MiB) in one step of V8 that no termination stops",
+          memory.owner().unwrap_or("(none)"),
+          memory.limit() >> 20,
+          (ceiling - memory.limit()) >> 20
+        );
+        // For the OOM handler, should V8 find no room even so.
+        OVER_BUDGET.with(|o| *o.borrow_mut() = Some(over.clone()));
         if current < ceiling {
           return ceiling;
         }
         // Written straight to stderr: V8 ends the process on return, before
         // a buffered log line would be written.
-        eprintln!(
-          "edge: worker {:?}: an isolate needs more heap than its memory budget ({} MiB) plus \
-           runtime.heap_slack_mb ({} MiB) in one step of V8 that no termination stops: V8 ends the process",
-          memory.owner().unwrap_or("(none)"),
-          memory.limit() >> 20,
-          (ceiling - memory.limit()) >> 20
-        );
+        eprintln!("edge: {over}: V8 ends the process");
         current
       });
     }
+    rt.v8_isolate().set_oom_error_handler(out_of_memory);
     let account: Arc<dyn crate::ext::ops::WasmMemoryAccount> = memory.clone();
     rt.op_state().borrow_mut().put(account);
     let native: Arc<dyn crate::ext::codec::NativeMemory> = memory.clone();

@@ -1,8 +1,9 @@
 //! The request head, checked before routing: no line of it over
 //! `server.max_header_line_kb` (the whole head is capped by hyper's buffer,
 //! `server.max_header_kb`), `chunked` as the only transfer coding, no
-//! `CONNECT`, and `*` as a target only for `OPTIONS`, which the server
-//! answers itself; and the hop count that ends a loop of workers.
+//! `CONNECT` and no method workerd does not know (501), and `*` as a
+//! target only for `OPTIONS`, which the server answers itself; and the hop
+//! count that ends a loop of workers.
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -56,6 +57,21 @@ pub fn check(parts: &Parts, limits: &DoorLimits) -> Result<Head, RequestError> {
   }
   if parts.method == Method::CONNECT {
     return Err(RequestError::Unsupported { what: "CONNECT" });
+  }
+  // (The common methods are `http`'s own: no string compare for them.)
+  let standard = [
+    Method::GET,
+    Method::POST,
+    Method::HEAD,
+    Method::PUT,
+    Method::DELETE,
+    Method::OPTIONS,
+    Method::PATCH,
+  ];
+  if !standard.contains(&parts.method) && !edge_core::head::known_method(parts.method.as_str()) {
+    return Err(RequestError::Unsupported {
+      what: "this request method",
+    });
   }
   if parts.uri.path() == "*" && parts.uri.authority().is_none() {
     return if parts.method == Method::OPTIONS {
