@@ -39,8 +39,6 @@ const {
   ArrayBufferIsView,
   ArrayBufferPrototype,
   Uint8Array,
-  NumberMAX_SAFE_INTEGER,
-  StringPrototypeTrim,
 } = primordials;
 
 const {
@@ -403,10 +401,13 @@ function fetch(input, init = undefined) {
     return Promise.reject(err);
   }
   const innerReq = request.toInnerRequest(req);
-  // An incoming body sent on keeps its Content-Length (deno_fetch would
-  // send a stream of unknown length chunked).
-  const incoming = source?.[kIncomingBody];
-  if (incoming !== undefined && innerReq.body !== null && innerReq.body.length === null) {
+  // The request's incoming body sent on keeps its Content-Length
+  // (deno_fetch would send a stream of unknown length chunked).
+  const incoming = state.incomingBody;
+  if (
+    incoming !== null && source !== null && source !== undefined && source === incoming.streamOrStatic &&
+    innerReq.body !== null && innerReq.body.length === null
+  ) {
     innerReq.body.length = incoming.length;
   }
   const list = innerReq.headerList;
@@ -461,10 +462,11 @@ const ResponseCtor = (() => {
     if (new.target === undefined) {
       throw new TypeError("Failed to construct 'Response': Please use the 'new' operator.");
     }
+    const manual = init !== null && typeof init === "object" && init.encodeBody === "manual";
+    // The common case constructs directly (no Reflect call).
+    if (new.target === Response && !manual) return new Base(body, init);
     const r = ReflectConstruct(Base, [body, init], new.target);
-    if (init !== null && typeof init === "object" && init.encodeBody === "manual") {
-      r[kEncodeManual] = true;
-    }
+    if (manual) r[kEncodeManual] = true;
     return r;
   };
   Response.prototype = Base.prototype;
@@ -636,7 +638,7 @@ let workerEnv = null;
 
 // Request state of the one request this isolate runs at a time.
 function newRequestState() {
-  return { pending: 0, idle: null, subrequests: 0, timers: null };
+  return { pending: 0, idle: null, subrequests: 0, timers: null, incomingBody: null };
 }
 
 // The inner request of a Request made from an incoming request. A class
@@ -687,59 +689,21 @@ class IncomingInnerRequest {
   }
 }
 
-function makeRequest(reqId, method, href, hasBody) {
+function makeRequest(reqId, method, href, bodyLength, state) {
   let bodyInner = null;
-  if (hasBody) {
-    const stream = readableStreamForRid(op_edge_req_body(reqId));
-    bodyInner = new IncomingInnerBody(stream);
-    stream[kIncomingBody] = bodyInner;
+  if (bodyLength !== 0) {
+    bodyInner = new InnerBody(readableStreamForRid(op_edge_req_body(reqId)));
+    // Its declared length: what `fetch(request)` sends it on with
+    // (deno_fetch sends a stream of unknown length chunked).
+    if (bodyLength > 0) bodyInner.length = bodyLength;
+    state.incomingBody = bodyInner;
   }
-  const inner = new IncomingInnerRequest(reqId, method, href, bodyInner);
-  if (bodyInner !== null) bodyInner.request = inner;
-  return fromInnerRequest(inner, "immutable");
-}
-
-// On an incoming request's body stream: its IncomingInnerBody, whose
-// declared length a subrequest sending that stream on takes.
-const kIncomingBody = Symbol("incoming body");
-
-// An incoming request's body. Its `length` (what `fetch(request)` sends
-// as Content-Length; unknown, the body goes out chunked) is the request's
-// own Content-Length, read from its headers only when asked for.
-class IncomingInnerBody extends InnerBody {
-  constructor(stream) {
-    super(stream);
-    // (The base constructor set `length` through the accessor below.)
-    this.lengthInner = undefined;
-    this.request = null;
-  }
-  get length() {
-    if (this.lengthInner === undefined) {
-      this.lengthInner = null;
-      let list = [];
-      try {
-        list = this.request?.headerList ?? [];
-      } catch {
-        // (The request has ended: no length.)
-      }
-      for (let i = 0; i < list.length; i++) {
-        if (StringPrototypeToLowerCase(list[i][0]) === "content-length") {
-          const value = StringPrototypeTrim(list[i][1]);
-          const n = +value;
-          if (n >= 0 && n <= NumberMAX_SAFE_INTEGER && `${n}` === value) this.lengthInner = n;
-          break;
-        }
-      }
-    }
-    return this.lengthInner;
-  }
-  set length(value) {
-    this.lengthInner = value;
-  }
+  return fromInnerRequest(new IncomingInnerRequest(reqId, method, href, bodyInner), "immutable");
 }
 
 // Turns a Response into the tuple Rust reads:
-// [status, headerList | null, body, waitUntilDone | undefined]
+// [status, headerList | null, body, waitUntilDone | undefined, true?]
+// (the fifth only for a body encoded already).
 // headerList null means the single default text/plain header. body is a
 // string, a Uint8Array, a number (the rid of a stream resource) or null.
 function serialize(res, state) {
@@ -781,8 +745,10 @@ function serialize(res, state) {
     }
   }
   // Already encoded: said so, or a fetch() response that was not decoded.
-  const encoded = res[kEncodeManual] === true || (inner.urlList.length > 0 && !inner.bodyDecoded);
-  return [inner.status, inner.headerList, out, done, encoded];
+  if (res[kEncodeManual] === true || (inner.urlList.length > 0 && !inner.bodyDecoded)) {
+    return [inner.status, inner.headerList, out, done, true];
+  }
+  return [inner.status, inner.headerList, out, done];
 }
 
 function waitUntilDone(state) {
@@ -824,21 +790,21 @@ function settle(r, state, reqId) {
 // known to be this request's.
 // Called by Rust at the top of an entry, where no request's code runs
 // (the async context is undefined): it is left undefined again.
-function handle(reqId, method, href, hasBody) {
+function handle(reqId, method, href, bodyLength) {
   setAsyncContext(reqId);
   try {
-    return handleIn(reqId, method, href, hasBody);
+    return handleIn(reqId, method, href, bodyLength);
   } finally {
     setAsyncContext(undefined);
   }
 }
 
-function handleIn(reqId, method, href, hasBody) {
+function handleIn(reqId, method, href, bodyLength) {
   const state = newRequestState();
   liveRequests.set(reqId, state);
   let result;
   try {
-    const req = makeRequest(reqId, method, href, hasBody);
+    const req = makeRequest(reqId, method, href, bodyLength, state);
     const ctx = new ExecutionContext(state);
     if (handlerFetch !== null) {
       result = handlerFetch.call(handlerObject, req, workerEnv, ctx);

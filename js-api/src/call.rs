@@ -61,7 +61,8 @@ impl PendingCall {
   }
 }
 
-/// Calls the bootstrap's `handle(reqId, method, url, hasBody)`.
+/// Calls the bootstrap's `handle(reqId, method, url, bodyLength)`
+/// (`bodyLength`: 0 for no body, -1 for a body of unknown length).
 pub(crate) fn invoke(
   scope: &mut v8::PinScope,
   handle: &v8::Global<v8::Function>,
@@ -69,7 +70,7 @@ pub(crate) fn invoke(
   id: u32,
   method: &http::Method,
   url: &str,
-  has_body: bool,
+  body_length: f64,
 ) -> Result<CallState, JsApiError> {
   v8::tc_scope!(let tc, scope);
   let f = v8::Local::new(tc, handle);
@@ -81,9 +82,9 @@ pub(crate) fn invoke(
   let url = v8::String::new_from_utf8(tc, url.as_bytes(), v8::NewStringType::Normal)
     .ok_or_else(|| JsApiError::Threw(exception("URL too long")))?
     .into();
-  let has_body = v8::Boolean::new(tc, has_body).into();
+  let body_length = v8::Number::new(tc, body_length).into();
   let undefined = v8::undefined(tc).into();
-  let Some(ret) = f.call(tc, undefined, &[id, method, url, has_body]) else {
+  let Some(ret) = f.call(tc, undefined, &[id, method, url, body_length]) else {
     if tc.has_terminated() || tc.is_execution_terminating() {
       return Err(JsApiError::Terminated);
     }
@@ -211,7 +212,8 @@ fn read_tuple(
   let wait_until = wait
     .and_then(|w| v8::Local::<v8::Promise>::try_from(w).ok())
     .map(|p| v8::Global::new(scope, p));
-  let encoded = arr.length() > 4 && arr.get_index(scope, 4).is_some_and(|v| v.is_true());
+  // (Sent only when true.)
+  let encoded = arr.length() > 4;
   Ok(JsResponse {
     status,
     headers,

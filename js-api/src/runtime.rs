@@ -498,7 +498,10 @@ impl Isolate {
     // isolate may still hold code of the request they named.
     self.next_request = self.next_request.wrapping_add(1).max(1);
     let id = self.next_request;
-    let has_body = req.body.is_some();
+    // The body's declared length, -1 if it has none, 0 for no body.
+    let body_length = req.body.as_ref().map_or(0.0, |b| {
+      http_body::Body::size_hint(b).exact().map_or(-1.0, |n| n as f64)
+    });
     {
       let state = self.rt.op_state();
       let mut state = state.borrow_mut();
@@ -522,7 +525,7 @@ impl Isolate {
       id,
       &req.method,
       &req.url,
-      has_body,
+      body_length,
     );
     (id, r)
   }
