@@ -363,7 +363,8 @@ export default {{
 }
 
 // `fetch(request)` passing an incoming POST on sends its Content-Length
-// (not chunked), as workerd does.
+// (not chunked), as workerd does, and no `Accept-Language` the client did
+// not send (deno_fetch adds `*`); one it sent goes on.
 #[tokio::test]
 async fn a_passed_on_request_keeps_its_content_length() {
   let origin = crate::support::Upstream::start(None).await;
@@ -397,6 +398,21 @@ async fn a_passed_on_request_keeps_its_content_length() {
     "{head:?}"
   );
   assert!(head.get("transfer-encoding").is_none(), "{head:?}");
+  assert!(head.get("accept-language").is_none(), "{head:?}");
+  assert!(head.get("edge-fetch-defaulted").is_none(), "{head:?}");
+  let req = hyper::Request::get("/lang")
+    .header("host", "w.test")
+    .header("accept-language", "fr")
+    .body(crate::support::empty())
+    .unwrap();
+  assert_eq!(crate::support::collect(c.send(req).await).await.status, 200);
+  let heads = origin.heads();
+  let head = heads.last().unwrap();
+  assert_eq!(
+    head.get("accept-language").map(|v| v.to_str().unwrap()),
+    Some("fr"),
+    "{head:?}"
+  );
 }
 
 // The server's compression for one worker is capped at

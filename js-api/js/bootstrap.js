@@ -411,14 +411,21 @@ function fetch(input, init = undefined) {
     innerReq.body.length = incoming.length;
   }
   const list = innerReq.headerList;
+  let language = false;
   for (let i = list.length - 1; i >= 0; i--) {
-    if (StringPrototypeToLowerCase(list[i][0]) === HOP_HEADER) ArrayPrototypeSplice(list, i, 1);
+    const name = StringPrototypeToLowerCase(list[i][0]);
+    if (name === HOP_HEADER || name === DEFAULTED_HEADER) ArrayPrototypeSplice(list, i, 1);
+    else if (name === "accept-language") language = true;
   }
   ArrayPrototypePush(list, [HOP_HEADER, "" + (op_edge_hops(id) + 1)]);
+  // deno_fetch adds `Accept-Language: *` when there is none (workerd adds
+  // none; some servers refuse `*`): net.rs takes it out again.
+  if (!language) ArrayPrototypePush(list, [DEFAULTED_HEADER, "accept-language"]);
   return fetchMod.fetch(req);
 }
 
 const HOP_HEADER = "edge-via";
+const DEFAULTED_HEADER = "edge-fetch-defaulted";
 
 // ---- Wasm memory created or grown from JS must fit the isolate's memory
 // budget, checked before V8 makes it (memory.rs; growth from inside Wasm

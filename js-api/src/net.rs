@@ -85,6 +85,34 @@ pub fn is_refused(ip: IpAddr) -> bool {
 
 /// deno_fetch's hook on every outgoing request: refuses IP-literal hosts in
 /// private ranges (names are handled by [`PublicOnlyResolver`]).
+/// Set by the bootstrap's `fetch()` on a subrequest whose worker set no
+/// `Accept-Language`: the one deno_fetch adds (`*`, which some servers
+/// refuse; workerd adds none) is taken out again here, with this header.
+pub const DEFAULTED_HEADER: &str = "edge-fetch-defaulted";
+
+/// Takes out the headers deno_fetch added that the worker did not set.
+fn drop_defaulted(req: &mut http::Request<deno_fetch::ReqBody>) {
+  const NAME: http::HeaderName = http::HeaderName::from_static(DEFAULTED_HEADER);
+  let Some(names) = req.headers_mut().remove(NAME) else {
+    return;
+  };
+  for name in names.as_bytes().split(|b| *b == b',') {
+    if let Ok(name) = http::HeaderName::from_bytes(name.trim_ascii()) {
+      req.headers_mut().remove(name);
+    }
+  }
+}
+
+fn public_only(req: &mut http::Request<deno_fetch::ReqBody>) -> Result<(), JsErrorBox> {
+  drop_defaulted(req);
+  refuse_private_literal(req)
+}
+
+fn any_address(req: &mut http::Request<deno_fetch::ReqBody>) -> Result<(), JsErrorBox> {
+  drop_defaulted(req);
+  Ok(())
+}
+
 fn refuse_private_literal(req: &mut http::Request<deno_fetch::ReqBody>) -> Result<(), JsErrorBox> {
   let host = req.uri().host().unwrap_or("");
   let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
@@ -129,8 +157,9 @@ impl NetPolicy {
       root_cert_store_provider: base.root_certs.clone(),
       ..Default::default()
     };
+    o.request_builder_hook = Some(any_address);
     if !self.allow_private_network {
-      o.request_builder_hook = Some(refuse_private_literal);
+      o.request_builder_hook = Some(public_only);
       o.resolver = deno_fetch::dns::Resolver::custom(Arc::new(PublicOnlyResolver));
     }
     o
