@@ -174,6 +174,29 @@ async fn watch_reloads_when_a_module_changes() {
   eventually(s.addr, "a.test", "w2-longer").await;
 }
 
+// With processes > 1 the supervisor follows --watch: every process
+// reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reloads_every_supervised_process() {
+  let f = Fixture::new();
+  f.file("a/index.js", worker("w1"));
+  f.file("edge.toml", SUPERVISED.replace("{runtime}", ""));
+  let mut s = Server::start(&f, &["--watch"]);
+  s.wait_for("supervising 2 processes");
+  eventually(s.addr, "a.test", "w1").await;
+  f.file("a/index.js", worker("w2-longer"));
+  s.wait_for("files changed: every process reloads");
+  eventually(s.addr, "a.test", "w2-longer").await;
+  tokio::time::sleep(Duration::from_millis(500)).await;
+  for _ in 0..20 {
+    assert_eq!(
+      get(s.addr, "a.test", "/").await.body,
+      "w2-longer",
+      "a process did not reload"
+    );
+  }
+}
+
 // Multi-threaded: the client tasks run while the test waits on the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_a_slow_request_then_exits_zero() {

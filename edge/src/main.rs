@@ -152,10 +152,13 @@ fn main() -> anyhow::Result<()> {
   if let (Source::File { path, threads }, false) = (&source, supervised) {
     if config.runtime.processes > 1 {
       config.validate()?;
-      if watch {
-        tracing::warn!("--watch is not followed with runtime.processes > 1: send SIGHUP to reload");
-      }
-      return supervisor::run(&config, path, *threads);
+      let stamp = |c: &Config| source.stamp(c);
+      let load = || source.load();
+      let watch = watch.then_some(supervisor::Watch {
+        stamp: &stamp,
+        load: &load,
+      });
+      return supervisor::run(&config, path, *threads, watch);
     }
   }
   let drain_timeout = Duration::from_secs(config.server.drain_timeout_s);

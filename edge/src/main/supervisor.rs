@@ -5,7 +5,9 @@
 //! its bound) or grows past its share of `runtime.max_memory_mb` (killed)
 //! is replaced at once; only its in-flight requests fail, the others keep
 //! serving. SIGHUP is passed on (each child reloads the config file);
-//! SIGTERM/SIGINT drain every child, killed at the drain timeout. With
+//! SIGTERM/SIGINT drain every child, killed at the drain timeout; with
+//! `--watch`, a change to the config file or a worker's folder is a
+//! SIGHUP to every child. With
 //! `[admin] listen`, the supervisor serves `/metrics` there, the children's
 //! summed (each answers through a socket pair at fd 5); deploys go through
 //! the config file.
@@ -49,8 +51,17 @@ struct Slot {
   quick_exits: u32,
 }
 
+/// `--watch`: what the supervisor looks at (every half second) to tell its
+/// children to reload.
+pub struct Watch<'a> {
+  /// Changes when the config file or a worker's folder changes.
+  pub stamp: &'a dyn Fn(&Config) -> u64,
+  /// The config as the file says now.
+  pub load: &'a dyn Fn() -> anyhow::Result<Config>,
+}
+
 /// Runs the supervisor until SIGTERM/SIGINT and the children's drain.
-pub fn run(config: &Config, config_path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
+pub fn run(config: &Config, config_path: &Path, threads: Option<usize>, watch: Option<Watch>) -> anyhow::Result<()> {
   let n = config.runtime.processes;
   let http = config.listen.http.map(std::net::TcpListener::bind).transpose()?;
   let https = config.listen.https.map(std::net::TcpListener::bind).transpose()?;
@@ -141,6 +152,10 @@ pub fn run(config: &Config, config_path: &Path, threads: Option<usize>) -> anyho
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(LOOK_EVERY);
+    let mut watch_tick = tokio::time::interval(Duration::from_millis(500));
+    // The workers' folders of the config last read, and their stamp.
+    let mut watched = config.clone();
+    let mut stamp = watch.as_ref().map(|w| (w.stamp)(&watched));
     loop {
       tokio::select! {
         _ = term.recv() => break,
@@ -152,6 +167,23 @@ pub fn run(config: &Config, config_path: &Path, threads: Option<usize>) -> anyho
           }
         }
         _ = tick.tick() => look(&mut slots, share, &spawn),
+        _ = watch_tick.tick(), if watch.is_some() => {
+          let Some(w) = watch.as_ref() else { continue };
+          let now = (w.stamp)(&watched);
+          if Some(now) == stamp {
+            continue;
+          }
+          tracing::info!("files changed: every process reloads");
+          for s in &slots {
+            signal_child(s, libc::SIGHUP);
+          }
+          // A new worker's folder is watched from now on (a config the
+          // processes refuse is said in their logs).
+          if let Ok(c) = (w.load)() {
+            watched = c;
+          }
+          stamp = Some((w.stamp)(&watched));
+        }
       }
     }
     tracing::info!("stopping: every process drains (up to {} s)", drain.as_secs());
