@@ -98,6 +98,11 @@ fn worker(body: &str) -> String {
   format!("export default {{ fetch() {{ return new Response('{body}') }} }}")
 }
 
+/// A worker answering `ok`, that first runs `js` for requests to `path`.
+fn worker_running_on(path: &str, js: &str) -> String {
+  format!("export default {{ fetch(req) {{ if (new URL(req.url).pathname === '{path}') {{ {js} }} return new Response('ok') }} }}")
+}
+
 const ONE: &str = "[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n[[worker]]\nname = \"a\"\nmain = \"a/index.js\"\nroutes = [\"a.test\"]\n";
 
 /// Polls `host` until it answers `want` (reloads are asynchronous to the
@@ -257,7 +262,7 @@ async fn sigterm_ends_a_wedged_process_at_the_drain_timeout() {
   let f = Fixture::new();
   f.file(
     "a/index.js",
-    "export default { fetch(req) { if (new URL(req.url).pathname === '/wedge') { console.log('wedging'); Object.keys('x'.repeat(2 ** 25)); } return new Response('ok') } }",
+    worker_running_on("/wedge", "console.log('wedging'); Object.keys('x'.repeat(2 ** 25));"),
   );
   f.file(
     "edge.toml",
@@ -357,7 +362,7 @@ async fn a_wedged_process_is_replaced_while_the_other_serves() {
   let f = Fixture::new();
   f.file(
     "a/index.js",
-    "export default { fetch(req) { if (new URL(req.url).pathname === '/wedge') { console.log('wedging'); Object.keys('x'.repeat(2 ** 25)); } return new Response('ok') } }",
+    worker_running_on("/wedge", "console.log('wedging'); Object.keys('x'.repeat(2 ** 25));"),
   );
   f.file("edge.toml", SUPERVISED.replace("{runtime}", ""));
   let mut s = Server::start(&f, &[]);
@@ -409,7 +414,10 @@ async fn a_process_past_its_memory_share_is_replaced() {
   let f = Fixture::new();
   f.file(
     "a/index.js",
-    "export default { fetch(req) { if (new URL(req.url).pathname === '/clone') { console.log('cloning'); structuredClone(Array(100).fill('ab'.repeat(5e6))); } return new Response('ok') } }",
+    worker_running_on(
+      "/clone",
+      "console.log('cloning'); structuredClone(Array(100).fill('ab'.repeat(5e6)));",
+    ),
   );
   f.file(
     "edge.toml",
@@ -442,7 +450,7 @@ async fn a_step_past_the_heap_slack_ends_only_its_process() {
   let f = Fixture::new();
   f.file(
     "a/index.js",
-    "export default { fetch(req) { if (new URL(req.url).pathname === '/split') { 'x'.repeat(2 ** 28).toUpperCase(); } return new Response('ok') } }",
+    worker_running_on("/split", "'x'.repeat(2 ** 28).toUpperCase();"),
   );
   f.file(
     "edge.toml",

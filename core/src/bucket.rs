@@ -34,12 +34,7 @@ impl TokenBucket {
 
   /// Takes `n` tokens at `now` if they are there.
   pub fn try_take(&mut self, now: Instant, n: u64) -> bool {
-    self.refill(now);
-    let ok = self.has(n);
-    if ok {
-      self.spend(n);
-    }
-    ok
+    self.take_or_wait(now, n).is_none()
   }
 
   /// Takes `n` tokens at `now` if they are there (`None`), else how long

@@ -112,36 +112,32 @@ impl EdgeBody {
   pub fn into_send(self) -> SendBody {
     match self.0 {
       Kind::Full(b) => SendBody(SendKind::Full(b)),
-      Kind::Stream(mut s, _) => {
-        let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(4);
-        tokio::task::spawn_local(async move {
-          while let Some(chunk) = std::future::poll_fn(|cx| s.poll_chunk(cx)).await {
-            let chunk = chunk.map_err(|e| Box::new(e) as BoxError);
-            if tx.send(chunk).await.is_err() {
-              break;
-            }
-          }
-        });
-        SendBody(SendKind::Channel(rx))
-      }
+      Kind::Stream(mut s, _) => pump(move |cx| {
+        s.poll_chunk(cx)
+          .map(|o| o.map(|r| r.map_err(|e| Box::new(e) as BoxError)))
+      }),
       Kind::Sent(b, _) => b,
-      Kind::Encoded(_) => {
-        let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(4);
-        let mut body = self;
-        tokio::task::spawn_local(async move {
-          while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-            let Some(chunk) = frame.map(|f| f.into_data().ok()).transpose() else {
-              continue;
-            };
-            if tx.send(chunk).await.is_err() {
-              break;
-            }
-          }
-        });
-        SendBody(SendKind::Channel(rx))
-      }
+      Kind::Encoded(mut e) => pump(move |cx| {
+        // (Only data frames come out of the encoder.)
+        e.poll_frame(cx)
+          .map(|o| o.map(|r| r.map(|f| f.into_data().unwrap_or_default())))
+      }),
     }
   }
+}
+
+/// A task on this thread that sends what `next` yields into a channel, and
+/// the body reading that channel on another thread.
+fn pump(mut next: impl FnMut(&mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> + 'static) -> SendBody {
+  let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(4);
+  tokio::task::spawn_local(async move {
+    while let Some(chunk) = std::future::poll_fn(&mut next).await {
+      if tx.send(chunk).await.is_err() {
+        break;
+      }
+    }
+  });
+  SendBody(SendKind::Channel(rx))
 }
 
 impl Encoded {

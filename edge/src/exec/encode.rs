@@ -3,9 +3,10 @@
 //! encoded on the way out, as workerd does (`encodeBody: "automatic"`, its
 //! default; `"manual"` and a fetch() response passed on undecoded are sent
 //! as they are), if the client accepts that coding; otherwise it is sent
-//! unencoded without the header, as Cloudflare's edge does. The body is compressed in pieces of at most
-//! [`PIECE`] bytes, each flushed, so that a streamed body reaches the
-//! client as it comes and no piece holds the thread long.
+//! unencoded without the header, as Cloudflare's edge does. The body is
+//! compressed in pieces of at most [`PIECE`] bytes, each flushed, so that a
+//! streamed body reaches the client as it comes and no piece holds the
+//! thread long.
 
 use std::io::Write;
 

@@ -17,6 +17,17 @@ use crate::exec::body::EdgeBody;
 /// count in [`js_api::HOP_HEADER`]) is a loop.
 pub const MAX_HOPS: u32 = 16;
 
+/// The common methods, `http`'s own: no string compare for them.
+const STANDARD_METHODS: [Method; 7] = [
+  Method::GET,
+  Method::POST,
+  Method::HEAD,
+  Method::PUT,
+  Method::DELETE,
+  Method::OPTIONS,
+  Method::PATCH,
+];
+
 /// What a checked head asks for.
 pub enum Head {
   /// A request for the host's worker.
@@ -58,17 +69,7 @@ pub fn check(parts: &Parts, limits: &DoorLimits) -> Result<Head, RequestError> {
   if parts.method == Method::CONNECT {
     return Err(RequestError::Unsupported { what: "CONNECT" });
   }
-  // (The common methods are `http`'s own: no string compare for them.)
-  let standard = [
-    Method::GET,
-    Method::POST,
-    Method::HEAD,
-    Method::PUT,
-    Method::DELETE,
-    Method::OPTIONS,
-    Method::PATCH,
-  ];
-  if !standard.contains(&parts.method) && !edge_core::head::known_method(parts.method.as_str()) {
+  if !STANDARD_METHODS.contains(&parts.method) && !edge_core::head::known_method(parts.method.as_str()) {
     return Err(RequestError::Unsupported {
       what: "this request method",
     });
