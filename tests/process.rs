@@ -482,8 +482,9 @@ async fn a_step_past_the_heap_slack_ends_only_its_process() {
 }
 
 // With processes > 1 the supervisor serves the admin listener: /metrics
-// summed over the processes (each series added up, edge_up not), deploys
-// refused with 409; the token still wanted.
+// summed over the processes (each series added up, edge_up not); without
+// admin.data_dir, uploads are refused with 409 (a replaced process would
+// not have them); the token still wanted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_supervisor_serves_metrics_summed_over_its_processes() {
   let f = Fixture::new();
@@ -529,11 +530,136 @@ async fn the_supervisor_serves_metrics_summed_over_its_processes() {
     .sum();
   assert!(served >= 30.0, "{served} requests counted: {m}");
   assert_eq!(m.matches("# TYPE edge_worker_requests_total ").count(), 1, "{m}");
-  let put = crate::support::admin(admin, "DELETE", "/workers/a", Some(crate::support::TOKEN), None).await;
+  let put = crate::support::deploy(admin, "b", "b.test", &worker("b")).await;
   assert_eq!(put.status, 409, "{}", put.body);
+  assert!(put.body.contains("admin.data_dir"), "{}", put.body);
+  let list = crate::support::admin(admin, "GET", "/workers", Some(crate::support::TOKEN), None).await;
+  assert_eq!(list.status, 200, "{}", list.body);
+  assert!(list.body.contains("\"a\""), "{}", list.body);
   s.signal(libc::SIGTERM);
   let status = s.exit_within(Duration::from_secs(10), "the supervisor outlived its SIGTERM");
   assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+/// The pids of `parent`'s children.
+fn children_of(parent: u32) -> Vec<u32> {
+  let mut out = Vec::new();
+  for e in std::fs::read_dir("/proc").unwrap().flatten() {
+    let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+      continue;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+      continue;
+    };
+    // pid (comm) state ppid ...: the comm may hold spaces, not ')'.
+    let ppid = stat
+      .rsplit_once(')')
+      .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+      .and_then(|p| p.parse::<u32>().ok());
+    if ppid == Some(parent) {
+      out.push(pid);
+    }
+  }
+  out
+}
+
+/// `n` requests for `host`, each on a fresh connection (so both
+/// processes serve some): every body.
+async fn bodies(addr: SocketAddr, host: &str, n: usize) -> Vec<String> {
+  let mut out = Vec::new();
+  for _ in 0..n {
+    out.push(get(addr, host, "/").await.body);
+  }
+  out
+}
+
+// With processes > 1 and admin.data_dir, an upload through the
+// supervisor's admin API is checked on one process, kept in the data
+// directory, then made on every process; one that refuses (a syntax
+// error) changes nothing anywhere; processes started in the place of the
+// killed ones serve what the data directory holds; a removal reaches
+// every process and the directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_through_the_supervisor_reach_every_process() {
+  use crate::support::{admin as ask, deploy, TOKEN};
+  let f = Fixture::new();
+  f.file("a/index.js", worker("ok"));
+  f.file("admin.token", TOKEN);
+  f.file(
+    "edge.toml",
+    SUPERVISED.replace("{runtime}", "").replace(
+      "[[worker]]",
+      "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\ndata_dir = \"data\"\n[[worker]]",
+    ),
+  );
+  let mut s = Server::start(&f, &[]);
+  let addr = s.addr;
+  let line = s.wait_for("admin API on http://");
+  let admin: SocketAddr = line
+    .split("http://")
+    .nth(1)
+    .and_then(|r| r.split_whitespace().next())
+    .unwrap()
+    .parse()
+    .unwrap();
+  eventually(addr, "a.test", "ok").await;
+  let up = deploy(admin, "up", "up.test", &worker("v1")).await;
+  assert_eq!(up.status, 200, "{}", up.body);
+  assert!(up.body.contains("\"changed\": true"), "{}", up.body);
+  assert!(f.path("data/workers/up/current").exists());
+  assert_eq!(bodies(addr, "up.test", 30).await, vec!["v1"; 30]);
+  // Refused on the process that checks it: nothing changes.
+  let broken = deploy(admin, "up", "up.test", "export default {").await;
+  assert_eq!(broken.status, 400, "{}", broken.body);
+  assert!(broken.body.contains("SyntaxError"), "{}", broken.body);
+  assert_eq!(bodies(addr, "up.test", 20).await, vec!["v1"; 20]);
+  let v2 = deploy(admin, "up", "up.test", &worker("v2")).await;
+  assert_eq!(v2.status, 200, "{}", v2.body);
+  assert_eq!(bodies(addr, "up.test", 30).await, vec!["v2"; 30]);
+  let again = deploy(admin, "up", "up.test", &worker("v2")).await;
+  assert!(again.body.contains("\"changed\": false"), "{}", again.body);
+  // A dry run checks and changes nothing.
+  let meta = r#"{"main_module":"index.js","routes":["up.test"]}"#;
+  let v3 = worker("v3");
+  let dry = ask(
+    admin,
+    "PUT",
+    "/workers/up?dry_run",
+    Some(TOKEN),
+    Some(crate::support::upload(meta, &[("index.js", v3.as_bytes())])),
+  )
+  .await;
+  assert_eq!(dry.status, 200, "{}", dry.body);
+  assert_eq!(bodies(addr, "up.test", 10).await, vec!["v2"; 10]);
+  // Both processes replaced, one after the other: the new ones start
+  // from the data directory.
+  let supervisor = s.child.id();
+  for _ in 0..2 {
+    let pids = children_of(supervisor);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let oldest = *pids.iter().min().unwrap();
+    // SAFETY: kill() on a child of our child, by its pid.
+    unsafe { libc::kill(oldest as libc::pid_t, libc::SIGKILL) };
+    s.wait_for("process ended");
+    s.wait_for("process started");
+    let until = Instant::now() + Duration::from_secs(20);
+    while children_of(supervisor).contains(&oldest) {
+      assert!(Instant::now() < until, "{oldest} is still there");
+      tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+  }
+  // The new processes bind their isolates after their start: give them
+  // time to accept.
+  tokio::time::sleep(Duration::from_secs(2)).await;
+  assert_eq!(bodies(addr, "up.test", 30).await, vec!["v2"; 30]);
+  let gone = ask(admin, "DELETE", "/workers/up", Some(TOKEN), None).await;
+  assert_eq!(gone.status, 204, "{}", gone.body);
+  assert!(!f.path("data/workers/up").exists());
+  for got in bodies(addr, "up.test", 20).await {
+    assert!(got.contains("no worker"), "{got}");
+  }
+  let twice = ask(admin, "DELETE", "/workers/up", Some(TOKEN), None).await;
+  assert_eq!(twice.status, 404, "{}", twice.body);
 }
 
 /// One GET on a fresh connection; an error if the connection ends first.

@@ -12,6 +12,7 @@
 //! - [`limits`]: a worker's limits and the typed outcome of hitting one.
 //! - [`counters`]: counters, gauges and latency histograms.
 //! - [`exposition`]: Prometheus texts of several processes merged.
+//! - [`frames`]: the frames of a supervisor's link to its processes.
 //! - [`bucket`]: token buckets (`console.*` lines and bytes, SNI warm-ups).
 //! - [`addr`]: which addresses a worker's `fetch()` may not reach.
 //! - [`json`]: the planner and checker of `JSON.parse` in parts.
@@ -22,6 +23,7 @@ pub mod addr;
 pub mod bucket;
 pub mod counters;
 pub mod exposition;
+pub mod frames;
 pub mod framing;
 pub mod head;
 pub mod host;

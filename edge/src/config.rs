@@ -459,13 +459,6 @@ impl Config {
     if !(1..=64).contains(&self.runtime.processes) {
       return Err(self.invalid("runtime.processes", "must be 1-64"));
     }
-    if self.runtime.processes > 1 && self.admin.data_dir.is_some() {
-      return Err(self.invalid(
-        "admin.data_dir",
-        "with runtime.processes > 1 the admin listener serves /metrics only (summed over the processes): \
-         deploy through the config file (SIGHUP reloads every process)",
-      ));
-    }
     self.check_limits("limits", &self.limits)?;
     self.check_limits("admin.max_limits", &self.admin.max_limits)?;
     for (field, v) in [

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use crate::config::Config;
 use crate::control::admin::AdminServer;
 use crate::control::deploy::{Deployed, Deployer, Deployments, Reloaded, WorkerInfo};
+use crate::control::store::Tidy;
 use crate::error::{DeployError, RequestError, StartError};
 use crate::exec::body::SendBody;
 use crate::exec::jobs::{Failed, Handled, Job, RequestJob};
@@ -49,6 +50,7 @@ pub struct EngineBuilder {
   admin: Option<(TcpListener, String)>,
   observer: Option<Arc<dyn RequestObserver>>,
   console: Option<Arc<dyn ConsoleOutput>>,
+  supervisor: Option<std::os::unix::net::UnixStream>,
 }
 
 impl EngineBuilder {
@@ -92,6 +94,16 @@ impl EngineBuilder {
   /// Serve the admin API on `listener`, every request carrying `token`.
   pub fn admin(mut self, listener: TcpListener, token: String) -> Self {
     self.admin = Some((listener, token));
+    self
+  }
+
+  /// This engine is one process of a supervisor's (`runtime.processes` >
+  /// 1): it reads the data directory at start but never writes it (the
+  /// supervisor does), and answers the supervisor's admin requests on
+  /// `link`.
+  #[doc(hidden)]
+  pub fn supervisor_link(mut self, link: std::os::unix::net::UnixStream) -> Self {
+    self.supervisor = Some(link);
     self
   }
 
@@ -171,6 +183,7 @@ impl Engine {
       admin: None,
       observer: None,
       console: None,
+      supervisor: None,
     }
   }
 
@@ -192,6 +205,7 @@ impl Engine {
       admin,
       observer,
       console,
+      supervisor,
     } = b;
     let listeners = listeners.unwrap_or_default();
     config.validate()?;
@@ -230,7 +244,12 @@ impl Engine {
     let http_addr = listeners.http.as_ref().and_then(|l| l.local_addr().ok());
     let https_addr = listeners.https.as_ref().and_then(|l| l.local_addr().ok());
     let (access_log, dev, door) = (config.log.access, config.dev, config.server.door());
-    let deployments = Deployments::load(config, data_dir.as_deref(), &stats)?;
+    // A supervised process reads the data directory its supervisor writes.
+    let tidy = match supervisor {
+      Some(_) => Tidy::No,
+      None => Tidy::Yes,
+    };
+    let deployments = Deployments::load(config, data_dir.as_deref().map(|d| (d, tidy)), &stats)?;
     let view = Arc::new(ServingView::new(
       deployments.router(),
       certs,
@@ -240,7 +259,11 @@ impl Engine {
       door,
     ));
     let executors = Arc::new(Executors::start(threads, params, view.clone(), &listeners).map_err(StartError::Threads)?);
-    let deployer = Arc::new(Deployer::new(deployments, data_dir, view.clone(), executors.clone()));
+    let writes = if supervisor.is_some() { None } else { data_dir };
+    let deployer = Arc::new(Deployer::new(deployments, writes, view.clone(), executors.clone()));
+    if let Some(link) = supervisor {
+      crate::control::link::serve(link, deployer.clone(), stats.clone()).map_err(StartError::Threads)?;
+    }
     let admin = match admin {
       Some((listener, token)) => {
         Some(AdminServer::start(deployer.clone(), stats, listener, token).map_err(StartError::Threads)?)

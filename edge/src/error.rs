@@ -232,6 +232,8 @@ pub enum DeployError {
   Config(String),
   #[error("the server is shutting down")]
   ShuttingDown,
+  #[error("{0}")]
+  Unavailable(String),
 }
 
 impl DeployError {
@@ -241,7 +243,7 @@ impl DeployError {
       Self::Conflict(_) | Self::ConfigOwned { .. } => StatusCode::CONFLICT,
       Self::NotFound { .. } => StatusCode::NOT_FOUND,
       Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-      Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+      Self::ShuttingDown | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
   }
 

@@ -67,5 +67,7 @@ pub mod internals {
   }
   pub mod admin {
     pub use crate::control::admin::AdminServer;
+    pub use crate::control::relay::Relay;
+    pub use crate::control::store::{load_stored, Tidy};
   }
 }

@@ -166,12 +166,15 @@ fn main() -> anyhow::Result<()> {
   let mut last = config.clone();
   let engine = match inherited {
     Some((http, https)) => {
-      // The supervisor serves the admin listener (metrics summed).
+      // The supervisor serves the admin listener and reaches this
+      // process over its link.
       let mut config = config;
       config.admin.listen = None;
-      let engine = Engine::builder(config).listeners(http, https).start()?;
-      supervisor::answer_metrics(engine.metrics_source());
-      engine
+      let mut b = Engine::builder(config).listeners(http, https);
+      if let Some(link) = supervisor::link() {
+        b = b.supervisor_link(link);
+      }
+      b.start()?
     }
     None => Engine::start(config)?,
   };

@@ -1,37 +1,25 @@
-//! The admin API, on its own listener and thread (off unless `[admin]
-//! listen` is set): deploy, list and remove workers, and `/metrics`. Every
-//! request carries `Authorization: Bearer <token>`; the public listeners
-//! never answer these paths.
+//! The admin API's listener, on its own thread (off unless `[admin]
+//! listen` is set): every request carries `Authorization: Bearer <token>`
+//! (the public listeners never answer these paths), then goes to the
+//! routes of [`super::api`].
 //!
-//! - `PUT /workers/{name}`: a `multipart/form-data` body with a `metadata`
-//!   part (JSON: `main_module`, `routes`, `vars`, `limits`,
-//!   `allow_private_network`) and one part per module, named by its path.
-//! - `GET /workers`, `GET /workers/{name}`, `DELETE /workers/{name}`.
-//! - `GET /metrics`: Prometheus text format.
-//!
-//! With `runtime.processes` > 1 the supervisor serves this listener with
-//! `/metrics` alone, summed over its processes ([`AdminServer::metrics_only`]);
-//! deploys go through the config file there.
+//! With `runtime.processes` > 1 the supervisor serves this listener
+//! ([`AdminServer::relaying`], `super::relay`): deploys checked on one
+//! process, kept in the data directory, then made on every process;
+//! `/metrics` summed over them.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 
-use super::deploy::{Deployer, WorkerInfo};
-use crate::error::DeployError;
+use super::api::{self, text, Reply};
+use super::deploy::Deployer;
+use super::relay::Relay;
 use crate::obs::stats::Stats;
-use crate::worker::{Upload, UploadMeta};
-
-/// The largest upload body accepted: the modules' cap and room for the
-/// multipart framing.
-const MAX_UPLOAD: usize = crate::worker::MAX_UPLOAD_BYTES + (1 << 20);
 
 /// The running admin listener.
 pub struct AdminServer {
@@ -50,14 +38,9 @@ impl AdminServer {
     Self::serve(Control::Deploys { deployer, stats }, listener, token)
   }
 
-  /// `/metrics` only, rendered by `metrics` (called on a blocking thread);
-  /// the deploy paths answer 409.
-  pub fn metrics_only(
-    metrics: Arc<dyn Fn() -> String + Send + Sync>,
-    listener: std::net::TcpListener,
-    token: String,
-  ) -> std::io::Result<Self> {
-    Self::serve(Control::MetricsOnly(metrics), listener, token)
+  /// A supervisor's: every request relayed to its processes.
+  pub fn relaying(relay: Arc<Relay>, listener: std::net::TcpListener, token: String) -> std::io::Result<Self> {
+    Self::serve(Control::Relayed(relay), listener, token)
   }
 
   fn serve(control: Control, listener: std::net::TcpListener, token: String) -> std::io::Result<Self> {
@@ -125,15 +108,13 @@ impl Drop for AdminServer {
   }
 }
 
-type Reply = Response<Full<Bytes>>;
-
 /// What the admin API reaches.
 #[derive(Clone)]
 enum Control {
   /// The deployer and the counters of this process.
   Deploys { deployer: Arc<Deployer>, stats: Arc<Stats> },
-  /// A supervisor's: the processes' metrics, summed.
-  MetricsOnly(Arc<dyn Fn() -> String + Send + Sync>),
+  /// A supervisor's processes.
+  Relayed(Arc<Relay>),
 }
 
 struct Api {
@@ -152,74 +133,10 @@ async fn serve(api: Arc<Api>, req: Request<Incoming>) -> Result<Reply, Infallibl
       .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     return Ok(res);
   }
-  let path = req.uri().path().to_string();
-  let method = req.method().clone();
-  let (deployer, stats) = match &api.control {
-    Control::Deploys { deployer, stats } => (deployer, stats),
-    Control::MetricsOnly(metrics) => {
-      return Ok(match (method, path.as_str()) {
-        (Method::GET, "/metrics") => {
-          let metrics = metrics.clone();
-          let text = tokio::task::spawn_blocking(move || metrics()).await.unwrap_or_default();
-          metrics_reply(text)
-        }
-        _ => text(
-          StatusCode::CONFLICT,
-          "409 Conflict: with runtime.processes > 1 workers are deployed through the config file \
-           (SIGHUP reloads every process); this listener has /metrics\n",
-        ),
-      });
-    }
-  };
-  let res = match (method, path.as_str()) {
-    (Method::GET, "/metrics") => metrics_reply(crate::obs::metrics::render(stats)),
-    (Method::GET, "/workers") => {
-      let list: Vec<WorkerInfo> = deployer.workers().await.iter().map(|w| WorkerInfo::of(w)).collect();
-      json(StatusCode::OK, &list)
-    }
-    (method, p) if p.starts_with("/workers/") => {
-      let name = &p["/workers/".len()..];
-      match method {
-        Method::GET => match deployer.workers().await.iter().find(|w| &*w.name == name) {
-          Some(w) => json(StatusCode::OK, &WorkerInfo::of(w)),
-          None => DeployError::NotFound { name: name.into() }.to_response(),
-        },
-        Method::PUT => match read_upload(name, req).await {
-          Ok(upload) => match deployer.deploy(upload).await {
-            Ok(d) => json(StatusCode::OK, &d),
-            Err(e) => e.to_response(),
-          },
-          Err(e) => e.to_response(),
-        },
-        Method::DELETE => match deployer.remove(name).await {
-          Ok(()) => {
-            let mut res = Response::new(Full::new(Bytes::new()));
-            *res.status_mut() = StatusCode::NO_CONTENT;
-            res
-          }
-          Err(e) => e.to_response(),
-        },
-        _ => text(
-          StatusCode::METHOD_NOT_ALLOWED,
-          "405 Method Not Allowed: use GET, PUT or DELETE\n",
-        ),
-      }
-    }
-    _ => text(
-      StatusCode::NOT_FOUND,
-      "404 Not Found: the admin API has /workers, /workers/{name} and /metrics\n",
-    ),
-  };
-  Ok(res)
-}
-
-fn metrics_reply(text: String) -> Reply {
-  let mut res = Response::new(Full::new(Bytes::from(text)));
-  res.headers_mut().insert(
-    http::header::CONTENT_TYPE,
-    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-  );
-  res
+  Ok(match &api.control {
+    Control::Deploys { deployer, stats } => api::route(deployer, stats, req).await,
+    Control::Relayed(relay) => relay.route(req).await,
+  })
 }
 
 /// The bearer token, compared in constant time (only its length can leak).
@@ -241,69 +158,4 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
   let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
   // Keep the comparison from being short-circuited by the optimiser.
   std::hint::black_box(diff) == 0
-}
-
-/// Reads a multipart upload: the `metadata` part and the module parts.
-async fn read_upload(name: &str, req: Request<Incoming>) -> Result<Upload, DeployError> {
-  let invalid = |m: String| DeployError::Invalid(m);
-  let boundary = req
-    .headers()
-    .get(http::header::CONTENT_TYPE)
-    .and_then(|v| v.to_str().ok())
-    .and_then(|ct| multer::parse_boundary(ct).ok())
-    .ok_or_else(|| invalid("send the worker as multipart/form-data (a metadata part and module parts)".into()))?;
-  let body = Limited::new(req.into_body(), MAX_UPLOAD)
-    .collect()
-    .await
-    .map_err(|e| invalid(format!("cannot read the upload (at most {} MB): {e}", MAX_UPLOAD >> 20)))?
-    .to_bytes();
-  let stream = futures::stream::once(async move { Ok::<Bytes, Infallible>(body) });
-  let mut form = multer::Multipart::new(stream, boundary);
-  let mut meta: Option<UploadMeta> = None;
-  let mut modules = BTreeMap::new();
-  while let Some(field) = form
-    .next_field()
-    .await
-    .map_err(|e| invalid(format!("bad multipart body: {e}")))?
-  {
-    let part = field
-      .name()
-      .map(str::to_string)
-      .ok_or_else(|| invalid("every part needs a name".into()))?;
-    let bytes = field
-      .bytes()
-      .await
-      .map_err(|e| invalid(format!("part {part:?}: {e}")))?;
-    if part == "metadata" {
-      meta = Some(serde_json::from_slice(&bytes).map_err(|e| invalid(format!("metadata: {e}")))?);
-    } else if modules.insert(part.clone(), bytes).is_some() {
-      return Err(invalid(format!("module {part:?} is in the upload twice")));
-    }
-  }
-  let meta = meta.ok_or_else(|| invalid("the upload has no metadata part".into()))?;
-  Ok(Upload {
-    name: name.to_string(),
-    meta,
-    modules,
-  })
-}
-
-fn text(status: StatusCode, body: &'static str) -> Reply {
-  let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-  *res.status_mut() = status;
-  res.headers_mut().insert(
-    http::header::CONTENT_TYPE,
-    HeaderValue::from_static("text/plain; charset=utf-8"),
-  );
-  res
-}
-
-fn json(status: StatusCode, v: &impl serde::Serialize) -> Reply {
-  let body = serde_json::to_vec_pretty(v).unwrap_or_default();
-  let mut res = Response::new(Full::new(Bytes::from(body)));
-  *res.status_mut() = status;
-  res
-    .headers_mut()
-    .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-  res
 }

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::store::Tidy;
+
 use crate::config::Config;
 use crate::error::DeployError;
 use crate::exec::jobs::Job;
@@ -32,7 +34,11 @@ pub struct Deployments {
 
 impl Deployments {
   /// The config's workers, then the uploads kept in `data_dir`.
-  pub fn load(config: Config, data_dir: Option<&Path>, stats: &Stats) -> Result<Self, crate::error::ConfigError> {
+  pub fn load(
+    config: Config,
+    data_dir: Option<(&Path, Tidy)>,
+    stats: &Stats,
+  ) -> Result<Self, crate::error::ConfigError> {
     let mut from_config = BTreeMap::new();
     for (i, w) in config.workers.iter().enumerate() {
       let worker = Worker::from_config(&config, i, w, stats.worker(&w.name))?;
@@ -43,8 +49,8 @@ impl Deployments {
       from_config,
       from_api: BTreeMap::new(),
     };
-    if let Some(dir) = data_dir {
-      d.add_stored(dir, stats);
+    if let Some((dir, tidy)) = data_dir {
+      d.add_stored(dir, tidy, stats);
     }
     Ok(d)
   }
@@ -62,8 +68,8 @@ impl Deployments {
   /// Adds the uploads kept under `dir` (at start). One whose name or a
   /// route is already taken (the config file's workers come first) is
   /// logged and left out.
-  fn add_stored(&mut self, dir: &Path, stats: &Stats) {
-    for upload in super::store::load_stored(dir) {
+  fn add_stored(&mut self, dir: &Path, tidy: Tidy, stats: &Stats) {
+    for upload in super::store::load_stored(dir, tidy) {
       let clash = if self.from_config.contains_key(&upload.name) {
         Some("a worker of the config file has its name".to_string())
       } else {
@@ -180,7 +186,9 @@ impl WorkerInfo {
 /// [`ServingView`].
 pub struct Deployer {
   deployments: tokio::sync::Mutex<Deployments>,
-  /// Where uploaded workers are kept (`[admin] data_dir`).
+  /// Where uploaded workers are kept (`[admin] data_dir`), if this
+  /// process writes it (a supervised process only reads it at start: its
+  /// supervisor writes it).
   data_dir: Option<PathBuf>,
   view: Arc<ServingView>,
   executors: Arc<Executors>,
@@ -218,21 +226,32 @@ impl Deployer {
   /// Uploads a worker (or a new version of one), checked before it serves,
   /// and keeps it in the data directory if there is one.
   pub async fn deploy(&self, upload: Upload) -> Result<Deployed, DeployError> {
+    self.deploy_or_check(upload, Apply::Yes).await
+  }
+
+  /// Everything [`Self::deploy`] checks (the upload, its routes, its code
+  /// loaded in an isolate), without deploying it: `changed` says whether
+  /// it would change the running version.
+  pub async fn check_deploy(&self, upload: Upload) -> Result<Deployed, DeployError> {
+    self.deploy_or_check(upload, Apply::No).await
+  }
+
+  async fn deploy_or_check(&self, upload: Upload, apply: Apply) -> Result<Deployed, DeployError> {
     upload.validate().map_err(DeployError::Invalid)?;
     let ceiling = self.deployments.lock().await.config.upload_ceiling();
     over_ceiling(&upload, &ceiling).map_or(Ok(()), |why| Err(DeployError::Invalid(why)))?;
     let spec = upload.spec().map_err(DeployError::Invalid)?;
-    self.install(spec, Some(&upload)).await
+    self.install(spec, Some(&upload), apply).await
   }
 
   /// Deploys a worker whose code comes from any module source (an
   /// embedder's); nothing is stored.
   pub async fn deploy_spec(&self, spec: WorkerSpec) -> Result<Deployed, DeployError> {
     spec.validate().map_err(DeployError::Invalid)?;
-    self.install(spec, None).await
+    self.install(spec, None, Apply::Yes).await
   }
 
-  async fn install(&self, spec: WorkerSpec, upload: Option<&Upload>) -> Result<Deployed, DeployError> {
+  async fn install(&self, spec: WorkerSpec, upload: Option<&Upload>, apply: Apply) -> Result<Deployed, DeployError> {
     let mut d = self.deployments.lock().await;
     let name = spec.name.clone();
     if d.from_config.contains_key(&name) {
@@ -251,6 +270,15 @@ impl Deployer {
       return Err(DeployError::Conflict(c));
     }
     self.check(&worker).await?;
+    if apply == Apply::No {
+      // The isolate the check made goes: this version never serves.
+      self.retire(&worker);
+      return Ok(Deployed {
+        name,
+        version,
+        changed: true,
+      });
+    }
     if let (Some(dir), Some(upload)) = (&self.data_dir, upload) {
       super::store::store(dir, upload).map_err(|e| DeployError::Storage(format!("{}: {e}", dir.display())))?;
     }
@@ -269,9 +297,24 @@ impl Deployer {
 
   /// Removes a worker uploaded through the admin API.
   pub async fn remove(&self, name: &str) -> Result<(), DeployError> {
+    self.remove_or_check(name, Apply::Yes).await
+  }
+
+  /// What [`Self::remove`] would refuse, without removing anything.
+  pub async fn check_remove(&self, name: &str) -> Result<(), DeployError> {
+    self.remove_or_check(name, Apply::No).await
+  }
+
+  async fn remove_or_check(&self, name: &str, apply: Apply) -> Result<(), DeployError> {
     let mut d = self.deployments.lock().await;
     if d.from_config.contains_key(name) {
       return Err(DeployError::ConfigOwned { name: name.into() });
+    }
+    if apply == Apply::No {
+      return match d.from_api.contains_key(name) {
+        true => Ok(()),
+        false => Err(DeployError::NotFound { name: name.into() }),
+      };
     }
     let old = d
       .from_api
@@ -416,6 +459,13 @@ impl Deployer {
       .map_err(|_| DeployError::ShuttingDown)?
       .map_err(|e| DeployError::Startup(Box::new(e)))
   }
+}
+
+/// Whether a deploy or removal is carried out or only checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Apply {
+  Yes,
+  No,
 }
 
 /// What identifies the `[[tls]]` section: the entries and their files.

@@ -1,9 +1,14 @@
 //! The control plane of one node: changing the running workers
 //! ([`deploy`]), keeping uploads across restarts ([`store`]), and the admin
-//! API that drives both ([`admin`]). Nothing here is on the request path:
-//! it publishes into the front door's view and talks to the executors
-//! through their job channels.
+//! API that drives both ([`api`], served by [`admin`]); with several server
+//! processes, the supervisor's admin API ([`relay`]) reaches each over its
+//! [`link`]. Nothing here is on the request path: it publishes into the
+//! front door's view and talks to the executors through their job
+//! channels.
 
 pub mod admin;
+pub mod api;
 pub mod deploy;
+pub mod link;
+pub mod relay;
 pub mod store;

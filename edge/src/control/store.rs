@@ -118,9 +118,18 @@ fn clean(wdir: &Path, keep: Option<&str>) {
   }
 }
 
+/// Whether a reader of the data directory also removes what a crash left
+/// half done: only its writer does (a supervised process reads the folder
+/// its supervisor writes, maybe while a version is being written).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Tidy {
+  Yes,
+  No,
+}
+
 /// The uploads kept under `dir` (unreadable ones are logged and skipped);
-/// what a crash left half done is removed.
-pub fn load_stored(dir: &Path) -> Vec<Upload> {
+/// with [`Tidy::Yes`], what a crash left half done is removed.
+pub fn load_stored(dir: &Path, tidy: Tidy) -> Vec<Upload> {
   let workers = dir.join("workers");
   let Ok(rd) = std::fs::read_dir(&workers) else {
     return Vec::new();
@@ -133,10 +142,10 @@ pub fn load_stored(dir: &Path) -> Vec<Upload> {
       continue;
     };
     if let Some(legacy) = name.strip_prefix('.') {
-      load_legacy_leftover(&workers, legacy, &mut out);
+      load_legacy_leftover(&workers, legacy, tidy, &mut out);
       continue;
     }
-    match load_worker(p, name) {
+    match load_worker(p, name, tidy) {
       Ok(Some(u)) => out.push(u),
       Ok(None) => {}
       Err(e) => tracing::error!("{}: cannot load this stored worker: {e}", p.display()),
@@ -148,7 +157,7 @@ pub fn load_stored(dir: &Path) -> Vec<Upload> {
 /// One worker's folder: its committed version (leftovers removed), the
 /// old layout's files, or nothing (never committed, or being removed: the
 /// folder is removed).
-fn load_worker(wdir: &Path, name: &str) -> Result<Option<Upload>, String> {
+fn load_worker(wdir: &Path, name: &str, tidy: Tidy) -> Result<Option<Upload>, String> {
   let pointer = wdir.join(CURRENT);
   match std::fs::read_to_string(&pointer) {
     Ok(id) => {
@@ -157,12 +166,17 @@ fn load_worker(wdir: &Path, name: &str) -> Result<Option<Upload>, String> {
         return Err(format!("{}: {id:?} is not a version folder", pointer.display()));
       }
       let upload = read_stored(&wdir.join(id), name)?;
-      clean(wdir, Some(id));
+      if tidy == Tidy::Yes {
+        clean(wdir, Some(id));
+      }
       Ok(Some(upload))
     }
     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
       if wdir.join("metadata.json").exists() {
         return read_stored(wdir, name).map(Some);
+      }
+      if tidy == Tidy::No {
+        return Ok(None);
       }
       tracing::info!(
         "{}: no committed version (a crash while storing or removing it): removed",
@@ -178,7 +192,7 @@ fn load_worker(wdir: &Path, name: &str) -> Result<Option<Upload>, String> {
 /// The old layout's `.<name>.old` (kept while `<name>` was replaced) or
 /// `.<name>.new` (being written): the old copy is the worker if a crash
 /// came between the two renames, else both are leftovers.
-fn load_legacy_leftover(workers: &Path, leftover: &str, out: &mut Vec<Upload>) {
+fn load_legacy_leftover(workers: &Path, leftover: &str, tidy: Tidy, out: &mut Vec<Upload>) {
   let path = workers.join(format!(".{leftover}"));
   if let Some(name) = leftover.strip_suffix(".old") {
     if !workers.join(name).exists() {
@@ -192,7 +206,7 @@ fn load_legacy_leftover(workers: &Path, leftover: &str, out: &mut Vec<Upload>) {
       return;
     }
   }
-  if leftover.ends_with(".new") || leftover.ends_with(".old") {
+  if tidy == Tidy::Yes && (leftover.ends_with(".new") || leftover.ends_with(".old")) {
     let _ = std::fs::remove_dir_all(&path);
   }
 }

@@ -7,21 +7,21 @@
 //! serving. SIGHUP is passed on (each child reloads the config file);
 //! SIGTERM/SIGINT drain every child, killed at the drain timeout; with
 //! `--watch`, a change to the config file or a worker's folder is a
-//! SIGHUP to every child. With
-//! `[admin] listen`, the supervisor serves `/metrics` there, the children's
-//! summed (each answers through a socket pair at fd 5); deploys go through
-//! the config file.
+//! SIGHUP to every child. With `[admin] listen`, the supervisor serves the
+//! admin API there (`edge::internals::admin::Relay`): each child answers
+//! through a socket pair at fd 5; uploads are checked on one child, kept
+//! in `admin.data_dir` (written by the supervisor alone; children read it
+//! at start), then made on every child; `/metrics` is summed.
 
-use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edge::config::Config;
+use edge::internals::admin::Relay;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// The fds a child finds its listeners at (plain HTTP, TLS).
@@ -29,14 +29,9 @@ const HTTP_FD: i32 = 3;
 const HTTPS_FD: i32 = 4;
 /// Set in a child's environment: which listeners it was given.
 pub const CHILD_ENV: &str = "EDGE_SUPERVISED";
-/// Where a child answers the supervisor's metrics requests.
-const METRICS_FD: i32 = 5;
-const METRICS_ENV: &str = "EDGE_METRICS_FD";
-/// How long a child may take to answer one.
-const METRICS_WAIT: Duration = Duration::from_secs(2);
-
-/// The supervisor's end of each child's metrics socket.
-type Links = Arc<Mutex<Vec<Option<UnixStream>>>>;
+/// Where a child answers the supervisor's admin requests.
+const LINK_FD: i32 = 5;
+const LINK_ENV: &str = "EDGE_LINK_FD";
 
 /// How often children are looked at.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
@@ -77,10 +72,16 @@ pub fn run(config: &Config, config_path: &Path, threads: Option<usize>, watch: O
     http.as_ref().map(|l| l.as_raw_fd()),
     https.as_ref().map(|l| l.as_raw_fd()),
   );
-  let links: Links = Arc::new(Mutex::new((0..n).map(|_| None).collect()));
+  let data_dir = config.admin.data_dir.as_ref().map(|d| config.resolve(d));
+  if let Some(dir) = &data_dir {
+    // What a crash left half done is removed before any child reads it.
+    let kept = edge::internals::admin::load_stored(dir, edge::internals::admin::Tidy::Yes);
+    tracing::info!("{}: {} uploaded workers", dir.display(), kept.len());
+  }
+  let relay = Relay::new(n, data_dir);
   let spawn = |i: usize| -> std::io::Result<Child> {
     let (ours, theirs) = UnixStream::pair()?;
-    let metrics_fd = theirs.as_raw_fd();
+    let link_fd = theirs.as_raw_fd();
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("serve").arg("--config").arg(config_path);
     if let Some(t) = threads {
@@ -90,7 +91,7 @@ pub fn run(config: &Config, config_path: &Path, threads: Option<usize>, watch: O
     cmd
       .env(CHILD_ENV, given)
       .env("EDGE_PROCESS", i.to_string())
-      .env(METRICS_ENV, METRICS_FD.to_string());
+      .env(LINK_ENV, LINK_FD.to_string());
     let (a, b) = fds;
     // SAFETY: between fork and exec only async-signal-safe calls: fcntl,
     // dup2 (whose copies stay open across exec) and prctl.
@@ -98,7 +99,7 @@ pub fn run(config: &Config, config_path: &Path, threads: Option<usize>, watch: O
       cmd.pre_exec(move || {
         // Copied out of the way first: a source may sit at 3, 4 or 5.
         let mut high = [None, None, None];
-        for (k, from) in [a, b, Some(metrics_fd)].into_iter().enumerate() {
+        for (k, from) in [a, b, Some(link_fd)].into_iter().enumerate() {
           if let Some(from) = from {
             let fd = libc::fcntl(from, libc::F_DUPFD_CLOEXEC, 100);
             if fd < 0 {
@@ -107,7 +108,7 @@ pub fn run(config: &Config, config_path: &Path, threads: Option<usize>, watch: O
             high[k] = Some(fd);
           }
         }
-        for (from, to) in high.into_iter().zip([HTTP_FD, HTTPS_FD, METRICS_FD]) {
+        for (from, to) in high.into_iter().zip([HTTP_FD, HTTPS_FD, LINK_FD]) {
           if let Some(from) = from {
             if libc::dup2(from, to) < 0 {
               return Err(std::io::Error::last_os_error());
@@ -121,18 +122,17 @@ pub fn run(config: &Config, config_path: &Path, threads: Option<usize>, watch: O
     }
     let child = cmd.spawn()?;
     drop(theirs);
-    if let Some(l) = links.lock().unwrap().get_mut(i) {
-      *l = Some(ours);
-    }
+    relay.attach(i, ours, child.id());
     Ok(child)
   };
   let _admin = match (config.admin.listen, config.admin_token()?) {
     (Some(addr), Some(token)) => {
-      let links = links.clone();
-      let metrics: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(move || summed_metrics(&links));
       let admin =
-        edge::internals::admin::AdminServer::metrics_only(metrics, std::net::TcpListener::bind(addr)?, token)?;
-      tracing::info!("admin API on http://{} (metrics summed over the processes)", admin.addr);
+        edge::internals::admin::AdminServer::relaying(relay.clone(), std::net::TcpListener::bind(addr)?, token)?;
+      tracing::info!(
+        "admin API on http://{} (deploys made on every process, metrics summed)",
+        admin.addr
+      );
       Some(admin)
     }
     _ => None,
@@ -323,70 +323,12 @@ fn machine_memory_mb() -> u64 {
   bytes >> 20
 }
 
-/// The metrics of every child that answers, summed, after the
-/// supervisor's own.
-fn summed_metrics(links: &Links) -> String {
-  let mut links = links.lock().unwrap();
-  let mut texts = Vec::new();
-  for (i, link) in links.iter_mut().enumerate() {
-    let Some(s) = link else { continue };
-    match ask_metrics(s) {
-      Ok(t) => texts.push(t),
-      Err(e) => {
-        // Out of step now: the child is left out until it is replaced.
-        tracing::warn!(process = i, "metrics not answered: {e}");
-        *link = None;
-      }
-    }
-  }
-  let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-  format!(
-    "# HELP edge_processes Server processes the supervisor runs (runtime.processes).\n\
-     # TYPE edge_processes gauge\nedge_processes {}\n\
-     # HELP edge_processes_reporting Processes whose metrics are summed below.\n\
-     # TYPE edge_processes_reporting gauge\nedge_processes_reporting {}\n{}",
-    links.len(),
-    texts.len(),
-    edge_core::exposition::merge(&refs, &["edge_up", "edge_workers"])
-  )
-}
-
-fn ask_metrics(s: &mut UnixStream) -> std::io::Result<String> {
-  s.set_read_timeout(Some(METRICS_WAIT))?;
-  s.write_all(b"m")?;
-  let mut len = [0u8; 4];
-  s.read_exact(&mut len)?;
-  let len = u32::from_be_bytes(len) as usize;
-  if len > 64 << 20 {
-    return Err(std::io::Error::other(format!("{len} bytes of metrics")));
-  }
-  let mut text = vec![0u8; len];
-  s.read_exact(&mut text)?;
-  String::from_utf8(text).map_err(std::io::Error::other)
-}
-
-/// In a supervised child: answers the supervisor's metrics requests (one
-/// byte asks; a length and the text answer) on a thread of its own.
-pub fn answer_metrics(render: impl Fn() -> String + Send + 'static) {
-  let Some(fd) = std::env::var(METRICS_ENV).ok().and_then(|v| v.parse::<i32>().ok()) else {
-    return;
-  };
+/// In a supervised child: its end of the supervisor's link.
+pub fn link() -> Option<UnixStream> {
+  let fd = std::env::var(LINK_ENV).ok()?.parse::<i32>().ok()?;
   // SAFETY: the supervisor put one end of a socket pair at this fd for
   // this process alone, and nothing else here owns it.
-  let mut s = unsafe { UnixStream::from_raw_fd(fd) };
-  let spawned = std::thread::Builder::new().name("edge-metrics".into()).spawn(move || {
-    let mut asked = [0u8; 1];
-    while matches!(s.read(&mut asked), Ok(1)) {
-      let text = render();
-      let len = u32::try_from(text.len()).unwrap_or(u32::MAX).to_be_bytes();
-      if s.write_all(&len).and_then(|_| s.write_all(text.as_bytes())).is_err() {
-        break;
-      }
-    }
-  });
-  if let Err(e) = spawned {
-    tracing::error!("cannot answer the supervisor's metrics requests: {e}");
-  }
+  Some(unsafe { UnixStream::from_raw_fd(fd) })
 }
 
 /// In a supervised child: the listeners the supervisor handed down.
