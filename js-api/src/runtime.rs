@@ -198,6 +198,11 @@ impl Isolate {
       extensions: extensions(ext),
       module_loader: Some(loader.clone()),
       create_params: Some(create_params),
+      // Where a transferred ArrayBuffer's memory waits between serializing
+      // and deserializing (structuredClone's and postMessage's `transfer`;
+      // without a store deno_core copies and never detaches). One per
+      // isolate: nothing crosses to another tenant.
+      shared_array_buffer_store: Some(deno_core::SharedArrayBufferStore::default()),
       ..Default::default()
     })
     .map_err(|e| JsApiError::Create(e.to_string()))?;
