@@ -21,4 +21,5 @@ mod routing;
 mod store;
 mod streaming;
 mod tls;
+mod webcrypto;
 mod workers_api;

@@ -9,6 +9,7 @@ import { core, internals, primordials } from "ext:core/mod.js";
 import { installJsonParse } from "ext:edge_runtime/json.js";
 import { setLongestArray } from "ext:edge_runtime/guards.js";
 import { CompressionStream, DecompressionStream } from "ext:edge_runtime/compression.js";
+import { installFastRsa, installTimingSafeEqual } from "ext:edge_runtime/webcrypto.js";
 
 const {
   ObjectDefineProperties,
@@ -36,9 +37,6 @@ const {
   ObjectKeys,
   ReflectConstruct,
   RangeError,
-  ArrayBufferIsView,
-  ArrayBufferPrototype,
-  Uint8Array,
 } = primordials;
 
 const {
@@ -333,38 +331,6 @@ function installOffthreadCrypto() {
     ObjectDefineProperty(wrapped, "length", { value: orig.length });
     ObjectDefineProperty(proto, method, { value: wrapped, writable: true, enumerable: true, configurable: true });
   }
-}
-
-// crypto.subtle.timingSafeEqual(a, b), a Workers extension auth code uses:
-// whether two buffers hold the same bytes, in time that depends on their
-// length only (every byte is compared); a TypeError for buffers of
-// different lengths, as on workerd.
-function installTimingSafeEqual() {
-  const proto = cryptoMod.SubtleCrypto.prototype;
-  const bytesOf = (v, n) => {
-    if (ArrayBufferIsView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-    if (ObjectPrototypeIsPrototypeOf(ArrayBufferPrototype, v)) return new Uint8Array(v);
-    throw new TypeError(
-      `Failed to execute 'timingSafeEqual' on 'SubtleCrypto': parameter ${n} is not of type 'ArrayBuffer or ArrayBufferView'.`,
-    );
-  };
-  const timingSafeEqual = {
-    timingSafeEqual(a, b) {
-      webidl.assertBranded(this, proto);
-      const x = bytesOf(a, 1);
-      const y = bytesOf(b, 2);
-      if (x.length !== y.length) throw new TypeError("Input buffers must have the same byte length");
-      let diff = 0;
-      for (let i = 0; i < x.length; i++) diff |= x[i] ^ y[i];
-      return diff === 0;
-    },
-  }.timingSafeEqual;
-  ObjectDefineProperty(proto, "timingSafeEqual", {
-    value: timingSafeEqual,
-    writable: true,
-    enumerable: true,
-    configurable: true,
-  });
 }
 
 // ---- fetch, counted against the worker's subrequest limit per request.
@@ -890,8 +856,9 @@ function bind(ns, vars, maxSubrequests, longest = undefined) {
 // Per isolate, at creation from the snapshot (not kept by the snapshot).
 function init() {
   installWasmMemoryAccounting();
+  installFastRsa(cryptoMod.SubtleCrypto.prototype);
   installOffthreadCrypto();
-  installTimingSafeEqual();
+  installTimingSafeEqual(cryptoMod.SubtleCrypto.prototype);
   performance.setTimeOrigin();
   event.setEventTargetData(globalThis);
   event.saveGlobalThisReference(globalThis);

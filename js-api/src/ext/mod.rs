@@ -9,6 +9,7 @@ pub mod codec;
 pub mod json;
 pub mod list;
 pub mod ops;
+pub mod rsa;
 
 #[allow(unused_imports)]
 pub use ops::{hops_of, LogSink, RequestSlot, RequestSlots, WorkerLogContext, HOP_HEADER, MAX_LOG_LINE};
@@ -30,6 +31,7 @@ deno_core::extension!(
     ops::op_edge_req_body,
     ops::op_edge_settled,
     ops::op_edge_offthread,
+    rsa::op_edge_rsa_generate,
     codec::op_edge_codec_new,
     codec::op_edge_codec_pump,
     codec::op_edge_codec_close,
@@ -40,5 +42,5 @@ deno_core::extension!(
     json::op_edge_json_constants,
   ],
   esm_entry_point = "ext:edge_runtime/bootstrap.js",
-  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js"],
+  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js"],
 );
