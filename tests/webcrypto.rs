@@ -90,3 +90,57 @@ async fn rsa_keys_made_on_aws_lc_are_whole_webcrypto_keys() {
 async fn other_rsa_sizes_go_to_deno_crypto_alike() {
   assert_eq!(run(1024).await, expected(1024));
 }
+
+// Hash names in any case, as the spec's algorithm names are: deno_crypto
+// kept "sha-256" as given in importKey (HMAC and RSA keys then failed to
+// sign) and refused it in PBKDF2 and HKDF params.
+#[tokio::test]
+async fn hash_names_are_taken_in_any_case() {
+  let f = Fixture::new();
+  f.file(
+    "w.js",
+    r#"
+const s = crypto.subtle;
+const e = new Uint8Array([1, 0, 1]);
+const run = async (name, f) => { try { return `${name}: ${await f()}`; } catch (x) { return `${name}: ${x.name} ${x.message}`; } };
+export default { async fetch() {
+  const data = new Uint8Array(3);
+  const g = await s.generateKey({ name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: e, hash: "SHA-256" }, true, ["sign"]);
+  const pk8 = await s.exportKey("pkcs8", g.privateKey);
+  const out = [
+    await run("hmac raw", async () => {
+      const k = await s.importKey("raw", new Uint8Array(32), { name: "hmac", hash: "sha-256" }, false, ["sign"]);
+      return `${k.algorithm.hash.name} ${(await s.sign("HMAC", k, data)).byteLength}`;
+    }),
+    await run("rsa pkcs8", async () => {
+      const k = await s.importKey("pkcs8", pk8, { name: "RSASSA-PKCS1-v1_5", hash: { name: "Sha-384" } }, false, ["sign"]);
+      return `${k.algorithm.hash.name} ${(await s.sign("RSASSA-PKCS1-v1_5", k, data)).byteLength}`;
+    }),
+    await run("pbkdf2", async () => {
+      const k = await s.importKey("raw", new Uint8Array(8), "PBKDF2", false, ["deriveBits", "deriveKey"]);
+      const bits = await s.deriveBits({ name: "PBKDF2", hash: "sha-256", salt: new Uint8Array(8), iterations: 10 }, k, 256);
+      const dk = await s.deriveKey({ name: "PBKDF2", hash: "sha-512", salt: new Uint8Array(8), iterations: 10 }, k,
+        { name: "HMAC", hash: "sha-384", length: 256 }, false, ["sign"]);
+      return `${bits.byteLength} ${dk.algorithm.hash.name}`;
+    }),
+    await run("hkdf", async () => {
+      const k = await s.importKey("raw", new Uint8Array(8), "HKDF", false, ["deriveBits"]);
+      return (await s.deriveBits({ name: "HKDF", hash: "sha-1", salt: new Uint8Array(8), info: new Uint8Array(0) }, k, 128)).byteLength;
+    }),
+  ];
+  return new Response(out.join("\n"));
+} };
+"#,
+  );
+  let e = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[limits]\ncpu_ms = 60000\nwall_ms = 120000\n[[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"w.test\"]\n",
+  );
+  let got = H1::connect(e.http_addr().unwrap()).await.get("w.test", "/").await;
+  assert_eq!(
+    got.body,
+    "hmac raw: SHA-256 32\n\
+     rsa pkcs8: SHA-384 256\n\
+     pbkdf2: 32 SHA-384\n\
+     hkdf: 16"
+  );
+}

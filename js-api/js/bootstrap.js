@@ -9,7 +9,7 @@ import { core, internals, primordials } from "ext:core/mod.js";
 import { installJsonParse } from "ext:edge_runtime/json.js";
 import { setLongestArray } from "ext:edge_runtime/guards.js";
 import { CompressionStream, DecompressionStream } from "ext:edge_runtime/compression.js";
-import { installFastRsa, installTimingSafeEqual } from "ext:edge_runtime/webcrypto.js";
+import { installFastRsa, installHashNames, installTimingSafeEqual } from "ext:edge_runtime/webcrypto.js";
 
 const {
   ObjectDefineProperties,
@@ -856,6 +856,7 @@ function bind(ns, vars, maxSubrequests, longest = undefined) {
 // Per isolate, at creation from the snapshot (not kept by the snapshot).
 function init() {
   installWasmMemoryAccounting();
+  installHashNames(cryptoMod.SubtleCrypto.prototype);
   installFastRsa(cryptoMod.SubtleCrypto.prototype);
   installOffthreadCrypto();
   installTimingSafeEqual(cryptoMod.SubtleCrypto.prototype);

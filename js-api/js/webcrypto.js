@@ -1,8 +1,8 @@
-// WebCrypto beside workerd's: RSA keys made on aws-lc (src/ext/rsa.rs)
-// where deno_crypto's `rsa` crate is 10-20x slower, and
-// crypto.subtle.timingSafeEqual, a Workers extension. Installed per
-// isolate (SubtleCrypto's prototype is made with each), before the
-// off-thread meter wraps the methods.
+// WebCrypto beside workerd's: hash names taken in any case, RSA keys made
+// on aws-lc (src/ext/rsa.rs) where deno_crypto's `rsa` crate is 10-20x
+// slower, and crypto.subtle.timingSafeEqual, a Workers extension.
+// Installed per isolate (SubtleCrypto's prototype is made with each),
+// before the off-thread meter wraps the methods.
 
 import { core, primordials } from "ext:core/mod.js";
 
@@ -14,6 +14,7 @@ const {
   ArrayPrototypeIncludes,
   DataView,
   DataViewPrototypeGetUint32,
+  ObjectCreate,
   ObjectDefineProperty,
   ObjectPrototypeIsPrototypeOf,
   ReflectApply,
@@ -75,6 +76,60 @@ function rsaRequest(algorithm, usages) {
   // No private usage is a SyntaxError: deno_crypto's to raise.
   if (priv.length === 0) return null;
   return { name, bits, e, hash, priv, pub, fast };
+}
+
+// `algorithm` with its `hash` named as the spec's registry names it, or
+// itself. Algorithm names are case-insensitive, but deno_crypto keeps a
+// hash named "sha-256" as given in importKey (its HMAC and RSA keys then
+// fail to sign: "key is missing 'hash'") and refuses it in PBKDF2 and
+// HKDF params. The copy inherits every other member from the original, so
+// each is still read once, by deno_crypto.
+function withHashName(algorithm) {
+  if (typeof algorithm !== "object" || algorithm === null) return algorithm;
+  const h = algorithm.hash;
+  const given = typeof h === "object" && h !== null ? h.name : h;
+  const name = canonical(given, HASHES);
+  if (name === null || name === given) return algorithm;
+  const copy = ObjectCreate(algorithm);
+  ObjectDefineProperty(copy, "hash", { value: name, writable: true, enumerable: true, configurable: true });
+  return copy;
+}
+
+// Per method, the arguments that are algorithms.
+const ALGORITHM_ARGS = [
+  ["encrypt", [0]],
+  ["decrypt", [0]],
+  ["sign", [0]],
+  ["verify", [0]],
+  ["generateKey", [0]],
+  ["importKey", [2]],
+  ["deriveBits", [0]],
+  ["deriveKey", [0, 2]],
+  ["wrapKey", [3]],
+  ["unwrapKey", [3, 4]],
+];
+
+export function installHashNames(proto) {
+  for (let m = 0; m < ALGORITHM_ARGS.length; m++) {
+    const [method, at] = ALGORITHM_ARGS[m];
+    const orig = proto[method];
+    if (typeof orig !== "function") continue;
+    const wrapped = {
+      [method](...args) {
+        try {
+          for (let i = 0; i < at.length; i++) {
+            if (at[i] < args.length) args[at[i]] = withHashName(args[at[i]]);
+          }
+        } catch {
+          // A getter that throws: deno_crypto reads it again and rejects.
+          return ReflectApply(orig, this, arguments);
+        }
+        return ReflectApply(orig, this, args);
+      },
+    }[method];
+    ObjectDefineProperty(wrapped, "length", { value: orig.length });
+    ObjectDefineProperty(proto, method, { value: wrapped, writable: true, enumerable: true, configurable: true });
+  }
 }
 
 export function installFastRsa(proto) {
