@@ -481,6 +481,32 @@ async fn a_step_past_the_heap_slack_ends_only_its_process() {
   came_through(addr, &stop, by, replaced_after, 5).await;
 }
 
+/// Two supervised processes serving worker `a` (`ok`), the supervisor's
+/// admin API on with the test token and `admin` (more `[admin]` lines):
+/// the server once `a` answers, and the admin address.
+async fn supervised_with_admin(f: &Fixture, admin: &str) -> (Server, SocketAddr) {
+  f.file("a/index.js", worker("ok"));
+  f.file("admin.token", crate::support::TOKEN);
+  f.file(
+    "edge.toml",
+    SUPERVISED.replace("{runtime}", "").replace(
+      "[[worker]]",
+      &format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n{admin}[[worker]]"),
+    ),
+  );
+  let mut s = Server::start(f, &[]);
+  let line = s.wait_for("admin API on http://");
+  let addr: SocketAddr = line
+    .split("http://")
+    .nth(1)
+    .and_then(|r| r.split_whitespace().next())
+    .unwrap()
+    .parse()
+    .unwrap();
+  eventually(s.addr, "a.test", "ok").await;
+  (s, addr)
+}
+
 // With processes > 1 the supervisor serves the admin listener: /metrics
 // summed over the processes (each series added up, edge_up not); without
 // admin.data_dir, uploads are refused with 409 (a replaced process would
@@ -488,26 +514,8 @@ async fn a_step_past_the_heap_slack_ends_only_its_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_supervisor_serves_metrics_summed_over_its_processes() {
   let f = Fixture::new();
-  f.file("a/index.js", worker("ok"));
-  f.file("admin.token", crate::support::TOKEN);
-  f.file(
-    "edge.toml",
-    SUPERVISED.replace("{runtime}", "").replace(
-      "[[worker]]",
-      "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n[[worker]]",
-    ),
-  );
-  let mut s = Server::start(&f, &[]);
+  let (mut s, admin) = supervised_with_admin(&f, "").await;
   let addr = s.addr;
-  let line = s.wait_for("admin API on http://");
-  let admin: SocketAddr = line
-    .split("http://")
-    .nth(1)
-    .and_then(|r| r.split_whitespace().next())
-    .unwrap()
-    .parse()
-    .unwrap();
-  eventually(addr, "a.test", "ok").await;
   for _ in 0..29 {
     assert_eq!(get(addr, "a.test", "/").await.body, "ok");
   }
@@ -583,26 +591,8 @@ async fn bodies(addr: SocketAddr, host: &str, n: usize) -> Vec<String> {
 async fn uploads_through_the_supervisor_reach_every_process() {
   use crate::support::{admin as ask, deploy, TOKEN};
   let f = Fixture::new();
-  f.file("a/index.js", worker("ok"));
-  f.file("admin.token", TOKEN);
-  f.file(
-    "edge.toml",
-    SUPERVISED.replace("{runtime}", "").replace(
-      "[[worker]]",
-      "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\ndata_dir = \"data\"\n[[worker]]",
-    ),
-  );
-  let mut s = Server::start(&f, &[]);
+  let (mut s, admin) = supervised_with_admin(&f, "data_dir = \"data\"\n").await;
   let addr = s.addr;
-  let line = s.wait_for("admin API on http://");
-  let admin: SocketAddr = line
-    .split("http://")
-    .nth(1)
-    .and_then(|r| r.split_whitespace().next())
-    .unwrap()
-    .parse()
-    .unwrap();
-  eventually(addr, "a.test", "ok").await;
   let up = deploy(admin, "up", "up.test", &worker("v1")).await;
   assert_eq!(up.status, 200, "{}", up.body);
   assert!(up.body.contains("\"changed\": true"), "{}", up.body);
