@@ -47,10 +47,9 @@ function canonical(name, names) {
   return null;
 }
 
-// An RSA generateKey with usages the spec allows, its names normalized
-// (deno_crypto keeps a hash named "sha-256" as given, and its keys then
-// fail to sign): else null, and deno_crypto's generateKey runs as asked
-// (raising the errors the spec names). `fast`: aws-lc makes this key.
+// An RSA generateKey with usages the spec allows, its names canonical:
+// else null, and deno_crypto's generateKey runs as asked (raising the
+// errors the spec names). `fast`: aws-lc makes this key.
 function rsaRequest(algorithm, usages) {
   if (typeof algorithm !== "object" || algorithm === null) return null;
   const name = canonical(algorithm.name, [RSA[0][0], RSA[1][0], RSA[2][0]]);
@@ -75,7 +74,7 @@ function rsaRequest(algorithm, usages) {
   const pub = ArrayPrototypeFilter(pubAllowed, (u) => ArrayPrototypeIncludes(usages, u));
   // No private usage is a SyntaxError: deno_crypto's to raise.
   if (priv.length === 0) return null;
-  return { name, bits, e, hash, priv, pub, fast };
+  return { name, bits, hash, priv, pub, fast };
 }
 
 // `algorithm` with its `hash` named as the spec's registry names it, or
@@ -140,11 +139,9 @@ export function installFastRsa(proto) {
       const rsa = arguments.length >= 3 && ObjectPrototypeIsPrototypeOf(proto, this)
         ? rsaRequest(algorithm, keyUsages)
         : null;
-      if (rsa === null) return ReflectApply(generateKey, this, arguments);
-      if (!rsa.fast) {
-        const normalized = { name: rsa.name, modulusLength: rsa.bits, publicExponent: rsa.e, hash: rsa.hash };
-        return ReflectApply(generateKey, this, [normalized, extractable, keyUsages]);
-      }
+      // What aws-lc does not make goes to deno_crypto (its hash named by
+      // installHashNames, installed beneath this).
+      if (rsa === null || !rsa.fast) return ReflectApply(generateKey, this, arguments);
       const fast = rsa;
       const ext = !!extractable;
       const subtle = this;

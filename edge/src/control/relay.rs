@@ -66,10 +66,6 @@ impl Relay {
     }
   }
 
-  pub fn processes(&self) -> usize {
-    self.slots.len()
-  }
-
   /// Asks process `i`, blocking. `Ok(None)`: it has no link. On an error,
   /// or an answer `took` refuses, the process is killed (to be replaced)
   /// and unlinked, while the slot is still held (a replacement linked in
@@ -90,17 +86,14 @@ impl Relay {
       Ok(a) => format!("answered {} {}", a.status, String::from_utf8_lossy(&a.body).trim()),
       Err(e) => e.to_string(),
     };
-    tracing::error!(
-      process = i,
-      pid = linked.pid,
-      "{} {}: {why}; killed, to be replaced (it starts from the data directory)",
-      asked.method,
-      asked.path
+    condemn(
+      &mut slot,
+      i,
+      &format!(
+        "{} {}: {why}; killed, to be replaced (it starts from the data directory)",
+        asked.method, asked.path
+      ),
     );
-    // SAFETY: kill() sends a signal to the pid of a child of this process,
-    // nothing else.
-    unsafe { libc::kill(linked.pid as i32, libc::SIGKILL) };
-    *slot = None;
     Err(std::io::Error::other(why))
   }
 
@@ -128,10 +121,7 @@ impl Relay {
       Err(e) => {
         // Out of step: unlinked, and the process goes (it would not
         // take deploys either).
-        tracing::error!(process = i, pid = linked.pid, "metrics: {e}; killed, to be replaced");
-        // SAFETY: as in `ask`.
-        unsafe { libc::kill(linked.pid as i32, libc::SIGKILL) };
-        *slot = None;
+        condemn(&mut slot, i, &format!("metrics: {e}; killed, to be replaced"));
         None
       }
     }
@@ -241,21 +231,20 @@ impl Relay {
         // This version is running already.
         return Ok(checked);
       }
-      let upload = api::parse_upload(name, asked.content_type.as_deref(), asked.body.clone()).await?;
-      let d = dir.clone();
-      tokio::task::spawn_blocking(move || store::store(&d, &upload))
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r)
-        .map_err(|e| DeployError::Storage(format!("{}: {e}", dir.display())))?;
-    } else {
-      let (d, n) = (dir.clone(), name.to_string());
-      tokio::task::spawn_blocking(move || store::remove(&d, &n))
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r)
-        .map_err(|e| DeployError::Storage(format!("{}: {e}", dir.display())))?;
     }
+    let upload = match put {
+      true => Some(api::parse_upload(name, asked.content_type.as_deref(), asked.body.clone()).await?),
+      false => None,
+    };
+    let (d, n) = (dir.clone(), name.to_string());
+    tokio::task::spawn_blocking(move || match upload {
+      Some(upload) => store::store(&d, &upload),
+      None => store::remove(&d, &n),
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r)
+    .map_err(|e| DeployError::Storage(format!("{}: {e}", dir.display())))?;
     // Committed: from here on the change stands. Every process makes it
     // (one that had started from the data directory already answers
     // "unchanged", or 404 for a removal).
@@ -270,5 +259,17 @@ impl Relay {
     .await
     .map_err(|e| DeployError::Unavailable(e.to_string()))?;
     Ok(checked)
+  }
+}
+
+/// Kills the process in `slot` (the supervisor replaces it) and unlinks
+/// it, said with `why`; the caller holds the slot, so a replacement linked
+/// meanwhile is not touched.
+fn condemn(slot: &mut Option<Linked>, i: usize, why: &str) {
+  if let Some(linked) = slot.take() {
+    tracing::error!(process = i, pid = linked.pid, "{why}");
+    // SAFETY: kill() sends a signal to the pid of a child of this process,
+    // nothing else.
+    unsafe { libc::kill(linked.pid as i32, libc::SIGKILL) };
   }
 }
