@@ -133,6 +133,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     version: "one".into(),
     routes: vec![],
     vars: Default::default(),
+    kv: vec![],
     limits: edge::LimitsConfig {
       cpu_ms: Some(2000),
       ..Default::default()
@@ -207,6 +208,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     version: "two".into(),
     routes: vec![],
     vars: Default::default(),
+    kv: vec![],
     limits: edge::LimitsConfig {
       cpu_ms: Some(20),
       ..Default::default()

@@ -18,6 +18,7 @@ mod operations;
 mod pool;
 mod process;
 mod routing;
+mod storage;
 mod store;
 mod streaming;
 mod tls;

@@ -664,3 +664,85 @@ async fn get_raw(addr: SocketAddr, path: &str) -> Result<crate::support::Got, St
     Err(e) => Err(e),
   }
 }
+
+/// Writes 64 KiB under `?i=` (`/put`) or answers what is stored (`/get`).
+const KV_WRITER: &str = r#"
+const value = (i) => (i + ":").repeat(Math.ceil(65536 / (i + ":").length)).slice(0, 65536);
+export default { async fetch(req, env) {
+  const u = new URL(req.url);
+  const i = u.searchParams.get("i");
+  if (u.pathname === "/put") { await env.KV.put("k" + i, value(i)); return new Response("ok"); }
+  const got = await env.KV.get("k" + i);
+  return new Response(got === null ? "absent" : got === value(i) ? "whole" : "torn " + got.length);
+} };
+"#;
+
+// A KV put answered is on disk: the process is SIGKILLed while four
+// clients write, and the next process finds every acknowledged value whole
+// (and any write in flight at the kill either whole or absent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_kv_writes_survive_kill_9() {
+  let f = Fixture::new();
+  f.file("a/index.js", KV_WRITER);
+  let toml = format!("{ONE}kv = [{{ binding = \"KV\", namespace = \"durable\" }}]\n");
+  f.file("edge.toml", &toml);
+  let mut s = Server::start(&f, &[]);
+  let addr = s.addr;
+  let writers: Vec<_> = (0..4u32)
+    .map(|t| {
+      tokio::spawn(async move {
+        let (mut acked, mut tried) = (Vec::new(), Vec::new());
+        let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+          return (acked, tried);
+        };
+        let mut c = crate::support::H1::over(stream).await;
+        for n in 0.. {
+          let i = n * 4 + t;
+          tried.push(i);
+          let req = http::Request::get(format!("http://a.test/put?i={i}"))
+            .header("host", "a.test")
+            .body(crate::support::empty())
+            .unwrap();
+          match c.try_send(req).await {
+            Ok(res) if res.status() == 200 => {
+              // The kill may cut the body: only "ok" read whole counts.
+              use http_body_util::BodyExt;
+              match res.into_body().collect().await.map(|b| b.to_bytes()) {
+                Ok(b) if b == "ok" => acked.push(i),
+                _ => break,
+              }
+            }
+            _ => break,
+          }
+        }
+        (acked, tried)
+      })
+    })
+    .collect();
+  // Until some writes are acknowledged (each is a 64 KiB transaction).
+  tokio::time::sleep(Duration::from_millis(1500)).await;
+  s.signal(libc::SIGKILL);
+  s.exit_within(Duration::from_secs(10), "SIGKILL did not end it");
+  let mut acked = Vec::new();
+  let mut tried = Vec::new();
+  for w in writers {
+    let (a, t) = w.await.unwrap();
+    acked.extend(a);
+    tried.extend(t);
+  }
+  assert!(acked.len() >= 4, "too few writes before the kill: {}", acked.len());
+  drop(s);
+  let s = Server::start(&f, &[]);
+  for i in &tried {
+    let got = get(s.addr, "a.test", &format!("/get?i={i}")).await;
+    if acked.contains(i) {
+      assert_eq!(got.body, "whole", "acknowledged write {i}");
+    } else {
+      assert!(
+        got.body == "whole" || got.body == "absent",
+        "write {i} in flight: {}",
+        got.body
+      );
+    }
+  }
+}

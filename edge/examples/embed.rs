@@ -37,6 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     version: "v1".into(),
     routes: vec![],
     vars: [("GREETING".to_string(), "hello".to_string())].into(),
+    kv: vec![],
     limits: Default::default(),
     allow_private_network: false,
     modules: vec!["index.js".into()],

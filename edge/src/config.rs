@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 use edge_core::host::check_host_pattern;
@@ -33,6 +33,9 @@ pub struct Config {
   /// The admin API; off unless `[admin] listen` is set.
   #[serde(default)]
   pub admin: AdminConfig,
+  /// Where the storage bindings keep their data.
+  #[serde(default)]
+  pub storage: StorageConfig,
   #[serde(default, rename = "worker")]
   pub workers: Vec<WorkerConfig>,
   /// Folder that relative paths are resolved against (the config file's).
@@ -317,6 +320,63 @@ pub struct FetchConfig {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+  /// The folder of the KV namespaces (one SQLite file each, under `kv/`).
+  /// Default: `storage/` in `admin.data_dir` if that is set, else
+  /// `.edge-state/` beside the config file.
+  pub dir: Option<PathBuf>,
+}
+
+/// A KV namespace on a worker's `env` (`[[worker.kv]]`, as wrangler's
+/// `kv_namespaces`): `binding` is the name on `env`, `namespace` the store
+/// (its file); workers naming the same namespace share it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvBinding {
+  pub binding: String,
+  /// Default: the binding's name.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub namespace: Option<String>,
+}
+
+impl KvBinding {
+  pub fn namespace(&self) -> &str {
+    self.namespace.as_deref().unwrap_or(&self.binding)
+  }
+}
+
+/// The most KV bindings one worker may have.
+pub const MAX_KV_BINDINGS: usize = 64;
+
+/// Checks a worker's bindings: names that are JS identifiers, none given
+/// twice (vars included), namespaces that name files.
+pub fn check_bindings(vars: &BTreeMap<String, String>, kv: &[KvBinding]) -> Result<(), String> {
+  if kv.len() > MAX_KV_BINDINGS {
+    return Err(format!("kv: {} bindings, at most {MAX_KV_BINDINGS}", kv.len()));
+  }
+  let mut seen = std::collections::BTreeSet::new();
+  for b in kv {
+    let ident = b
+      .binding
+      .chars()
+      .enumerate()
+      .all(|(i, c)| c == '_' || c == '$' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    if b.binding.is_empty() || b.binding.len() > 64 || !ident {
+      return Err(format!(
+        "kv: binding {:?} is not a name (letters, digits, '_' and '$', at most 64)",
+        b.binding
+      ));
+    }
+    if vars.contains_key(&b.binding) || !seen.insert(b.binding.as_str()) {
+      return Err(format!("kv: {:?} is bound twice", b.binding));
+    }
+    edge_storage::check_namespace(b.namespace()).map_err(|e| format!("kv: {e}"))?;
+  }
+  Ok(())
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsEntry {
   /// Host names this certificate serves; `*.x` covers one label under x.
@@ -343,6 +403,9 @@ pub struct WorkerConfig {
   pub routes: Vec<String>,
   #[serde(default)]
   pub vars: BTreeMap<String, String>,
+  /// KV namespaces on `env`.
+  #[serde(default)]
+  pub kv: Vec<KvBinding>,
   /// Let `fetch()` reach loopback and private addresses.
   #[serde(default)]
   pub allow_private_network: bool,
@@ -392,6 +455,15 @@ impl Config {
       file: self.origin.clone(),
       field: field.into(),
       message: message.into(),
+    }
+  }
+
+  /// The folder of the storage bindings (see [`StorageConfig::dir`]).
+  pub fn storage_dir(&self) -> PathBuf {
+    match (&self.storage.dir, &self.admin.data_dir) {
+      (Some(d), _) => self.resolve(d),
+      (None, Some(d)) => self.resolve(d).join("storage"),
+      (None, None) => self.base_dir.join(".edge-state"),
     }
   }
 
@@ -564,6 +636,7 @@ impl Config {
           return Err(self.invalid(field("vars"), "a var needs a name"));
         }
       }
+      check_bindings(&w.vars, &w.kv).map_err(|m| self.invalid(field("kv"), m))?;
     }
     Ok(())
   }

@@ -73,6 +73,10 @@ enum Command {
     /// A var for the worker's env, NAME=VALUE (repeatable).
     #[arg(long = "var", value_parser = parse_var)]
     vars: Vec<(String, String)>,
+    /// A KV namespace on env, BINDING or BINDING=NAMESPACE (repeatable),
+    /// kept in .edge-state/ of the current folder.
+    #[arg(long = "kv", value_parser = parse_kv)]
+    kv: Vec<edge::KvBinding>,
     /// Executor threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -86,6 +90,17 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
   s.split_once('=')
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .ok_or_else(|| format!("{s:?}: use NAME=VALUE"))
+}
+
+fn parse_kv(s: &str) -> Result<edge::KvBinding, String> {
+  let (binding, namespace) = match s.split_once('=') {
+    Some((b, n)) => (b, Some(n.to_string())),
+    None => (s, None),
+  };
+  Ok(edge::KvBinding {
+    binding: binding.to_string(),
+    namespace,
+  })
 }
 
 /// Where a reload reads its config from.
@@ -135,10 +150,11 @@ fn main() -> anyhow::Result<()> {
       port,
       host,
       vars,
+      kv,
       threads,
       watch,
     } => (
-      Source::Fixed(Box::new(dev_config(&main, port, host, vars, threads)?)),
+      Source::Fixed(Box::new(dev_config(&main, port, host, vars, kv, threads)?)),
       watch,
     ),
   };
@@ -281,6 +297,7 @@ fn dev_config(
   port: u16,
   host: std::net::IpAddr,
   vars: Vec<(String, String)>,
+  kv: Vec<edge::KvBinding>,
   threads: Option<usize>,
 ) -> anyhow::Result<Config> {
   let main = main.canonicalize().with_context(|| format!("{}", main.display()))?;
@@ -289,7 +306,7 @@ fn dev_config(
     .chars()
     .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
     .collect();
-  Ok(Config {
+  let config = Config {
     listen: Listen {
       http: Some(SocketAddr::new(host, port)),
       https: None,
@@ -299,6 +316,7 @@ fn dev_config(
       main,
       routes: vec!["*".into()],
       vars: vars.into_iter().collect(),
+      kv,
       allow_private_network: true,
       ..Default::default()
     }],
@@ -310,5 +328,7 @@ fn dev_config(
       ..Default::default()
     },
     ..Default::default()
-  })
+  };
+  config.validate()?;
+  Ok(config)
 }

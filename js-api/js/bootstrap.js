@@ -10,6 +10,7 @@ import { installJsonParse } from "ext:edge_runtime/json.js";
 import { setLongestArray } from "ext:edge_runtime/guards.js";
 import { CompressionStream, DecompressionStream } from "ext:edge_runtime/compression.js";
 import { installFastRsa, installHashNames, installTimingSafeEqual } from "ext:edge_runtime/webcrypto.js";
+import { kvNamespace, setKvAdmission } from "ext:edge_runtime/kv.js";
 
 const {
   ObjectDefineProperties,
@@ -611,7 +612,7 @@ let workerEnv = null;
 
 // Request state of the one request this isolate runs at a time.
 function newRequestState() {
-  return { pending: 0, idle: null, subrequests: 0, timers: null, incomingBody: null };
+  return { pending: 0, idle: null, subrequests: 0, storageOps: 0, timers: null, incomingBody: null };
 }
 
 // The inner request of a Request made from an incoming request. A class
@@ -829,12 +830,30 @@ function dispatchFetchEvent(req, ctx) {
   return responded;
 }
 
+// ---- storage bindings: calls per request, as on Workers (1000 KV
+// operations an invocation), and only from a live request.
+const MAX_STORAGE_OPS = 1000;
+setKvAdmission((op) => {
+  const state = liveRequests.get(currentRequest());
+  if (state === undefined) {
+    throw new TypeError(
+      `KV ${op} from code whose request has ended: use ctx.waitUntil() for work after the response`,
+    );
+  }
+  if (++state.storageOps > MAX_STORAGE_OPS) {
+    throw new Error(`KV ${op} failed: 429 Too many API requests by single worker invocation.`);
+  }
+});
+
 // Called once per isolate, after its main module evaluated. `ns` is the main
-// module's namespace; `vars` the worker's vars.
-function bind(ns, vars, maxSubrequests, longest = undefined) {
+// module's namespace; `vars` the worker's vars; `kv` the names of its KV
+// bindings, in the order of the isolate's table of namespaces.
+function bind(ns, vars, maxSubrequests, longest = undefined, kv = []) {
   subrequestLimit = maxSubrequests;
   if (longest !== undefined) setLongestArray(longest);
-  workerEnv = ObjectFreeze({ ...vars });
+  const bindings = { ...vars };
+  for (let i = 0; i < kv.length; i++) bindings[kv[i]] = kvNamespace(i);
+  workerEnv = ObjectFreeze(bindings);
   const def = ns.default;
   if (def !== undefined && def !== null && typeof def.fetch === "function") {
     handlerObject = def;
@@ -843,8 +862,8 @@ function bind(ns, vars, maxSubrequests, longest = undefined) {
   }
   if (event.listenerCount(globalThis, "fetch") > 0) {
     // Service-worker syntax: vars are globals, as on Workers.
-    for (const k of new SafeArrayIterator(ObjectKeys(vars))) {
-      ObjectDefineProperty(globalThis, k, { value: vars[k], writable: false, configurable: true });
+    for (const k of new SafeArrayIterator(ObjectKeys(bindings))) {
+      ObjectDefineProperty(globalThis, k, { value: bindings[k], writable: false, configurable: true });
     }
     return "service-worker";
   }

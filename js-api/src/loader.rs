@@ -34,6 +34,9 @@ pub trait CodeCacheStore: Send + Sync {
 
 /// A worker's code: where its modules live and which one is the entry.
 /// Shared by all isolates of the worker, on every thread.
+/// A worker's KV bindings: the name on `env`, the namespace.
+pub type KvNamespaces = Vec<(String, Arc<dyn edge_storage::KvStore>)>;
+
 pub struct WorkerCode {
   /// The worker's name, used in logs.
   pub name: Arc<str>,
@@ -44,6 +47,8 @@ pub struct WorkerCode {
   pub source: Box<dyn ModuleSource>,
   /// The worker's `env` (module syntax) or globals (service-worker syntax).
   pub vars: Vec<(String, String)>,
+  /// Its KV bindings: name on `env`, namespace.
+  pub kv: KvNamespaces,
   /// Module texts read so far and the V8 code cache made for them.
   cache: Mutex<HashMap<ModuleSpecifier, CachedModule>>,
   store: Option<Arc<dyn CodeCacheStore>>,
@@ -71,12 +76,19 @@ impl WorkerCode {
       main,
       source,
       vars,
+      kv: Vec::new(),
       cache: Mutex::new(HashMap::new()),
       store: None,
     }
   }
 
   /// Keeps the code cache of this worker's modules in `store` too.
+  /// The same code with these KV bindings (name on `env`, namespace).
+  pub fn with_kv(mut self, kv: KvNamespaces) -> Self {
+    self.kv = kv;
+    self
+  }
+
   pub fn with_code_cache_store(mut self, store: Arc<dyn CodeCacheStore>) -> Self {
     self.store = Some(store);
     self

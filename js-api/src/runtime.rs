@@ -249,6 +249,7 @@ impl Isolate {
     let native: Arc<dyn crate::ext::codec::NativeMemory> = memory.clone();
     rt.op_state().borrow_mut().put(native);
     rt.op_state().borrow_mut().put(RequestSlots::default());
+    rt.op_state().borrow_mut().put(crate::ext::kv::KvState::default());
     let context = rt.main_context();
     let shares = crate::shares::install(rt.v8_isolate(), context);
     let internals = take_internals(&mut rt).map_err(JsApiError::Create)?;
@@ -399,6 +400,9 @@ impl Isolate {
         worker: Rc::from(&*code.name),
         request_id: 0,
       });
+      state.put(crate::ext::kv::KvBindings(
+        code.kv.iter().map(|(_, store)| store.clone()).collect(),
+      ));
     }
     let id = self
       .rt
@@ -473,7 +477,17 @@ impl Isolate {
     // index without checking for termination.
     let longest = (self.stopper.memory.limit() / 4).min(u32::MAX as usize) as u32;
     let longest = v8::Integer::new_from_unsigned(tc, longest).into();
-    if bind.call(tc, undefined, &[ns, vars.into(), max, longest]).is_none() {
+    let kv = v8::Array::new(tc, code.kv.len() as i32);
+    for (i, (name, _)) in code.kv.iter().enumerate() {
+      let Some(name) = v8::String::new(tc, name) else {
+        return Err(JsApiError::Load("a binding name is too long".into()));
+      };
+      kv.set_index(tc, i as u32, name.into());
+    }
+    if bind
+      .call(tc, undefined, &[ns, vars.into(), max, longest, kv.into()])
+      .is_none()
+    {
       if tc.has_terminated() {
         return Err(JsApiError::Terminated);
       }

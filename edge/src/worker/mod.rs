@@ -19,7 +19,7 @@ use js_api::{ModuleSource, NetPolicy, WorkerCode};
 use serde::Serialize;
 use url::Url;
 
-use crate::config::{Config, WorkerConfig};
+use crate::config::{check_bindings, Config, KvBinding, WorkerConfig};
 use crate::error::ConfigError;
 use crate::obs::stats::WorkerStats;
 
@@ -64,6 +64,8 @@ pub struct WorkerSpec {
   pub version: String,
   pub routes: Vec<String>,
   pub vars: BTreeMap<String, String>,
+  /// KV namespaces on `env`, kept in the config's storage folder.
+  pub kv: Vec<KvBinding>,
   pub limits: LimitsConfig,
   pub allow_private_network: bool,
   /// Module paths, for listings.
@@ -85,8 +87,22 @@ impl WorkerSpec {
     if self.vars.keys().any(|k| k.is_empty()) {
       return Err("vars: a var needs a name".into());
     }
-    Ok(())
+    check_bindings(&self.vars, &self.kv)
   }
+}
+
+/// Opens the KV namespaces `kv` names, in the config's storage folder.
+fn open_kv(config: &Config, kv: &[KvBinding]) -> Result<js_api::KvNamespaces, String> {
+  if kv.is_empty() {
+    return Ok(Vec::new());
+  }
+  let storage = edge_storage::Storage::at(&config.storage_dir());
+  kv.iter()
+    .map(|b| {
+      let store = storage.kv(b.namespace()).map_err(|e| format!("kv: {e}"))?;
+      Ok((b.binding.clone(), store))
+    })
+    .collect()
 }
 
 /// One version of a worker, immutable once built; a new deploy makes a new
@@ -153,7 +169,12 @@ impl Worker {
         root: root.to_path_buf(),
       }),
       w.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-    );
+    )
+    .with_kv(open_kv(config, &w.kv).map_err(|m| ConfigError::Invalid {
+      file: config.origin.clone(),
+      field: format!("worker[{index}].kv"),
+      message: m,
+    })?);
     let code = code_cache::with_code_cache_dir(code, config, &stats);
     Ok(Arc::new(Self {
       id: WorkerId::next(),
@@ -184,7 +205,8 @@ impl Worker {
       main,
       Box::new(source::SharedSource(spec.source.clone())),
       spec.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-    );
+    )
+    .with_kv(open_kv(config, &spec.kv)?);
     let code = code_cache::with_code_cache_dir(code, config, &stats);
     Ok(Arc::new(Self {
       id: WorkerId::next(),

@@ -11,6 +11,7 @@ use edge_core::names::{check_module_path, check_worker_name};
 use serde::{Deserialize, Serialize};
 
 use super::{MemorySource, WorkerSpec};
+use crate::config::{check_bindings, KvBinding};
 
 /// The settings of an uploaded worker (the `metadata` part of an upload).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -22,6 +23,9 @@ pub struct UploadMeta {
   pub routes: Vec<String>,
   #[serde(default)]
   pub vars: BTreeMap<String, String>,
+  /// KV namespaces on `env` (`[{"binding": "CACHE", "namespace": "cache"}]`).
+  #[serde(default, skip_serializing_if = "Vec::is_empty")]
+  pub kv: Vec<KvBinding>,
   #[serde(default)]
   pub limits: LimitsConfig,
   #[serde(default)]
@@ -97,7 +101,7 @@ impl Upload {
         v.len()
       ));
     }
-    Ok(())
+    check_bindings(&self.meta.vars, &self.meta.kv)
   }
 
   /// A hash of the settings and modules.
@@ -123,6 +127,7 @@ impl Upload {
       version: self.version(),
       routes: self.meta.routes.clone(),
       vars: self.meta.vars.clone(),
+      kv: self.meta.kv.clone(),
       limits: self.meta.limits.clone(),
       allow_private_network: self.meta.allow_private_network,
     })

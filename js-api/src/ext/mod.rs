@@ -7,6 +7,7 @@
 pub mod body;
 pub mod codec;
 pub mod json;
+pub mod kv;
 pub mod list;
 pub mod ops;
 pub mod rsa;
@@ -32,6 +33,11 @@ deno_core::extension!(
     ops::op_edge_settled,
     ops::op_edge_offthread,
     rsa::op_edge_rsa_generate,
+    kv::op_edge_kv_get,
+    kv::op_edge_kv_take,
+    kv::op_edge_kv_put,
+    kv::op_edge_kv_delete,
+    kv::op_edge_kv_list,
     codec::op_edge_codec_new,
     codec::op_edge_codec_pump,
     codec::op_edge_codec_close,
@@ -42,5 +48,5 @@ deno_core::extension!(
     json::op_edge_json_constants,
   ],
   esm_entry_point = "ext:edge_runtime/bootstrap.js",
-  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js"],
+  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js"],
 );

@@ -1,0 +1,39 @@
+//! Storage for the bindings workers see: [`Storage`] opens a node's
+//! namespaces under one folder (each its own file) and hands each worker
+//! only the ones its config names; [`kv::KvStore`] is what an engine
+//! implements (the embedded one is [`sqlite::SqliteKv`]; a shared engine for
+//! a fleet implements the same trait).
+
+pub mod kv;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+#[cfg(feature = "sqlite")]
+mod registry;
+#[cfg(feature = "sqlite")]
+pub use registry::Storage;
+
+pub use kv::{KvEntry, KvError, KvKey, KvListing, KvStore, ListQuery, PutOptions};
+
+/// Why a namespace could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+  #[error("namespace {0:?}: letters, digits, '-' and '_' only, at most 64")]
+  BadName(String),
+  #[error("{path}: {message}")]
+  Open { path: String, message: String },
+}
+
+/// A namespace name: it names a file.
+pub fn check_namespace(name: &str) -> Result<(), StorageError> {
+  let ok = !name.is_empty()
+    && name.len() <= 64
+    && name
+      .bytes()
+      .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+  if ok {
+    Ok(())
+  } else {
+    Err(StorageError::BadName(name.to_string()))
+  }
+}

@@ -1,0 +1,321 @@
+//! Storage bindings as a worker sees them: KV namespaces on `env` (every
+//! method, Cloudflare's limits and messages), kept in SQLite files under
+//! the config's storage folder, surviving a restart, each worker reaching
+//! only the namespaces its config names.
+
+use crate::support::{Fixture, H1};
+
+/// Exercises every KV method and prints what it saw, a line each.
+const KV_API: &str = r#"
+const err = async (f) => { try { await f(); return "no error"; } catch (x) { return `${x.constructor.name}: ${x.message}`; } };
+const enc = (t) => new TextEncoder().encode(t);
+export default { async fetch(req, env) {
+  const kv = env.KV;
+  const out = [];
+  out.push(`tag ${Object.prototype.toString.call(kv)} var ${env.NAME}`);
+  out.push(`missing ${await kv.get("nope")} ${JSON.stringify(await kv.getWithMetadata("nope"))}`);
+  await kv.put("text", "héllo");
+  out.push(`text ${await kv.get("text")} ${await kv.get("text", "text")} ${await kv.get("text", { type: "text", cacheTtl: 60 })}`);
+  await kv.put("json", JSON.stringify({ a: [1, 2] }), { metadata: { by: "test", n: 1 } });
+  out.push(`json ${JSON.stringify(await kv.get("json", "json"))} ${JSON.stringify(await kv.getWithMetadata("json", { type: "json" }))}`);
+  await kv.put("bytes", new Uint8Array([0, 1, 255]).buffer);
+  const ab = await kv.get("bytes", "arrayBuffer");
+  out.push(`arrayBuffer ${ab instanceof ArrayBuffer} ${Array.from(new Uint8Array(ab)).join(",")}`);
+  await kv.put("view", new DataView(new Uint8Array([9, 8, 7, 6]).buffer, 1, 2));
+  out.push(`view ${Array.from(new Uint8Array(await kv.get("view", "arrayBuffer"))).join(",")}`);
+  const body = new ReadableStream({ start(c) { c.enqueue(enc("str")); c.enqueue(enc("eam")); c.close(); } });
+  await kv.put("stream", body);
+  const s = await kv.get("stream", "stream");
+  out.push(`stream ${s instanceof ReadableStream} ${await new Response(s).text()}`);
+  await kv.put("ttl", "x", { expirationTtl: 3600 });
+  const now = Math.floor(Date.now() / 1000);
+  const listed = (await kv.list({ prefix: "tt" })).keys[0];
+  out.push(`ttl ${listed.name} ${Math.abs(listed.expiration - now - 3600) <= 2}`);
+  await kv.delete("ttl");
+  await kv.delete("never-there");
+  out.push(`deleted ${await kv.get("ttl")}`);
+  for (let i = 0; i < 5; i++) await kv.put(`page/${i}`, String(i), i === 2 ? { metadata: i } : undefined);
+  let cursor, pages = [];
+  do {
+    const l = await kv.list({ prefix: "page/", limit: 2, cursor });
+    pages.push(l.keys.map((k) => k.name.slice(5) + (k.metadata !== undefined ? "m" + k.metadata : "")).join("+") + (l.list_complete ? "." : ""));
+    cursor = l.cursor;
+  } while (cursor);
+  out.push(`pages ${pages.join(" ")}`);
+  const all = await kv.list();
+  out.push(`all ${all.keys.map((k) => k.name).join(",")} ${all.list_complete} ${"cursor" in all}`);
+  const bulk = await kv.get(["text", "nope", "json"], "json").catch((e) => e.message);
+  out.push(`bulk ${bulk}`);
+  const bulkText = await kv.get(["text", "nope"]);
+  out.push(`bulk text ${[...bulkText].map(([k, v]) => k + "=" + v).join(",")}`);
+  // Cloudflare's checks and messages.
+  out.push(await err(() => kv.get("")));
+  out.push(await err(() => kv.get("..")));
+  out.push(await err(() => kv.put("k".repeat(513), "v")));
+  out.push(await err(() => kv.get("k", { cacheTtl: 10 })));
+  out.push(await err(() => kv.put("k", "v", { expirationTtl: 10 })));
+  out.push(await err(() => kv.put("k", "v", { expiration: 1 })));
+  out.push(await err(() => kv.put("k", "v", { metadata: "m".repeat(1100) })));
+  out.push(await err(() => kv.put("k", new Uint8Array(25 * 1024 * 1024 + 1))));
+  out.push(await err(() => kv.put("k", 42)));
+  out.push(await err(() => kv.get("k", "blob")));
+  out.push(await err(() => kv.list({ limit: 0 })));
+  out.push(await err(() => kv.list({ limit: 1001 })));
+  out.push(await err(() => kv.list({ cursor: "not a cursor!" })));
+  out.push(`key as string ${await kv.put(12, "twelve")} ${await kv.get("12")}`);
+  return new Response(out.join("\n"));
+} };
+"#;
+
+const EXPECTED: &str = r#"tag [object KvNamespace] var n
+missing null {"value":null,"metadata":null,"cacheStatus":null}
+text héllo héllo héllo
+json {"a":[1,2]} {"value":{"a":[1,2]},"metadata":{"by":"test","n":1},"cacheStatus":null}
+arrayBuffer true 0,1,255
+view 8,7
+stream true stream
+ttl ttl true
+deleted null
+pages 0+1 2m2+3 4.
+all bytes,json,page/0,page/1,page/2,page/3,page/4,stream,text,view true false
+bulk Unexpected token 'h', "héllo" is not valid JSON
+bulk text text=héllo,nope=null
+Error: KV GET failed: 400 Key names must not be empty
+Error: KV GET failed: 400 Illegal key name "..". Please use a different name.
+Error: KV PUT failed: 414 UTF-8 encoded length of 513 exceeds key length limit of 512.
+Error: KV GET failed: 400 Invalid cache_ttl of 10. Cache TTL must be at least 30.
+Error: KV PUT failed: 400 Invalid expiration_ttl of 10. Expiration TTL must be at least 60.
+Error: KV PUT failed: 400 Invalid expiration of 1. Please specify integer greater than the current number of seconds since the UNIX epoch.
+Error: KV PUT failed: 413 Metadata length of 1102 exceeds limit of 1024.
+Error: KV PUT failed: 413 Value length of 26214401 exceeds limit of 26214400.
+TypeError: KV put() accepts only strings, ArrayBuffers, ArrayBufferViews, and ReadableStreams as values.
+TypeError: Unknown response type. Possible types are "text", "arrayBuffer", "json", and "stream".
+Error: KV LIST failed: 400 Invalid key_count_limit of 0. Please specify an integer greater than 0.
+Error: KV LIST failed: 400 Invalid key_count_limit of 1001. Please specify an integer less than 1000.
+Error: KV LIST failed: 400 Invalid cursor
+key as string undefined twelve"#;
+
+fn config(workers: &str) -> String {
+  format!("[listen]\nhttp = \"127.0.0.1:0\"\n[limits]\ncpu_ms = 30000\nwall_ms = 60000\nmemory_mb = 256\n{workers}")
+}
+
+const ONE: &str = "[[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"w.test\"]\nvars = { NAME = \"n\" }\nkv = [{ binding = \"KV\", namespace = \"things\" }]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_methods_as_on_workers() {
+  let f = Fixture::new();
+  f.file("w.js", KV_API);
+  let e = f.start(&config(ONE));
+  let got = H1::connect(e.http_addr().unwrap()).await.get("w.test", "/").await;
+  assert_eq!(got.status, 200, "{}", got.body);
+  assert_eq!(got.body, EXPECTED);
+  assert!(f.path(".edge-state/kv/things.sqlite3").is_file());
+}
+
+/// Writes `?put=` under the key `?key=`, reads `?get=`; answers the value
+/// read (or `null`).
+const RW: &str = r#"
+export default { async fetch(req, env) {
+  const q = new URL(req.url).searchParams;
+  if (q.has("put")) await env.KV.put(q.get("key"), q.get("put"));
+  return new Response(String(await env.KV.get(q.get("get") ?? q.get("key"))));
+} };
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_namespaces_are_the_workers_own_and_survive_a_restart() {
+  let f = Fixture::new();
+  f.file("rw.js", RW);
+  let workers = "[[worker]]\nname = \"a\"\nmain = \"rw.js\"\nroutes = [\"a.test\"]\nkv = [{ binding = \"KV\", namespace = \"ns-a\" }]\n\
+     [[worker]]\nname = \"b\"\nmain = \"rw.js\"\nroutes = [\"b.test\"]\nkv = [{ binding = \"KV\", namespace = \"ns-b\" }]\n\
+     [[worker]]\nname = \"shares-a\"\nmain = \"rw.js\"\nroutes = [\"c.test\"]\nkv = [{ binding = \"KV\", namespace = \"ns-a\" }]\n\
+     [[worker]]\nname = \"none\"\nmain = \"rw.js\"\nroutes = [\"d.test\"]\n";
+  let toml = config(workers);
+  {
+    let e = f.start(&toml);
+    let mut c = H1::connect(e.http_addr().unwrap()).await;
+    assert_eq!(c.get("a.test", "/?key=k&put=from-a").await.body, "from-a");
+    assert_eq!(
+      c.get("b.test", "/?key=k").await.body,
+      "null",
+      "b's namespace is its own"
+    );
+    assert_eq!(c.get("b.test", "/?key=k&put=from-b").await.body, "from-b");
+    assert_eq!(c.get("a.test", "/?key=k").await.body, "from-a");
+    assert_eq!(
+      c.get("c.test", "/?key=k").await.body,
+      "from-a",
+      "a namespace two workers name is shared"
+    );
+    let none = c.get("d.test", "/?key=k").await;
+    assert_eq!(
+      none.status, 500,
+      "a worker with no binding has no env.KV: {}",
+      none.body
+    );
+    e.shutdown();
+  }
+  let e = f.start(&toml);
+  let mut c = H1::connect(e.http_addr().unwrap()).await;
+  assert_eq!(c.get("a.test", "/?key=k").await.body, "from-a", "kept across a restart");
+  assert_eq!(c.get("b.test", "/?key=k").await.body, "from-b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_calls_per_request_are_bounded_and_belong_to_a_live_request() {
+  let f = Fixture::new();
+  f.file(
+    "w.js",
+    r#"
+let late, wake;
+export default { async fetch(req, env, ctx) {
+  if (new URL(req.url).pathname === "/late") {
+    // The continuation below belongs to the first request, which ended.
+    wake();
+    return new Response(String(await late));
+  }
+  let n = 0, message = "none";
+  try { for (;;) { await env.KV.get("k"); n++; } } catch (e) { message = e.message; }
+  late = new Promise((r) => { wake = r; }).then(() => env.KV.get("k")).then(() => "no error", (e) => e.message);
+  return new Response(`${n} ${message}`);
+} };
+"#,
+  );
+  let e = f.start(&config(ONE));
+  let mut c = H1::connect(e.http_addr().unwrap()).await;
+  let got = c.get("w.test", "/").await;
+  assert_eq!(
+    got.body,
+    "1000 KV GET failed: 429 Too many API requests by single worker invocation."
+  );
+  let got = c.get("w.test", "/late").await;
+  assert!(got.body.contains("request has ended"), "{}", got.body);
+}
+
+#[test]
+fn kv_bindings_are_checked_in_the_config() {
+  let f = Fixture::new();
+  f.file("w.js", "export default { fetch() { return new Response('') } }");
+  let bad = |kv: &str| {
+    let toml = config(&format!(
+      "[[worker]]\nname = \"w\"\nmain = \"w.js\"\nvars = {{ A = \"a\" }}\nkv = {kv}\n"
+    ));
+    f.config(&toml).map(|_| ()).unwrap_err().to_string()
+  };
+  assert!(bad("[{ binding = \"A\" }]").contains("bound twice"));
+  assert!(bad("[{ binding = \"K\" }, { binding = \"K\", namespace = \"x\" }]").contains("bound twice"));
+  assert!(bad("[{ binding = \"1K\" }]").contains("is not a name"));
+  assert!(bad("[{ binding = \"K\", namespace = \"../up\" }]").contains("namespace"));
+  assert!(bad("[{ binding = \"K\", id = \"x\" }]").contains("unknown field"));
+}
+
+// The bundled example (workers/store), as README shows it with curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundled_notes_store_works_as_the_readme_says() {
+  let f = Fixture::new();
+  let src = std::fs::read_to_string(crate::support::examples_dir().join("store/index.js")).unwrap();
+  f.file("store.js", src);
+  let e = f.start(&config(
+    "[[worker]]\nname = \"store\"\nmain = \"store.js\"\nroutes = [\"store.test\"]\n[[worker.kv]]\nbinding = \"NOTES\"\nnamespace = \"notes\"\n",
+  ));
+  let mut c = H1::connect(e.http_addr().unwrap()).await;
+  let send = |method: &str, path: &str, body: &str| {
+    http::Request::builder()
+      .method(method)
+      .uri(format!("http://store.test{path}"))
+      .header("host", "store.test")
+      .body(crate::support::body(body.to_string()))
+      .unwrap()
+  };
+  let put = crate::support::collect(c.send(send("PUT", "/notes/todo", "buy tea")).await).await;
+  assert_eq!((put.status, put.body.as_str()), (201, "stored todo\n"));
+  let got = c.get("store.test", "/notes/todo").await;
+  assert_eq!((got.status, got.body.as_str()), (200, "buy tea"));
+  assert!(got.headers.contains_key("x-note-written"));
+  let bad = crate::support::collect(c.send(send("PUT", "/notes/x?ttl=5", "y")).await).await;
+  assert_eq!(bad.status, 400, "{}", bad.body);
+  assert!(bad.body.contains("Expiration TTL must be at least 60"), "{}", bad.body);
+  let list = c.get("store.test", "/notes?prefix=to").await;
+  assert!(
+    list.body.starts_with(r#"{"notes":[{"name":"todo","at":"#),
+    "{}",
+    list.body
+  );
+  let del = crate::support::collect(c.send(send("DELETE", "/notes/todo", "")).await).await;
+  assert_eq!(del.status, 204);
+  assert_eq!(c.get("store.test", "/notes/todo").await.status, 404);
+}
+
+// Values read count in the isolate's memory: holding ever more of them
+// ends the request at its memory limit (and the node keeps serving it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_read_count_against_the_memory_limit() {
+  let f = Fixture::new();
+  f.file(
+    "w.js",
+    r#"
+const held = [];
+export default { async fetch(req, env) {
+  if (new URL(req.url).pathname === "/put") { await env.KV.put("big", new Uint8Array(4 << 20)); return new Response("ok"); }
+  if (new URL(req.url).pathname === "/hoard") { for (let i = 0; i < 200; i++) held.push(await env.KV.get("big", "arrayBuffer")); }
+  return new Response(`held ${held.length}`);
+} };
+"#,
+  );
+  let e = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[limits]\ncpu_ms = 30000\nwall_ms = 60000\nmemory_mb = 64\n\
+     [[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"w.test\"]\nkv = [{ binding = \"KV\" }]\n",
+  );
+  let mut c = H1::connect(e.http_addr().unwrap()).await;
+  assert_eq!(c.get("w.test", "/put").await.body, "ok");
+  let got = c.get("w.test", "/hoard").await;
+  assert_eq!((got.status, got.limit()), (503, Some("memory")), "{}", got.body);
+  let after = H1::connect(e.http_addr().unwrap()).await.get("w.test", "/").await;
+  assert_eq!(after.body, "held 0", "a fresh isolate serves the next request");
+}
+
+// An upload names its KV bindings in its metadata; the data directory
+// keeps them, and the values stay in the storage folder across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_bind_kv_and_keep_it_across_a_restart() {
+  use crate::support::{admin, upload, TOKEN};
+  let f = Fixture::new();
+  f.file("admin.token", format!("{TOKEN}\n"));
+  let toml = "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\ndata_dir = \"data\"\n";
+  let meta = r#"{"main_module":"index.js","routes":["u.test"],"kv":[{"binding":"KV","namespace":"up"}]}"#;
+  {
+    let e = f.start(toml);
+    let bad = admin(
+      e.admin_addr().unwrap(),
+      "PUT",
+      "/workers/u",
+      Some(TOKEN),
+      Some(upload(
+        r#"{"main_module":"index.js","kv":[{"binding":"KV","namespace":"a/b"}]}"#,
+        &[("index.js", RW.as_bytes())],
+      )),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("namespace"), "{}", bad.body);
+    let ok = admin(
+      e.admin_addr().unwrap(),
+      "PUT",
+      "/workers/u",
+      Some(TOKEN),
+      Some(upload(meta, &[("index.js", RW.as_bytes())])),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let mut c = H1::connect(e.http_addr().unwrap()).await;
+    assert_eq!(c.get("u.test", "/?key=k&put=kept").await.body, "kept");
+    e.shutdown();
+  }
+  assert!(
+    f.path("data/storage/kv/up.sqlite3").is_file(),
+    "under admin.data_dir by default"
+  );
+  let e = f.start(toml);
+  let mut c = H1::connect(e.http_addr().unwrap()).await;
+  assert_eq!(c.get("u.test", "/?key=k").await.body, "kept");
+}
