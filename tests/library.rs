@@ -134,6 +134,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     routes: vec![],
     vars: Default::default(),
     kv: vec![],
+    secrets: Default::default(),
     limits: edge::LimitsConfig {
       cpu_ms: Some(2000),
       ..Default::default()
@@ -209,6 +210,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     routes: vec![],
     vars: Default::default(),
     kv: vec![],
+    secrets: Default::default(),
     limits: edge::LimitsConfig {
       cpu_ms: Some(20),
       ..Default::default()

@@ -1,7 +1,7 @@
-//! Storage bindings as a worker sees them: KV namespaces on `env` (every
-//! method, Cloudflare's limits and messages), kept in SQLite files under
-//! the config's storage folder, surviving a restart, each worker reaching
-//! only the namespaces its config names.
+//! Bindings as a worker sees them: KV namespaces on `env` (every method,
+//! Cloudflare's limits and messages), kept in SQLite files under the
+//! config's storage folder, surviving a restart, each worker reaching only
+//! the namespaces its config names; secrets, on `env` and never listed.
 
 use crate::support::{Fixture, H1};
 
@@ -318,4 +318,86 @@ async fn uploads_bind_kv_and_keep_it_across_a_restart() {
   let e = f.start(toml);
   let mut c = H1::connect(e.http_addr().unwrap()).await;
   assert_eq!(c.get("u.test", "/?key=k").await.body, "kept");
+}
+
+/// Answers the env's keys and its `API_KEY` and `FROM_FILE`.
+const SECRETS: &str = r#"
+export default { fetch(req, env) {
+  return new Response(`${Object.keys(env).sort().join(",")} ${env.API_KEY} ${env.FROM_FILE}`);
+} };
+"#;
+
+// Secrets reach env as strings, from the config or a secrets file (an env
+// file), and from an upload's metadata; the admin API counts them and
+// names none, and the config's Debug form (what a log line could print)
+// holds no value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_on_env_and_never_listed() {
+  use crate::support::{admin, upload, TOKEN};
+  let f = Fixture::new();
+  f.file("w.js", SECRETS);
+  f.file("admin.token", format!("{TOKEN}\n"));
+  f.file(
+    "w.secrets",
+    "# the worker's secrets\nFROM_FILE=\"file-s3cret\"\nAPI_KEY=overridden\n",
+  );
+  let toml = "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n\
+     [[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"w.test\"]\nvars = { PLAIN = \"p\" }\nsecrets_file = \"w.secrets\"\n\
+     [worker.secrets]\nAPI_KEY = \"inline-s3cret\"\n";
+  let config = f.config(toml).unwrap();
+  let debug = format!("{config:?}");
+  assert!(!debug.contains("s3cret"), "{debug}");
+  let e = f.start(toml);
+  let got = H1::connect(e.http_addr().unwrap()).await.get("w.test", "/").await;
+  assert_eq!(got.body, "API_KEY,FROM_FILE,PLAIN inline-s3cret file-s3cret");
+
+  let a = e.admin_addr().unwrap();
+  let meta = r#"{"main_module":"index.js","routes":["u.test"],"secrets":{"API_KEY":"up-s3cret"}}"#;
+  let up = admin(
+    a,
+    "PUT",
+    "/workers/u",
+    Some(TOKEN),
+    Some(upload(meta, &[("index.js", SECRETS.as_bytes())])),
+  )
+  .await;
+  assert_eq!(up.status, 200, "{}", up.body);
+  assert!(
+    !up.body.contains("s3cret") && !up.body.contains("API_KEY"),
+    "{}",
+    up.body
+  );
+  let got = H1::connect(e.http_addr().unwrap()).await.get("u.test", "/").await;
+  assert_eq!(got.body, "API_KEY up-s3cret undefined");
+  let list = admin(a, "GET", "/workers", Some(TOKEN), None).await;
+  assert!(
+    !list.body.contains("s3cret") && !list.body.contains("API_KEY") && !list.body.contains("FROM_FILE"),
+    "{}",
+    list.body
+  );
+  let list: serde_json::Value = serde_json::from_str(&list.body).unwrap();
+  let of = |name: &str| {
+    list
+      .as_array()
+      .unwrap()
+      .iter()
+      .find(|w| w["name"] == name)
+      .unwrap()
+      .clone()
+  };
+  assert_eq!(
+    (of("w")["vars"].clone(), of("w")["secrets"].clone()),
+    (serde_json::json!(["PLAIN"]), serde_json::json!(2))
+  );
+  assert_eq!(
+    (of("u")["vars"].clone(), of("u")["secrets"].clone()),
+    (serde_json::json!([]), serde_json::json!(1))
+  );
+
+  // A clash, a bad file line.
+  let clash = toml.replace("vars = { PLAIN = \"p\" }", "vars = { API_KEY = \"p\" }");
+  assert!(f.config(&clash).unwrap_err().to_string().contains("is a var too"));
+  f.file("w.secrets", "FINE=1\nnot a pair\n");
+  let bad = f.config(toml).unwrap_err().to_string();
+  assert!(bad.contains("w.secrets:2"), "{bad}");
 }

@@ -16,12 +16,14 @@
 //! - [`bucket`]: token buckets (`console.*` lines and bytes, SNI warm-ups).
 //! - [`addr`]: which addresses a worker's `fetch()` may not reach.
 //! - [`json`]: the planner and checker of `JSON.parse` in parts.
+//! - [`envfile`]: `NAME=value` files (`.dev.vars`, secrets files).
 //! - [`request_id`]: request ids unique across threads, restarts and nodes.
 
 pub mod abuse;
 pub mod addr;
 pub mod bucket;
 pub mod counters;
+pub mod envfile;
 pub mod exposition;
 pub mod frames;
 pub mod framing;

@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     routes: vec![],
     vars: [("GREETING".to_string(), "hello".to_string())].into(),
     kv: vec![],
+    secrets: Default::default(),
     limits: Default::default(),
     allow_private_network: false,
     modules: vec!["index.js".into()],

@@ -346,12 +346,50 @@ impl KvBinding {
   }
 }
 
+/// Secret values (`[worker.secrets]`, a `secrets_file`, an upload's
+/// `secrets`): on `env` as strings like vars, but never printed (`Debug`
+/// names them only) nor listed by the admin API.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secrets(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for Secrets {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_map().entries(self.0.keys().map(|k| (k, "<secret>"))).finish()
+  }
+}
+
+impl Secrets {
+  pub fn is_empty(&self) -> bool {
+    self.0.is_empty()
+  }
+}
+
+/// Reads an env file of secrets (`NAME=value` lines).
+pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
+  let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+  let pairs = edge_core::envfile::parse(&text).map_err(|(line, m)| format!("{}:{line}: {m}", path.display()))?;
+  Ok(pairs.into_iter().collect())
+}
+
 /// The most KV bindings one worker may have.
 pub const MAX_KV_BINDINGS: usize = 64;
 
 /// Checks a worker's bindings: names that are JS identifiers, none given
 /// twice (vars included), namespaces that name files.
-pub fn check_bindings(vars: &BTreeMap<String, String>, kv: &[KvBinding]) -> Result<(), String> {
+pub fn check_bindings(
+  vars: &BTreeMap<String, String>,
+  secrets: &BTreeMap<String, String>,
+  kv: &[KvBinding],
+) -> Result<(), String> {
+  for k in secrets.keys() {
+    if k.is_empty() {
+      return Err("secrets: a secret needs a name".into());
+    }
+    if vars.contains_key(k) {
+      return Err(format!("secrets: {k:?} is a var too"));
+    }
+  }
   if kv.len() > MAX_KV_BINDINGS {
     return Err(format!("kv: {} bindings, at most {MAX_KV_BINDINGS}", kv.len()));
   }
@@ -368,7 +406,7 @@ pub fn check_bindings(vars: &BTreeMap<String, String>, kv: &[KvBinding]) -> Resu
         b.binding
       ));
     }
-    if vars.contains_key(&b.binding) || !seen.insert(b.binding.as_str()) {
+    if vars.contains_key(&b.binding) || secrets.contains_key(&b.binding) || !seen.insert(b.binding.as_str()) {
       return Err(format!("kv: {:?} is bound twice", b.binding));
     }
     edge_storage::check_namespace(b.namespace()).map_err(|e| format!("kv: {e}"))?;
@@ -406,6 +444,12 @@ pub struct WorkerConfig {
   /// KV namespaces on `env`.
   #[serde(default)]
   pub kv: Vec<KvBinding>,
+  /// Secrets on `env` (over those of `secrets_file`).
+  #[serde(default)]
+  pub secrets: Secrets,
+  /// An env file of secrets (`NAME=value` lines), relative to the config.
+  #[serde(default)]
+  pub secrets_file: Option<PathBuf>,
   /// Let `fetch()` reach loopback and private addresses.
   #[serde(default)]
   pub allow_private_network: bool,
@@ -465,6 +509,16 @@ impl Config {
       (None, Some(d)) => self.resolve(d).join("storage"),
       (None, None) => self.base_dir.join(".edge-state"),
     }
+  }
+
+  /// The secrets of `w`: its `secrets_file`'s, then its `secrets`.
+  pub fn secrets_of(&self, w: &WorkerConfig) -> Result<BTreeMap<String, String>, String> {
+    let mut all = match &w.secrets_file {
+      Some(p) => read_secrets_file(&self.resolve(p))?,
+      None => BTreeMap::new(),
+    };
+    all.extend(w.secrets.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(all)
   }
 
   /// The limits of `w`: its own, then the server's, then the defaults.
@@ -636,7 +690,8 @@ impl Config {
           return Err(self.invalid(field("vars"), "a var needs a name"));
         }
       }
-      check_bindings(&w.vars, &w.kv).map_err(|m| self.invalid(field("kv"), m))?;
+      let secrets = self.secrets_of(w).map_err(|m| self.invalid(field("secrets_file"), m))?;
+      check_bindings(&w.vars, &secrets, &w.kv).map_err(|m| self.invalid(field("bindings"), m))?;
     }
     Ok(())
   }

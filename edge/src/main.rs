@@ -77,6 +77,11 @@ enum Command {
     /// kept in .edge-state/ of the current folder.
     #[arg(long = "kv", value_parser = parse_kv)]
     kv: Vec<edge::KvBinding>,
+    /// Secrets for env from an env file (NAME=value lines). Default:
+    /// .dev.vars in the current folder, else beside the main module, as
+    /// wrangler reads it.
+    #[arg(long = "env-file")]
+    env_file: Option<PathBuf>,
     /// Executor threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -151,10 +156,11 @@ fn main() -> anyhow::Result<()> {
       host,
       vars,
       kv,
+      env_file,
       threads,
       watch,
     } => (
-      Source::Fixed(Box::new(dev_config(&main, port, host, vars, kv, threads)?)),
+      Source::Fixed(Box::new(dev_config(&main, port, host, vars, kv, env_file, threads)?)),
       watch,
     ),
   };
@@ -292,15 +298,29 @@ async fn reload(engine: &Engine, source: &Source) -> Option<Config> {
   }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn dev_config(
   main: &Path,
   port: u16,
   host: std::net::IpAddr,
   vars: Vec<(String, String)>,
   kv: Vec<edge::KvBinding>,
+  env_file: Option<PathBuf>,
   threads: Option<usize>,
 ) -> anyhow::Result<Config> {
   let main = main.canonicalize().with_context(|| format!("{}", main.display()))?;
+  let secrets_file = env_file.or_else(|| {
+    let here = Path::new(".dev.vars");
+    let beside = main.parent().map(|d| d.join(".dev.vars"));
+    if here.is_file() {
+      Some(here.to_path_buf())
+    } else {
+      beside.filter(|p| p.is_file())
+    }
+  });
+  if let Some(p) = &secrets_file {
+    tracing::info!("secrets from {}", p.display());
+  }
   let name = main.file_stem().and_then(|s| s.to_str()).unwrap_or("worker");
   let name: String = name
     .chars()
@@ -317,6 +337,7 @@ fn dev_config(
       routes: vec!["*".into()],
       vars: vars.into_iter().collect(),
       kv,
+      secrets_file,
       allow_private_network: true,
       ..Default::default()
     }],

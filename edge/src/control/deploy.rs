@@ -144,6 +144,8 @@ pub struct WorkerInfo {
   pub routes: Vec<String>,
   pub modules: Vec<String>,
   pub vars: Vec<String>,
+  /// How many secrets (never their names or values).
+  pub secrets: usize,
   pub limits: LimitsInfo,
   pub isolates: i64,
   pub requests: u64,
@@ -167,7 +169,15 @@ impl WorkerInfo {
       version: w.version.clone(),
       routes: w.routes.clone(),
       modules: w.modules.clone(),
-      vars: w.code.vars.iter().map(|(k, _)| k.clone()).collect(),
+      vars: w
+        .code
+        .vars
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| !w.secrets.contains(k))
+        .cloned()
+        .collect(),
+      secrets: w.secrets.len(),
       limits: LimitsInfo {
         cpu_ms: l.cpu.as_millis(),
         memory_mb: l.memory_bytes >> 20,

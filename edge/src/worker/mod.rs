@@ -19,7 +19,7 @@ use js_api::{ModuleSource, NetPolicy, WorkerCode};
 use serde::Serialize;
 use url::Url;
 
-use crate::config::{check_bindings, Config, KvBinding, WorkerConfig};
+use crate::config::{check_bindings, Config, KvBinding, Secrets, WorkerConfig};
 use crate::error::ConfigError;
 use crate::obs::stats::WorkerStats;
 
@@ -66,6 +66,8 @@ pub struct WorkerSpec {
   pub vars: BTreeMap<String, String>,
   /// KV namespaces on `env`, kept in the config's storage folder.
   pub kv: Vec<KvBinding>,
+  /// Strings on `env` like vars, never listed.
+  pub secrets: Secrets,
   pub limits: LimitsConfig,
   pub allow_private_network: bool,
   /// Module paths, for listings.
@@ -87,8 +89,17 @@ impl WorkerSpec {
     if self.vars.keys().any(|k| k.is_empty()) {
       return Err("vars: a var needs a name".into());
     }
-    check_bindings(&self.vars, &self.kv)
+    check_bindings(&self.vars, &self.secrets.0, &self.kv)
   }
+}
+
+/// The strings on `env`: vars, then secrets.
+fn env_strings(vars: &BTreeMap<String, String>, secrets: &BTreeMap<String, String>) -> Vec<(String, String)> {
+  vars
+    .iter()
+    .chain(secrets)
+    .map(|(k, v)| (k.clone(), v.clone()))
+    .collect()
 }
 
 /// Opens the KV namespaces `kv` names, in the config's storage folder.
@@ -115,6 +126,8 @@ pub struct Worker {
   pub limits: Limits,
   /// Host patterns routed to it.
   pub routes: Vec<String>,
+  /// The names among `code.vars` that are secrets (not listed).
+  pub secrets: Vec<String>,
   pub origin: Origin,
   /// Identifies this version's code and settings.
   pub version: String,
@@ -160,7 +173,12 @@ impl Worker {
     let root_url = Url::from_directory_path(root).map_err(|_| invalid(format!("bad folder {}", root.display())))?;
     let main_url = Url::from_file_path(&main).map_err(|_| invalid(format!("bad path {}", main.display())))?;
     let limits = config.limits_of(w);
-    let version = config_version(w, &limits, root);
+    let secrets = config.secrets_of(w).map_err(|m| ConfigError::Invalid {
+      file: config.origin.clone(),
+      field: format!("worker[{index}].secrets_file"),
+      message: m,
+    })?;
+    let version = config_version(w, &secrets, &limits, root);
     let code = WorkerCode::new(
       w.name.as_str(),
       root_url,
@@ -168,7 +186,7 @@ impl Worker {
       Box::new(DiskSource {
         root: root.to_path_buf(),
       }),
-      w.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+      env_strings(&w.vars, &secrets),
     )
     .with_kv(open_kv(config, &w.kv).map_err(|m| ConfigError::Invalid {
       file: config.origin.clone(),
@@ -185,6 +203,7 @@ impl Worker {
       },
       limits,
       routes: w.routes.clone(),
+      secrets: secrets.into_keys().collect(),
       origin: Origin::Config,
       version,
       modules: vec![main.display().to_string()],
@@ -204,7 +223,7 @@ impl Worker {
       root,
       main,
       Box::new(source::SharedSource(spec.source.clone())),
-      spec.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+      env_strings(&spec.vars, &spec.secrets.0),
     )
     .with_kv(open_kv(config, &spec.kv)?);
     let code = code_cache::with_code_cache_dir(code, config, &stats);
@@ -217,6 +236,7 @@ impl Worker {
       },
       limits,
       routes: spec.routes.clone(),
+      secrets: spec.secrets.0.keys().cloned().collect(),
       origin: Origin::Api,
       version: spec.version.clone(),
       modules: spec.modules.clone(),
@@ -229,9 +249,11 @@ impl Worker {
 /// The version of a config worker: its settings and the names, sizes and
 /// modification times of the files in its folder (so that `--watch` and
 /// SIGHUP see an edited module).
-pub fn config_version(w: &WorkerConfig, limits: &Limits, root: &Path) -> String {
+pub fn config_version(w: &WorkerConfig, secrets: &BTreeMap<String, String>, limits: &Limits, root: &Path) -> String {
   let mut h = std::collections::hash_map::DefaultHasher::new();
+  // (The config's Debug names secrets only: their values are hashed here.)
   format!("{w:?}{limits:?}").hash(&mut h);
+  secrets.hash(&mut h);
   folder_stamp(root, &mut h);
   format!("{:016x}", h.finish())
 }

@@ -11,7 +11,7 @@ use edge_core::names::{check_module_path, check_worker_name};
 use serde::{Deserialize, Serialize};
 
 use super::{MemorySource, WorkerSpec};
-use crate::config::{check_bindings, KvBinding};
+use crate::config::{check_bindings, KvBinding, Secrets};
 
 /// The settings of an uploaded worker (the `metadata` part of an upload).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -26,6 +26,9 @@ pub struct UploadMeta {
   /// KV namespaces on `env` (`[{"binding": "CACHE", "namespace": "cache"}]`).
   #[serde(default, skip_serializing_if = "Vec::is_empty")]
   pub kv: Vec<KvBinding>,
+  /// Strings on `env` like vars, never listed (`{"API_KEY": "..."}`).
+  #[serde(default, skip_serializing_if = "Secrets::is_empty")]
+  pub secrets: Secrets,
   #[serde(default)]
   pub limits: LimitsConfig,
   #[serde(default)]
@@ -101,7 +104,23 @@ impl Upload {
         v.len()
       ));
     }
-    check_bindings(&self.meta.vars, &self.meta.kv)
+    if self.meta.vars.len() + self.meta.secrets.0.len() > MAX_VARS {
+      return Err(format!("vars and secrets: at most {MAX_VARS} in all"));
+    }
+    if let Some(k) = self
+      .meta
+      .secrets
+      .0
+      .iter()
+      .find(|(k, v)| k.len() > MAX_VAR_NAME || v.len() > MAX_VAR_BYTES)
+      .map(|(k, _)| k)
+    {
+      return Err(format!(
+        "secrets: {:?}: at most {MAX_VAR_NAME} bytes of name and {MAX_VAR_BYTES} of value",
+        k.chars().take(32).collect::<String>()
+      ));
+    }
+    check_bindings(&self.meta.vars, &self.meta.secrets.0, &self.meta.kv)
   }
 
   /// A hash of the settings and modules.
@@ -128,6 +147,7 @@ impl Upload {
       routes: self.meta.routes.clone(),
       vars: self.meta.vars.clone(),
       kv: self.meta.kv.clone(),
+      secrets: self.meta.secrets.clone(),
       limits: self.meta.limits.clone(),
       allow_private_network: self.meta.allow_private_network,
     })
