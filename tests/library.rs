@@ -134,6 +134,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     routes: vec![],
     vars: Default::default(),
     kv: vec![],
+    d1: vec![],
     secrets: Default::default(),
     limits: edge::LimitsConfig {
       cpu_ms: Some(2000),
@@ -210,6 +211,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     routes: vec![],
     vars: Default::default(),
     kv: vec![],
+    d1: vec![],
     secrets: Default::default(),
     limits: edge::LimitsConfig {
       cpu_ms: Some(20),

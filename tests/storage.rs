@@ -216,7 +216,7 @@ async fn the_bundled_notes_store_works_as_the_readme_says() {
   let src = std::fs::read_to_string(crate::support::examples_dir().join("store/index.js")).unwrap();
   f.file("store.js", src);
   let e = f.start(&config(
-    "[[worker]]\nname = \"store\"\nmain = \"store.js\"\nroutes = [\"store.test\"]\n[[worker.kv]]\nbinding = \"NOTES\"\nnamespace = \"notes\"\n",
+    "[[worker]]\nname = \"store\"\nmain = \"store.js\"\nroutes = [\"store.test\"]\n[[worker.kv]]\nbinding = \"NOTES\"\nnamespace = \"notes\"\n[[worker.d1]]\nbinding = \"LOG\"\ndatabase = \"log\"\n",
   ));
   let mut c = H1::connect(e.http_addr().unwrap()).await;
   let send = |method: &str, path: &str, body: &str| {
@@ -244,6 +244,15 @@ async fn the_bundled_notes_store_works_as_the_readme_says() {
   let del = crate::support::collect(c.send(send("DELETE", "/notes/todo", "")).await).await;
   assert_eq!(del.status, 204);
   assert_eq!(c.get("store.test", "/notes/todo").await.status, 404);
+  let log = c.get("store.test", "/log").await;
+  let log: serde_json::Value = serde_json::from_str(&log.body).unwrap();
+  let actions: Vec<String> = log
+    .as_array()
+    .unwrap()
+    .iter()
+    .map(|r| format!("{} {}", r["action"].as_str().unwrap(), r["name"].as_str().unwrap()))
+    .collect();
+  assert_eq!(actions, ["read log", "delete todo", "put todo"]);
 }
 
 // Values read count in the isolate's memory: holding ever more of them
@@ -400,4 +409,100 @@ async fn secrets_are_on_env_and_never_listed() {
   f.file("w.secrets", "FINE=1\nnot a pair\n");
   let bad = f.config(toml).unwrap_err().to_string();
   assert!(bad.contains("w.secrets:2"), "{bad}");
+}
+
+/// Exercises D1's API and prints what it saw, a line each.
+const D1_API: &str = r#"
+const err = async (f) => { try { await f(); return "no error"; } catch (x) { return `${x.constructor.name}: ${x.message}`; } };
+export default { async fetch(req, env) {
+  const db = env.DB;
+  const out = [];
+  out.push(`tag ${Object.prototype.toString.call(db)} ${Object.prototype.toString.call(db.prepare("SELECT 1"))}`);
+  out.push(`exec ${(await db.exec("DROP TABLE IF EXISTS users;\nCREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, admin INTEGER, avatar BLOB, score REAL);")).count}`);
+  const ins = db.prepare("INSERT INTO users (name, admin, avatar, score) VALUES (?1, ?2, ?3, ?4)");
+  const r = await ins.bind("ada", true, new Uint8Array([1, 2, 3]), 9.5).run();
+  out.push(`run ${r.success} ${r.meta.changes} ${r.meta.last_row_id} ${r.meta.changed_db} ${r.meta.size_after > 0} ${r.results.length}`);
+  await ins.bind("bob", false, null, 3).run();
+  const all = await db.prepare("SELECT * FROM users ORDER BY id").all();
+  out.push(`all ${JSON.stringify(all.results)} ${all.meta.rows_read}`);
+  out.push(`first ${JSON.stringify(await db.prepare("SELECT name FROM users WHERE id = ?").bind(2).first())}`);
+  out.push(`first col ${await db.prepare("SELECT name FROM users WHERE id = ?").bind(1).first("name")}`);
+  out.push(`first none ${await db.prepare("SELECT name FROM users WHERE id = 99").first()}`);
+  out.push(await err(() => db.prepare("SELECT name FROM users").first("nope")));
+  out.push(`raw ${JSON.stringify(await db.prepare("SELECT id, name FROM users ORDER BY id").raw())}`);
+  out.push(`raw names ${JSON.stringify(await db.prepare("SELECT id, name FROM users ORDER BY id").raw({ columnNames: true }))}`);
+  const batch = await db.batch([
+    db.prepare("UPDATE users SET score = score + 1 WHERE name = ?").bind("bob"),
+    db.prepare("SELECT score FROM users WHERE name = 'bob'"),
+  ]);
+  out.push(`batch ${batch.length} ${batch[0].meta.changes} ${batch[1].results[0].score}`);
+  out.push(await err(() => db.batch([
+    db.prepare("UPDATE users SET score = 100"),
+    db.prepare("INSERT INTO users (id, name) VALUES (1, 'dup')"),
+  ])));
+  out.push(`rolled back ${(await db.prepare("SELECT max(score) AS m FROM users").first("m"))}`);
+  out.push(await err(() => db.prepare("SELECT * FROM nope").all()));
+  out.push(await err(() => db.prepare("SELECT ?1, ?2").bind(1).all()));
+  out.push(await err(() => db.prepare("SELECT ?").bind(undefined)));
+  out.push(await err(() => db.prepare("SELECT ?").bind({ a: 1 })));
+  out.push(await err(() => db.prepare("INSERT INTO users (name) VALUES (NULL)").run()));
+  out.push(await err(() => db.prepare("ATTACH DATABASE '/tmp/x.db' AS x").run()));
+  out.push(await err(() => db.prepare("PRAGMA writable_schema = 1").run()));
+  out.push(await err(() => db.exec("SELECT * FROM nope")));
+  out.push(`big int ${await db.prepare("SELECT 9007199254740993 AS n").first("n")}`);
+  out.push(`blob back ${JSON.stringify(await db.prepare("SELECT avatar FROM users WHERE id = ?").bind(1).first())}`);
+  out.push(`array as blob ${JSON.stringify(await db.prepare("SELECT ? AS b, typeof(?1) AS t").bind([4, 5]).first())}`);
+  return new Response(out.join("\n"));
+} };
+"#;
+
+const D1_EXPECTED: &str = r#"tag [object D1Database] [object D1PreparedStatement]
+exec 2
+run true 1 1 true true 0
+all [{"id":1,"name":"ada","admin":1,"avatar":[1,2,3],"score":9.5},{"id":2,"name":"bob","admin":0,"avatar":null,"score":3}] 2
+first {"name":"bob"}
+first col ada
+first none null
+Error: D1_COLUMN_NOTFOUND: Column not found
+raw [[1,"ada"],[2,"bob"]]
+raw names [["id","name"],[1,"ada"],[2,"bob"]]
+batch 2 1 4
+Error: D1_ERROR: UNIQUE constraint failed: users.id: SQLITE_CONSTRAINT
+rolled back 9.5
+Error: D1_ERROR: no such table: nope: SQLITE_ERROR
+Error: D1_ERROR: Wrong number of parameter bindings for SQL query.
+Error: D1_TYPE_ERROR: Type 'undefined' not supported for value 'undefined'
+Error: D1_TYPE_ERROR: Type 'object' not supported for value '[object Object]'
+Error: D1_ERROR: NOT NULL constraint failed: users.name: SQLITE_CONSTRAINT
+Error: D1_ERROR: not authorized: SQLITE_AUTH
+Error: D1_ERROR: not authorized: SQLITE_AUTH
+Error: D1_EXEC_ERROR: Error in line 1: no such table: nope: SQLITE_ERROR
+big int 9007199254740992
+blob back {"avatar":[1,2,3]}
+array as blob {"b":[4,5],"t":"blob"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d1_as_on_workers_and_each_workers_own() {
+  let f = Fixture::new();
+  f.file("w.js", D1_API);
+  f.file(
+    "other.js",
+    r#"export default { async fetch(req, env) {
+      try { return new Response(JSON.stringify(await env.DB.prepare("SELECT * FROM users").all())); }
+      catch (e) { return new Response(e.message); } } };"#,
+  );
+  let e = f.start(&config(
+    "[[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"w.test\"]\nd1 = [{ binding = \"DB\", database = \"app\" }]\n\
+     [[worker]]\nname = \"other\"\nmain = \"other.js\"\nroutes = [\"o.test\"]\nd1 = [{ binding = \"DB\", database = \"other\" }]\n",
+  ));
+  let mut c = H1::connect(e.http_addr().unwrap()).await;
+  let got = c.get("w.test", "/").await;
+  assert_eq!(got.status, 200, "{}", got.body);
+  assert_eq!(got.body, D1_EXPECTED);
+  assert!(f.path(".edge-state/d1/app.sqlite3").is_file());
+  let other = c.get("o.test", "/").await;
+  assert_eq!(
+    other.body, "D1_ERROR: no such table: users: SQLITE_ERROR",
+    "another database"
+  );
 }

@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     routes: vec![],
     vars: [("GREETING".to_string(), "hello".to_string())].into(),
     kv: vec![],
+    d1: vec![],
     secrets: Default::default(),
     limits: Default::default(),
     allow_private_network: false,

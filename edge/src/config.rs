@@ -322,7 +322,8 @@ pub struct FetchConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-  /// The folder of the KV namespaces (one SQLite file each, under `kv/`).
+  /// The folder of the KV namespaces and D1 databases (one SQLite file
+  /// each, under `kv/` and `d1/`).
   /// Default: `storage/` in `admin.data_dir` if that is set, else
   /// `.edge-state/` beside the config file.
   pub dir: Option<PathBuf>,
@@ -344,6 +345,31 @@ impl KvBinding {
   pub fn namespace(&self) -> &str {
     self.namespace.as_deref().unwrap_or(&self.binding)
   }
+}
+
+/// A D1 database on a worker's `env` (`[[worker.d1]]`, as wrangler's
+/// `d1_databases`): `binding` is the name on `env`, `database` the store
+/// (its file); workers naming the same database share it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct D1Binding {
+  pub binding: String,
+  /// Default: the binding's name.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub database: Option<String>,
+}
+
+impl D1Binding {
+  pub fn database(&self) -> &str {
+    self.database.as_deref().unwrap_or(&self.binding)
+  }
+}
+
+/// A worker's storage bindings, as its config or upload names them.
+#[derive(Debug, Clone, Copy)]
+pub struct StorageBindings<'a> {
+  pub kv: &'a [KvBinding],
+  pub d1: &'a [D1Binding],
 }
 
 /// Secret values (`[worker.secrets]`, a `secrets_file`, an upload's
@@ -372,7 +398,7 @@ pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<String, String>, String
   Ok(pairs.into_iter().collect())
 }
 
-/// The most KV bindings one worker may have.
+/// The most storage bindings (KV and D1) one worker may have.
 pub const MAX_KV_BINDINGS: usize = 64;
 
 /// Checks a worker's bindings: names that are JS identifiers, none given
@@ -380,8 +406,9 @@ pub const MAX_KV_BINDINGS: usize = 64;
 pub fn check_bindings(
   vars: &BTreeMap<String, String>,
   secrets: &BTreeMap<String, String>,
-  kv: &[KvBinding],
+  storage: StorageBindings<'_>,
 ) -> Result<(), String> {
+  let StorageBindings { kv, d1 } = storage;
   for k in secrets.keys() {
     if k.is_empty() {
       return Err("secrets: a secret needs a name".into());
@@ -390,26 +417,31 @@ pub fn check_bindings(
       return Err(format!("secrets: {k:?} is a var too"));
     }
   }
-  if kv.len() > MAX_KV_BINDINGS {
-    return Err(format!("kv: {} bindings, at most {MAX_KV_BINDINGS}", kv.len()));
+  if kv.len() + d1.len() > MAX_KV_BINDINGS {
+    return Err(format!(
+      "kv and d1: {} bindings, at most {MAX_KV_BINDINGS}",
+      kv.len() + d1.len()
+    ));
   }
   let mut seen = std::collections::BTreeSet::new();
-  for b in kv {
-    let ident = b
-      .binding
+  let all = kv
+    .iter()
+    .map(|b| ("kv", &b.binding, b.namespace()))
+    .chain(d1.iter().map(|b| ("d1", &b.binding, b.database())));
+  for (kind, binding, store) in all {
+    let ident = binding
       .chars()
       .enumerate()
       .all(|(i, c)| c == '_' || c == '$' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-    if b.binding.is_empty() || b.binding.len() > 64 || !ident {
+    if binding.is_empty() || binding.len() > 64 || !ident {
       return Err(format!(
-        "kv: binding {:?} is not a name (letters, digits, '_' and '$', at most 64)",
-        b.binding
+        "{kind}: binding {binding:?} is not a name (letters, digits, '_' and '$', at most 64)"
       ));
     }
-    if vars.contains_key(&b.binding) || secrets.contains_key(&b.binding) || !seen.insert(b.binding.as_str()) {
-      return Err(format!("kv: {:?} is bound twice", b.binding));
+    if vars.contains_key(binding) || secrets.contains_key(binding) || !seen.insert(binding.as_str()) {
+      return Err(format!("{kind}: {binding:?} is bound twice"));
     }
-    edge_storage::check_namespace(b.namespace()).map_err(|e| format!("kv: {e}"))?;
+    edge_storage::check_namespace(store).map_err(|e| format!("{kind}: {e}"))?;
   }
   Ok(())
 }
@@ -444,6 +476,9 @@ pub struct WorkerConfig {
   /// KV namespaces on `env`.
   #[serde(default)]
   pub kv: Vec<KvBinding>,
+  /// D1 databases on `env`.
+  #[serde(default)]
+  pub d1: Vec<D1Binding>,
   /// Secrets on `env` (over those of `secrets_file`).
   #[serde(default)]
   pub secrets: Secrets,
@@ -456,6 +491,15 @@ pub struct WorkerConfig {
   /// This worker's own limits (fields not set come from `[limits]`).
   #[serde(default)]
   pub limits: LimitsConfig,
+}
+
+impl WorkerConfig {
+  pub fn storage(&self) -> StorageBindings<'_> {
+    StorageBindings {
+      kv: &self.kv,
+      d1: &self.d1,
+    }
+  }
 }
 
 impl Config {
@@ -691,7 +735,7 @@ impl Config {
         }
       }
       let secrets = self.secrets_of(w).map_err(|m| self.invalid(field("secrets_file"), m))?;
-      check_bindings(&w.vars, &secrets, &w.kv).map_err(|m| self.invalid(field("bindings"), m))?;
+      check_bindings(&w.vars, &secrets, w.storage()).map_err(|m| self.invalid(field("bindings"), m))?;
     }
     Ok(())
   }

@@ -36,7 +36,7 @@ mod worker;
 pub mod config;
 pub mod error;
 
-pub use config::{Config, KvBinding};
+pub use config::{Config, D1Binding, KvBinding};
 pub use control::deploy::{Deployed, LimitsInfo, Reloaded, WorkerInfo};
 pub use edge_core::limits::{Amount, LimitHit, LimitKind, LimitsConfig, Phase};
 pub use edge_core::request_id::RequestId;

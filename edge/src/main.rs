@@ -77,6 +77,10 @@ enum Command {
     /// kept in .edge-state/ of the current folder.
     #[arg(long = "kv", value_parser = parse_kv)]
     kv: Vec<edge::KvBinding>,
+    /// A D1 database on env, BINDING or BINDING=DATABASE (repeatable), kept
+    /// in .edge-state/ of the current folder.
+    #[arg(long = "d1", value_parser = parse_d1)]
+    d1: Vec<edge::D1Binding>,
     /// Secrets for env from an env file (NAME=value lines). Default:
     /// .dev.vars in the current folder, else beside the main module, as
     /// wrangler reads it.
@@ -105,6 +109,17 @@ fn parse_kv(s: &str) -> Result<edge::KvBinding, String> {
   Ok(edge::KvBinding {
     binding: binding.to_string(),
     namespace,
+  })
+}
+
+fn parse_d1(s: &str) -> Result<edge::D1Binding, String> {
+  let (binding, database) = match s.split_once('=') {
+    Some((b, n)) => (b, Some(n.to_string())),
+    None => (s, None),
+  };
+  Ok(edge::D1Binding {
+    binding: binding.to_string(),
+    database,
   })
 }
 
@@ -156,11 +171,20 @@ fn main() -> anyhow::Result<()> {
       host,
       vars,
       kv,
+      d1,
       env_file,
       threads,
       watch,
     } => (
-      Source::Fixed(Box::new(dev_config(&main, port, host, vars, kv, env_file, threads)?)),
+      Source::Fixed(Box::new(dev_config(
+        &main,
+        port,
+        host,
+        vars,
+        (kv, d1),
+        env_file,
+        threads,
+      )?)),
       watch,
     ),
   };
@@ -304,7 +328,7 @@ fn dev_config(
   port: u16,
   host: std::net::IpAddr,
   vars: Vec<(String, String)>,
-  kv: Vec<edge::KvBinding>,
+  (kv, d1): (Vec<edge::KvBinding>, Vec<edge::D1Binding>),
   env_file: Option<PathBuf>,
   threads: Option<usize>,
 ) -> anyhow::Result<Config> {
@@ -337,6 +361,7 @@ fn dev_config(
       routes: vec!["*".into()],
       vars: vars.into_iter().collect(),
       kv,
+      d1,
       secrets_file,
       allow_private_network: true,
       ..Default::default()

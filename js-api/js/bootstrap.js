@@ -11,6 +11,7 @@ import { setLongestArray } from "ext:edge_runtime/guards.js";
 import { CompressionStream, DecompressionStream } from "ext:edge_runtime/compression.js";
 import { installFastRsa, installHashNames, installTimingSafeEqual } from "ext:edge_runtime/webcrypto.js";
 import { kvNamespace, setKvAdmission } from "ext:edge_runtime/kv.js";
+import { d1Database, setD1Admission } from "ext:edge_runtime/d1.js";
 
 const {
   ObjectDefineProperties,
@@ -833,26 +834,31 @@ function dispatchFetchEvent(req, ctx) {
 // ---- storage bindings: calls per request, as on Workers (1000 KV
 // operations an invocation), and only from a live request.
 const MAX_STORAGE_OPS = 1000;
-setKvAdmission((op) => {
+// `what` names the call in the error ("KV GET", "D1"); `failed` its
+// failure's prefix.
+function admitStorage(what, failed) {
   const state = liveRequests.get(currentRequest());
   if (state === undefined) {
     throw new TypeError(
-      `KV ${op} from code whose request has ended: use ctx.waitUntil() for work after the response`,
+      `${what} from code whose request has ended: use ctx.waitUntil() for work after the response`,
     );
   }
   if (++state.storageOps > MAX_STORAGE_OPS) {
-    throw new Error(`KV ${op} failed: 429 Too many API requests by single worker invocation.`);
+    throw new Error(`${failed} Too many API requests by single worker invocation.`);
   }
-});
+}
+setKvAdmission((op) => admitStorage(`KV ${op}`, `KV ${op} failed: 429`));
+setD1Admission(() => admitStorage("D1", "D1_ERROR:"));
 
 // Called once per isolate, after its main module evaluated. `ns` is the main
-// module's namespace; `vars` the worker's vars; `kv` the names of its KV
-// bindings, in the order of the isolate's table of namespaces.
-function bind(ns, vars, maxSubrequests, longest = undefined, kv = []) {
+// module's namespace; `vars` the worker's vars; `kv` and `d1` the names of
+// its KV and D1 bindings, in the order of the isolate's tables.
+function bind(ns, vars, maxSubrequests, longest = undefined, kv = [], d1 = []) {
   subrequestLimit = maxSubrequests;
   if (longest !== undefined) setLongestArray(longest);
   const bindings = { ...vars };
   for (let i = 0; i < kv.length; i++) bindings[kv[i]] = kvNamespace(i);
+  for (let i = 0; i < d1.length; i++) bindings[d1[i]] = d1Database(i);
   workerEnv = ObjectFreeze(bindings);
   const def = ns.default;
   if (def !== undefined && def !== null && typeof def.fetch === "function") {

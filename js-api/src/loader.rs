@@ -36,6 +36,8 @@ pub trait CodeCacheStore: Send + Sync {
 /// Shared by all isolates of the worker, on every thread.
 /// A worker's KV bindings: the name on `env`, the namespace.
 pub type KvNamespaces = Vec<(String, Arc<dyn edge_storage::KvStore>)>;
+/// A worker's D1 bindings: the name on `env`, the database.
+pub type D1Databases = Vec<(String, Arc<dyn edge_storage::SqlDatabase>)>;
 
 pub struct WorkerCode {
   /// The worker's name, used in logs.
@@ -49,6 +51,8 @@ pub struct WorkerCode {
   pub vars: Vec<(String, String)>,
   /// Its KV bindings: name on `env`, namespace.
   pub kv: KvNamespaces,
+  /// Its D1 bindings: name on `env`, database.
+  pub d1: D1Databases,
   /// Module texts read so far and the V8 code cache made for them.
   cache: Mutex<HashMap<ModuleSpecifier, CachedModule>>,
   store: Option<Arc<dyn CodeCacheStore>>,
@@ -77,6 +81,7 @@ impl WorkerCode {
       source,
       vars,
       kv: Vec::new(),
+      d1: Vec::new(),
       cache: Mutex::new(HashMap::new()),
       store: None,
     }
@@ -86,6 +91,12 @@ impl WorkerCode {
   /// The same code with these KV bindings (name on `env`, namespace).
   pub fn with_kv(mut self, kv: KvNamespaces) -> Self {
     self.kv = kv;
+    self
+  }
+
+  /// The same code with these D1 bindings (name on `env`, database).
+  pub fn with_d1(mut self, d1: D1Databases) -> Self {
+    self.d1 = d1;
     self
   }
 

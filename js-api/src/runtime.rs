@@ -403,6 +403,9 @@ impl Isolate {
       state.put(crate::ext::kv::KvBindings(
         code.kv.iter().map(|(_, store)| store.clone()).collect(),
       ));
+      state.put(crate::ext::d1::D1Bindings(
+        code.d1.iter().map(|(_, db)| db.clone()).collect(),
+      ));
     }
     let id = self
       .rt
@@ -477,15 +480,22 @@ impl Isolate {
     // index without checking for termination.
     let longest = (self.stopper.memory.limit() / 4).min(u32::MAX as usize) as u32;
     let longest = v8::Integer::new_from_unsigned(tc, longest).into();
-    let kv = v8::Array::new(tc, code.kv.len() as i32);
-    for (i, (name, _)) in code.kv.iter().enumerate() {
-      let Some(name) = v8::String::new(tc, name) else {
-        return Err(JsApiError::Load("a binding name is too long".into()));
-      };
-      kv.set_index(tc, i as u32, name.into());
+    // The names of the KV and D1 bindings, in the order of their tables.
+    let kv_names: Vec<&String> = code.kv.iter().map(|(n, _)| n).collect();
+    let d1_names: Vec<&String> = code.d1.iter().map(|(n, _)| n).collect();
+    let mut arrays = Vec::with_capacity(2);
+    for list in [kv_names, d1_names] {
+      let array = v8::Array::new(tc, list.len() as i32);
+      for (i, name) in list.into_iter().enumerate() {
+        let Some(name) = v8::String::new(tc, name) else {
+          return Err(JsApiError::Load("a binding name is too long".into()));
+        };
+        array.set_index(tc, i as u32, name.into());
+      }
+      arrays.push(array.into());
     }
     if bind
-      .call(tc, undefined, &[ns, vars.into(), max, longest, kv.into()])
+      .call(tc, undefined, &[ns, vars.into(), max, longest, arrays[0], arrays[1]])
       .is_none()
     {
       if tc.has_terminated() {

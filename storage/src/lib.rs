@@ -1,12 +1,15 @@
-//! Storage for the bindings workers see: [`Storage`] opens a node's
-//! namespaces under one folder (each its own file) and hands each worker
-//! only the ones its config names; [`kv::KvStore`] is what an engine
-//! implements (the embedded one is [`sqlite::SqliteKv`]; a shared engine for
-//! a fleet implements the same trait).
+//! Storage for the bindings workers see: [`Storage`] opens a node's KV
+//! namespaces and D1 databases under one folder (each its own file) and
+//! hands each worker only the ones its config names; [`kv::KvStore`] and
+//! [`sql::SqlDatabase`] are what an engine implements (the embedded ones
+//! are on SQLite; a shared engine for a fleet implements the same traits).
 
 pub mod kv;
+pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "sqlite")]
+pub mod sqlite_sql;
 
 #[cfg(feature = "sqlite")]
 mod registry;
@@ -14,6 +17,7 @@ mod registry;
 pub use registry::Storage;
 
 pub use kv::{KvEntry, KvError, KvKey, KvListing, KvStore, ListQuery, PutOptions};
+pub use sql::{SqlDatabase, SqlError, SqlResult, SqlValue, Statement};
 
 /// Why a namespace could not be opened.
 #[derive(Debug, thiserror::Error)]

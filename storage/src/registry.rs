@@ -1,13 +1,14 @@
-//! [`Storage`]: the namespaces of one data folder. A namespace's file is
-//! opened once per process while anything holds it, and shared by every
-//! worker that names it.
+//! [`Storage`]: the KV namespaces and D1 databases of one data folder. A
+//! file is opened once per process while anything holds it, and shared by
+//! every worker that names it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::kv::KvStore;
-use crate::{check_namespace, sqlite, StorageError};
+use crate::sql::SqlDatabase;
+use crate::{check_namespace, sqlite, sqlite_sql, StorageError};
 
 /// The namespaces kept in one folder.
 #[derive(Clone, Debug)]
@@ -15,11 +16,21 @@ pub struct Storage {
   dir: PathBuf,
 }
 
-/// Open namespaces by file, process-wide.
-fn open_files() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Weak<dyn KvStore>>> {
-  static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<dyn KvStore>>>> = OnceLock::new();
+/// What is open, by file, process-wide.
+struct Open {
+  kv: HashMap<PathBuf, Weak<dyn KvStore>>,
+  sql: HashMap<PathBuf, Weak<dyn SqlDatabase>>,
+}
+
+fn open_files() -> std::sync::MutexGuard<'static, Open> {
+  static OPEN: OnceLock<Mutex<Open>> = OnceLock::new();
   OPEN
-    .get_or_init(Default::default)
+    .get_or_init(|| {
+      Mutex::new(Open {
+        kv: HashMap::new(),
+        sql: HashMap::new(),
+      })
+    })
     .lock()
     .unwrap_or_else(|p| p.into_inner())
 }
@@ -34,10 +45,10 @@ impl Storage {
     &self.dir
   }
 
-  /// The KV namespace `name` (its file `kv/<name>.sqlite3`, made if new).
-  pub fn kv(&self, name: &str) -> Result<Arc<dyn KvStore>, StorageError> {
+  /// The file of `name` in the subfolder `kind`, the folder made.
+  fn file(&self, kind: &str, name: &str) -> Result<PathBuf, StorageError> {
     check_namespace(name)?;
-    let folder = self.dir.join("kv");
+    let folder = self.dir.join(kind);
     let failed = |message: String| StorageError::Open {
       path: folder.display().to_string(),
       message,
@@ -45,19 +56,39 @@ impl Storage {
     std::fs::create_dir_all(&folder).map_err(|e| failed(e.to_string()))?;
     // One key per file however the folder was named.
     let folder = folder.canonicalize().map_err(|e| failed(e.to_string()))?;
-    let path = folder.join(format!("{name}.sqlite3"));
+    Ok(folder.join(format!("{name}.sqlite3")))
+  }
+
+  /// The KV namespace `name` (its file `kv/<name>.sqlite3`, made if new).
+  pub fn kv(&self, name: &str) -> Result<Arc<dyn KvStore>, StorageError> {
+    let path = self.file("kv", name)?;
     let mut open = open_files();
-    open.retain(|_, w| w.strong_count() > 0);
-    if let Some(s) = open.get(&path).and_then(Weak::upgrade) {
+    open.kv.retain(|_, w| w.strong_count() > 0);
+    if let Some(s) = open.kv.get(&path).and_then(Weak::upgrade) {
       return Ok(s);
     }
-    let open_error = |message: String| StorageError::Open {
+    let store: Arc<dyn KvStore> = Arc::new(sqlite::SqliteKv::open(&path).map_err(|e| StorageError::Open {
       path: path.display().to_string(),
-      message,
-    };
-    let store: Arc<dyn KvStore> = Arc::new(sqlite::SqliteKv::open(&path).map_err(|e| open_error(e.to_string()))?);
-    open.insert(path, Arc::downgrade(&store));
+      message: e.to_string(),
+    })?);
+    open.kv.insert(path, Arc::downgrade(&store));
     Ok(store)
+  }
+
+  /// The D1 database `name` (its file `d1/<name>.sqlite3`, made if new).
+  pub fn sql(&self, name: &str) -> Result<Arc<dyn SqlDatabase>, StorageError> {
+    let path = self.file("d1", name)?;
+    let mut open = open_files();
+    open.sql.retain(|_, w| w.strong_count() > 0);
+    if let Some(s) = open.sql.get(&path).and_then(Weak::upgrade) {
+      return Ok(s);
+    }
+    let db: Arc<dyn SqlDatabase> = Arc::new(sqlite_sql::SqliteDb::open(&path).map_err(|e| StorageError::Open {
+      path: path.display().to_string(),
+      message: e.to_string(),
+    })?);
+    open.sql.insert(path, Arc::downgrade(&db));
+    Ok(db)
   }
 }
 
@@ -76,6 +107,12 @@ mod tests {
     assert!(dir.join("kv/cache.sqlite3").exists());
     let other = a.kv("other").unwrap();
     assert!(!Arc::ptr_eq(&one, &other));
+    let db = a.sql("cache").unwrap();
+    assert!(Arc::ptr_eq(&db, &a.sql("cache").unwrap()));
+    assert!(
+      dir.join("d1/cache.sqlite3").exists(),
+      "a database apart from the namespace of the same name"
+    );
     for bad in ["", "../x", "a/b", "a.b", &"n".repeat(65)] {
       assert!(matches!(a.kv(bad), Err(StorageError::BadName(_))), "{bad:?}");
     }

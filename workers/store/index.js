@@ -2,15 +2,38 @@
 // workers/edge.toml): PUT /notes/NAME stores the body (?ttl=SECONDS to let
 // it expire), GET /notes/NAME reads it back, DELETE /notes/NAME removes it,
 // GET /notes?prefix=P lists names. Each note keeps who wrote it and when as
-// KV metadata. The data lives in workers/.edge-state/kv/notes.sqlite3 and
-// survives restarts.
+// KV metadata. Every change is also logged in a D1 database (env.LOG,
+// `[[worker.d1]]`): GET /log shows the last 20. The data lives in
+// workers/.edge-state/ (kv/notes.sqlite3, d1/log.sqlite3) and survives
+// restarts.
+
+// Made once per isolate, before its first change is logged.
+let logReady = null;
+function log(env, action, name) {
+  logReady ??= env.LOG.exec(
+    "CREATE TABLE IF NOT EXISTS changes (id INTEGER PRIMARY KEY, at TEXT NOT NULL, action TEXT NOT NULL, name TEXT NOT NULL)",
+  ).catch((e) => {
+    logReady = null;
+    throw e;
+  });
+  return logReady.then(() =>
+    env.LOG.prepare("INSERT INTO changes (at, action, name) VALUES (?, ?, ?)")
+      .bind(new Date().toISOString(), action, name)
+      .run()
+  );
+}
 
 export default {
   async fetch(request, env) {
     const url = new URL(request.url);
     const [, root, ...rest] = url.pathname.split("/");
+    if (root === "log") {
+      await log(env, "read", "log").catch(() => {});
+      const { results } = await env.LOG.prepare("SELECT at, action, name FROM changes ORDER BY id DESC LIMIT 20").all();
+      return Response.json(results);
+    }
     if (root !== "notes") {
-      return new Response("try PUT, GET or DELETE /notes/NAME, or GET /notes?prefix=\n", { status: 404 });
+      return new Response("try PUT, GET or DELETE /notes/NAME, GET /notes?prefix=, or GET /log\n", { status: 404 });
     }
     const name = decodeURIComponent(rest.join("/"));
     if (name === "") {
@@ -29,6 +52,7 @@ export default {
             expirationTtl: ttl === null ? undefined : Number(ttl),
             metadata: { at: new Date().toISOString(), by: request.headers.get("user-agent") ?? "" },
           });
+          await log(env, "put", name);
           return new Response(`stored ${name}\n`, { status: 201 });
         }
         case "GET": {
@@ -38,6 +62,7 @@ export default {
         }
         case "DELETE":
           await env.NOTES.delete(name);
+          await log(env, "delete", name);
           return new Response(null, { status: 204 });
         default:
           return new Response("PUT, GET or DELETE\n", { status: 405 });

@@ -19,7 +19,7 @@ use js_api::{ModuleSource, NetPolicy, WorkerCode};
 use serde::Serialize;
 use url::Url;
 
-use crate::config::{check_bindings, Config, KvBinding, Secrets, WorkerConfig};
+use crate::config::{check_bindings, Config, D1Binding, KvBinding, Secrets, StorageBindings, WorkerConfig};
 use crate::error::ConfigError;
 use crate::obs::stats::WorkerStats;
 
@@ -66,6 +66,8 @@ pub struct WorkerSpec {
   pub vars: BTreeMap<String, String>,
   /// KV namespaces on `env`, kept in the config's storage folder.
   pub kv: Vec<KvBinding>,
+  /// D1 databases on `env`, kept in the config's storage folder.
+  pub d1: Vec<D1Binding>,
   /// Strings on `env` like vars, never listed.
   pub secrets: Secrets,
   pub limits: LimitsConfig,
@@ -89,7 +91,14 @@ impl WorkerSpec {
     if self.vars.keys().any(|k| k.is_empty()) {
       return Err("vars: a var needs a name".into());
     }
-    check_bindings(&self.vars, &self.secrets.0, &self.kv)
+    check_bindings(
+      &self.vars,
+      &self.secrets.0,
+      StorageBindings {
+        kv: &self.kv,
+        d1: &self.d1,
+      },
+    )
   }
 }
 
@@ -99,6 +108,20 @@ fn env_strings(vars: &BTreeMap<String, String>, secrets: &BTreeMap<String, Strin
     .iter()
     .chain(secrets)
     .map(|(k, v)| (k.clone(), v.clone()))
+    .collect()
+}
+
+/// Opens the D1 databases `d1` names, in the config's storage folder.
+fn open_d1(config: &Config, d1: &[D1Binding]) -> Result<js_api::D1Databases, String> {
+  if d1.is_empty() {
+    return Ok(Vec::new());
+  }
+  let storage = edge_storage::Storage::at(&config.storage_dir());
+  d1.iter()
+    .map(|b| {
+      let db = storage.sql(b.database()).map_err(|e| format!("d1: {e}"))?;
+      Ok((b.binding.clone(), db))
+    })
     .collect()
 }
 
@@ -193,6 +216,11 @@ impl Worker {
       field: format!("worker[{index}].kv"),
       message: m,
     })?);
+    let code = code.with_d1(open_d1(config, &w.d1).map_err(|m| ConfigError::Invalid {
+      file: config.origin.clone(),
+      field: format!("worker[{index}].d1"),
+      message: m,
+    })?);
     let code = code_cache::with_code_cache_dir(code, config, &stats);
     Ok(Arc::new(Self {
       id: WorkerId::next(),
@@ -225,7 +253,8 @@ impl Worker {
       Box::new(source::SharedSource(spec.source.clone())),
       env_strings(&spec.vars, &spec.secrets.0),
     )
-    .with_kv(open_kv(config, &spec.kv)?);
+    .with_kv(open_kv(config, &spec.kv)?)
+    .with_d1(open_d1(config, &spec.d1)?);
     let code = code_cache::with_code_cache_dir(code, config, &stats);
     Ok(Arc::new(Self {
       id: WorkerId::next(),

@@ -11,7 +11,7 @@ use edge_core::names::{check_module_path, check_worker_name};
 use serde::{Deserialize, Serialize};
 
 use super::{MemorySource, WorkerSpec};
-use crate::config::{check_bindings, KvBinding, Secrets};
+use crate::config::{check_bindings, D1Binding, KvBinding, Secrets, StorageBindings};
 
 /// The settings of an uploaded worker (the `metadata` part of an upload).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -26,6 +26,9 @@ pub struct UploadMeta {
   /// KV namespaces on `env` (`[{"binding": "CACHE", "namespace": "cache"}]`).
   #[serde(default, skip_serializing_if = "Vec::is_empty")]
   pub kv: Vec<KvBinding>,
+  /// D1 databases on `env` (`[{"binding": "DB", "database": "main"}]`).
+  #[serde(default, skip_serializing_if = "Vec::is_empty")]
+  pub d1: Vec<D1Binding>,
   /// Strings on `env` like vars, never listed (`{"API_KEY": "..."}`).
   #[serde(default, skip_serializing_if = "Secrets::is_empty")]
   pub secrets: Secrets,
@@ -120,7 +123,14 @@ impl Upload {
         k.chars().take(32).collect::<String>()
       ));
     }
-    check_bindings(&self.meta.vars, &self.meta.secrets.0, &self.meta.kv)
+    check_bindings(
+      &self.meta.vars,
+      &self.meta.secrets.0,
+      StorageBindings {
+        kv: &self.meta.kv,
+        d1: &self.meta.d1,
+      },
+    )
   }
 
   /// A hash of the settings and modules.
@@ -147,6 +157,7 @@ impl Upload {
       routes: self.meta.routes.clone(),
       vars: self.meta.vars.clone(),
       kv: self.meta.kv.clone(),
+      d1: self.meta.d1.clone(),
       secrets: self.meta.secrets.clone(),
       limits: self.meta.limits.clone(),
       allow_private_network: self.meta.allow_private_network,

@@ -63,18 +63,24 @@ fn namespace(state: &Rc<RefCell<OpState>>, ns: u32, op: &str) -> Result<Arc<dyn 
     .ok_or_else(|| JsErrorBox::type_error(format!("KV {op} failed: no such namespace binding")))
 }
 
-/// Runs `f` on the blocking pool once the isolate's gate lets it.
+/// Runs `f` on the blocking pool once the isolate's gate lets it (shared
+/// by every storage binding: KV and D1 calls together are at most
+/// [`MAX_IN_FLIGHT`]); `Err` is a message of why it could not run.
+pub(super) async fn gated<T: Send + 'static>(
+  state: &Rc<RefCell<OpState>>,
+  f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+  let gate = state.borrow_mut().borrow_mut::<KvState>().gate.clone();
+  let _permit = gate.acquire().await.map_err(|_| "closed".to_string())?;
+  deno_core::unsync::spawn_blocking(f).await.map_err(|e| e.to_string())
+}
+
 async fn blocking<T: Send + 'static>(
   state: &Rc<RefCell<OpState>>,
   op: &str,
   f: impl FnOnce() -> Result<T, KvError> + Send + 'static,
 ) -> Result<T, JsErrorBox> {
-  let gate = state.borrow_mut().borrow_mut::<KvState>().gate.clone();
-  let _permit = gate
-    .acquire()
-    .await
-    .map_err(|_| JsErrorBox::generic(format!("KV {op} failed: closed")))?;
-  deno_core::unsync::spawn_blocking(f)
+  gated(state, f)
     .await
     .map_err(|e| JsErrorBox::generic(format!("KV {op} failed: {e}")))?
     .map_err(|e| failed(op, e))

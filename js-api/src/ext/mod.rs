@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod codec;
+pub mod d1;
 pub mod json;
 pub mod kv;
 pub mod list;
@@ -38,6 +39,8 @@ deno_core::extension!(
     kv::op_edge_kv_put,
     kv::op_edge_kv_delete,
     kv::op_edge_kv_list,
+    d1::op_edge_d1_batch,
+    d1::op_edge_d1_exec,
     codec::op_edge_codec_new,
     codec::op_edge_codec_pump,
     codec::op_edge_codec_close,
@@ -48,5 +51,5 @@ deno_core::extension!(
     json::op_edge_json_constants,
   ],
   esm_entry_point = "ext:edge_runtime/bootstrap.js",
-  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js"],
+  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js", "d1.js"],
 );
