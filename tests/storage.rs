@@ -232,6 +232,25 @@ async fn the_bundled_notes_store_works_as_the_readme_says() {
   let got = c.get("store.test", "/notes/todo").await;
   assert_eq!((got.status, got.body.as_str()), (200, "buy tea"));
   assert!(got.headers.contains_key("x-note-written"));
+  assert_eq!(got.headers.get("cf-cache-status"), None, "the first read is from KV");
+  let mut hit = None;
+  for _ in 0..50 {
+    // The copy is put after the answer (ctx.waitUntil).
+    let again = c.get("store.test", "/notes/todo").await;
+    if again.headers.get("cf-cache-status").is_some_and(|v| v == "HIT") {
+      hit = Some(again.body);
+      break;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+  }
+  assert_eq!(hit.as_deref(), Some("buy tea"), "the second read is a cache hit");
+  let put = crate::support::collect(c.send(send("PUT", "/notes/todo", "buy milk")).await).await;
+  assert_eq!(put.status, 201);
+  assert_eq!(
+    c.get("store.test", "/notes/todo").await.body,
+    "buy milk",
+    "a write drops the cached copy"
+  );
   let bad = crate::support::collect(c.send(send("PUT", "/notes/x?ttl=5", "y")).await).await;
   assert_eq!(bad.status, 400, "{}", bad.body);
   assert!(bad.body.contains("Expiration TTL must be at least 60"), "{}", bad.body);
@@ -252,7 +271,7 @@ async fn the_bundled_notes_store_works_as_the_readme_says() {
     .iter()
     .map(|r| format!("{} {}", r["action"].as_str().unwrap(), r["name"].as_str().unwrap()))
     .collect();
-  assert_eq!(actions, ["read log", "delete todo", "put todo"]);
+  assert_eq!(actions, ["read log", "delete todo", "put todo", "put todo"]);
 }
 
 // Values read count in the isolate's memory: holding ever more of them
@@ -505,4 +524,88 @@ async fn d1_as_on_workers_and_each_workers_own() {
     other.body, "D1_ERROR: no such table: users: SQLITE_ERROR",
     "another database"
   );
+}
+
+/// Exercises the Cache API and prints what it saw, a line each.
+const CACHE_API: &str = r#"
+const err = async (f) => { try { await f(); return "no error"; } catch (x) { return `${x.constructor.name}: ${x.message}`; } };
+const show = async (r) => r === undefined ? "miss" : `${r.status} ${r.headers.get("cf-cache-status")} ${r.headers.get("content-range") ?? "-"} ${await r.text()}`;
+export default { async fetch(req) {
+  const u = new URL(req.url);
+  const c = caches.default;
+  if (u.pathname === "/peek") return new Response(await show(await c.match("https://shared.test/item")));
+  if (u.pathname === "/put") {
+    await c.put("https://shared.test/item", new Response("from " + u.hostname, { headers: { "cache-control": "max-age=600" } }));
+    return new Response("put");
+  }
+  const out = [];
+  out.push(`globals ${typeof caches} ${Object.prototype.toString.call(caches)} ${Object.prototype.toString.call(c)} ${c === caches.default}`);
+  const url = "https://cache.test/a";
+  out.push(`empty ${await show(await c.match(url))}`);
+  out.push(`put ${await c.put(url, new Response("0123456789", { headers: { "cache-control": "max-age=60", etag: '"e1"', "content-type": "text/plain" } }))}`);
+  out.push(`hit ${await show(await c.match(url))}`);
+  out.push(`request ${await show(await c.match(new Request(url)))}`);
+  const r304 = await c.match(new Request(url, { headers: { "if-none-match": '"e1"' } }));
+  out.push(`conditional ${r304.status} ${r304.body}`);
+  out.push(`range ${await show(await c.match(new Request(url, { headers: { range: "bytes=2-5" } })))}`);
+  out.push(`head ${await show(await c.match(new Request(url, { method: "HEAD" })))} ${await show(await c.match(new Request(url, { method: "HEAD" }), { ignoreMethod: true }))}`);
+  const named = await caches.open("mine");
+  out.push(`named ${await show(await named.match(url))} ${Object.prototype.toString.call(named)}`);
+  await named.put(url, new Response("named value", { headers: { "cache-control": "max-age=60" } }));
+  out.push(`named hit ${await show(await named.match(url))} default ${await show(await c.match(url))}`);
+  await c.put("https://cache.test/nostore", new Response("x", { headers: { "cache-control": "no-store" } }));
+  out.push(`no-store ${await show(await c.match("https://cache.test/nostore"))}`);
+  await c.put("https://cache.test/vary", new Response("en", { headers: { "cache-control": "max-age=60", vary: "accept-language" } }));
+  out.push(`vary ${await show(await c.match(new Request("https://cache.test/vary", { headers: { "accept-language": "fr" } })))}`);
+  out.push(await err(() => c.put(new Request(url, { method: "POST" }), new Response("x"))));
+  out.push(await err(() => c.put(url, new Response("x", { status: 206 }))));
+  out.push(await err(() => c.put(url, new Response("x", { headers: { vary: "*" } }))));
+  out.push(await err(() => c.put(url, "not a response")));
+  out.push(`delete ${await c.delete(url)} ${await c.delete(url)} ${await show(await c.match(url))}`);
+  return new Response(out.join("\n"));
+} };
+"#;
+
+const CACHE_EXPECTED: &str = r#"globals object [object CacheStorage] [object Cache] true
+empty miss
+put undefined
+hit 200 HIT - 0123456789
+request 200 HIT - 0123456789
+conditional 304 null
+range 206 HIT bytes 2-5/10 2345
+head miss 200 HIT - 0123456789
+named miss [object Cache]
+named hit 200 HIT - named value default 200 HIT - 0123456789
+no-store miss
+vary miss
+TypeError: Cannot cache response to non-GET request.
+TypeError: Cannot cache response to a range request (206 Partial Content).
+TypeError: Cannot cache response with 'Vary: *' header.
+TypeError: Cache.put() takes a Response
+delete true false miss"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_api_as_on_workers_and_by_zone() {
+  let f = Fixture::new();
+  f.file("w.js", CACHE_API);
+  let e = f.start(&config(
+    "[[worker]]\nname = \"w\"\nmain = \"w.js\"\nroutes = [\"*.cache.test\", \"cache.test\"]\n\
+     [[worker]]\nname = \"x\"\nmain = \"w.js\"\nroutes = [\"other.test\"]\n",
+  ));
+  let mut c = H1::connect(e.http_addr().unwrap()).await;
+  let got = c.get("cache.test", "/").await;
+  assert_eq!(got.status, 200, "{}", got.body);
+  assert_eq!(got.body, CACHE_EXPECTED);
+  // The same URL put from two zones: each reads its own.
+  assert_eq!(c.get("a.cache.test", "/put").await.body, "put");
+  assert_eq!(c.get("a.cache.test", "/peek").await.body, "200 HIT - from a.cache.test");
+  assert_eq!(
+    c.get("b.cache.test", "/peek").await.body,
+    "miss",
+    "another zone of the same worker"
+  );
+  assert_eq!(c.get("other.test", "/peek").await.body, "miss", "another worker");
+  assert_eq!(c.get("other.test", "/put").await.body, "put");
+  assert_eq!(c.get("other.test", "/peek").await.body, "200 HIT - from other.test");
+  assert_eq!(c.get("a.cache.test", "/peek").await.body, "200 HIT - from a.cache.test");
 }

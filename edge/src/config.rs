@@ -319,7 +319,7 @@ pub struct FetchConfig {
   pub ca_files: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
   /// The folder of the KV namespaces and D1 databases (one SQLite file
@@ -327,6 +327,18 @@ pub struct StorageConfig {
   /// Default: `storage/` in `admin.data_dir` if that is set, else
   /// `.edge-state/` beside the config file.
   pub dir: Option<PathBuf>,
+  /// The Cache API's memory, per process (least recently used entries go
+  /// first; an entry may take an eighth).
+  pub cache_mb: usize,
+}
+
+impl Default for StorageConfig {
+  fn default() -> Self {
+    Self {
+      dir: None,
+      cache_mb: edge_storage::cache::DEFAULT_CACHE_BYTES >> 20,
+    }
+  }
 }
 
 /// A KV namespace on a worker's `env` (`[[worker.kv]]`, as wrangler's
@@ -625,6 +637,9 @@ impl Config {
     }
     if !(64..=65536).contains(&self.runtime.heap_slack_mb) {
       return Err(self.invalid("runtime.heap_slack_mb", "must be 64-65536"));
+    }
+    if !(1..=65536).contains(&self.storage.cache_mb) {
+      return Err(self.invalid("storage.cache_mb", "must be 1-65536"));
     }
     if !(1..=64).contains(&self.runtime.processes) {
       return Err(self.invalid("runtime.processes", "must be 1-64"));

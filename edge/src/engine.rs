@@ -210,6 +210,8 @@ impl Engine {
     let listeners = listeners.unwrap_or_default();
     config.validate()?;
     init_v8_once(&config);
+    // The process's Cache API store is bounded once, by the first engine.
+    edge_storage::cache::HttpCache::configure(config.storage.cache_mb << 20);
     let stats = Arc::new(Stats::default());
     let data_dir = config.admin.data_dir.as_ref().map(|d| config.resolve(d));
     let certs = if config.tls.is_empty() {

@@ -12,6 +12,7 @@ import { CompressionStream, DecompressionStream } from "ext:edge_runtime/compres
 import { installFastRsa, installHashNames, installTimingSafeEqual } from "ext:edge_runtime/webcrypto.js";
 import { kvNamespace, setKvAdmission } from "ext:edge_runtime/kv.js";
 import { d1Database, setD1Admission } from "ext:edge_runtime/d1.js";
+import { Cache, CacheStorage, caches, setCacheZone } from "ext:edge_runtime/cache.js";
 
 const {
   ObjectDefineProperties,
@@ -520,6 +521,9 @@ ObjectDefineProperties(globalThis, {
   AbortSignal: propNE(abortSignal.AbortSignal),
   Blob: propNE(file.Blob),
   ByteLengthQueuingStrategy: propNE(streams.ByteLengthQueuingStrategy),
+  Cache: propNE(Cache),
+  CacheStorage: propNE(CacheStorage),
+  caches: propNE(caches),
   CompressionStream: propNE(CompressionStream),
   CountQueuingStrategy: propNE(streams.CountQueuingStrategy),
   Crypto: propNE(cryptoMod.Crypto),
@@ -613,7 +617,7 @@ let workerEnv = null;
 
 // Request state of the one request this isolate runs at a time.
 function newRequestState() {
-  return { pending: 0, idle: null, subrequests: 0, storageOps: 0, timers: null, incomingBody: null };
+  return { pending: 0, idle: null, subrequests: 0, storageOps: 0, timers: null, incomingBody: null, href: null };
 }
 
 // The inner request of a Request made from an incoming request. A class
@@ -776,6 +780,7 @@ function handle(reqId, method, href, bodyLength) {
 
 function handleIn(reqId, method, href, bodyLength) {
   const state = newRequestState();
+  state.href = href;
   liveRequests.set(reqId, state);
   let result;
   try {
@@ -849,6 +854,12 @@ function admitStorage(what, failed) {
 }
 setKvAdmission((op) => admitStorage(`KV ${op}`, `KV ${op} failed: 429`));
 setD1Admission(() => admitStorage("D1", "D1_ERROR:"));
+// The Cache API's zone: the host of the request a call belongs to.
+setCacheZone(() => {
+  admitStorage("Cache API", "Cache API:");
+  const state = liveRequests.get(currentRequest());
+  return new url.URL(state.href).hostname;
+});
 
 // Called once per isolate, after its main module evaluated. `ns` is the main
 // module's namespace; `vars` the worker's vars; `kv` and `d1` the names of

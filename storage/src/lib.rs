@@ -4,6 +4,7 @@
 //! [`sql::SqlDatabase`] are what an engine implements (the embedded ones
 //! are on SQLite; a shared engine for a fleet implements the same traits).
 
+pub mod cache;
 pub mod kv;
 pub mod sql;
 #[cfg(feature = "sqlite")]

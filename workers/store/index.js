@@ -3,7 +3,9 @@
 // it expire), GET /notes/NAME reads it back, DELETE /notes/NAME removes it,
 // GET /notes?prefix=P lists names. Each note keeps who wrote it and when as
 // KV metadata. Every change is also logged in a D1 database (env.LOG,
-// `[[worker.d1]]`): GET /log shows the last 20. The data lives in
+// `[[worker.d1]]`): GET /log shows the last 20. Notes read are kept in the
+// Cache API (caches.default) for 30 s, so a second read is a cache hit
+// (`cf-cache-status: HIT`); a write or delete drops the cached copy. The data lives in
 // workers/.edge-state/ (kv/notes.sqlite3, d1/log.sqlite3) and survives
 // restarts.
 
@@ -24,7 +26,7 @@ function log(env, action, name) {
 }
 
 export default {
-  async fetch(request, env) {
+  async fetch(request, env, ctx) {
     const url = new URL(request.url);
     const [, root, ...rest] = url.pathname.split("/");
     if (root === "log") {
@@ -47,6 +49,7 @@ export default {
     try {
       switch (request.method) {
         case "PUT": {
+          await caches.default.delete(url.href);
           const ttl = url.searchParams.get("ttl");
           await env.NOTES.put(name, request.body ?? "", {
             expirationTtl: ttl === null ? undefined : Number(ttl),
@@ -56,11 +59,18 @@ export default {
           return new Response(`stored ${name}\n`, { status: 201 });
         }
         case "GET": {
+          const cached = await caches.default.match(request);
+          if (cached) return cached;
           const { value, metadata } = await env.NOTES.getWithMetadata(name, "stream");
           if (value === null) return new Response(`no note ${name}\n`, { status: 404 });
-          return new Response(value, { headers: { "x-note-written": metadata?.at ?? "" } });
+          const response = new Response(value, {
+            headers: { "x-note-written": metadata?.at ?? "", "cache-control": "max-age=30" },
+          });
+          ctx.waitUntil(caches.default.put(url.href, response.clone()));
+          return response;
         }
         case "DELETE":
+          await caches.default.delete(url.href);
           await env.NOTES.delete(name);
           await log(env, "delete", name);
           return new Response(null, { status: 204 });

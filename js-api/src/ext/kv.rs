@@ -111,21 +111,27 @@ pub async fn op_edge_kv_get(
   let Some(entry) = blocking(&state, "GET", move || store.get(&key, now())).await? else {
     return Ok(None);
   };
-  let mut s = state.borrow_mut();
-  if let Some(b) = s.try_borrow::<Arc<dyn NativeMemory>>() {
-    b.charge(entry.value.len());
-  }
-  let kv = s.borrow_mut::<KvState>();
-  let handle = kv.next;
-  kv.next = kv.next.wrapping_add(1);
   let length = entry.value.len();
-  kv.held.insert(handle, entry.value);
+  let handle = hold(&mut state.borrow_mut(), entry.value);
   Ok(Some(Got {
     handle,
     length,
     metadata: entry.metadata,
     expiration: entry.expiration,
   }))
+}
+
+/// Keeps `bytes` for [`op_edge_kv_take`] (charged to the isolate's budget
+/// until taken); gives their handle.
+pub(super) fn hold(state: &mut OpState, bytes: Vec<u8>) -> u32 {
+  if let Some(b) = state.try_borrow::<Arc<dyn NativeMemory>>() {
+    b.charge(bytes.len());
+  }
+  let kv = state.borrow_mut::<KvState>();
+  let handle = kv.next;
+  kv.next = kv.next.wrapping_add(1);
+  kv.held.insert(handle, bytes);
+  handle
 }
 
 /// Copies a value read into `out` (its length) and lets it go; with no

@@ -5,6 +5,7 @@
 //! the startup snapshot, so it may only refer to its own submodules.
 
 pub mod body;
+pub mod cache;
 pub mod codec;
 pub mod d1;
 pub mod json;
@@ -41,6 +42,9 @@ deno_core::extension!(
     kv::op_edge_kv_list,
     d1::op_edge_d1_batch,
     d1::op_edge_d1_exec,
+    cache::op_edge_cache_put,
+    cache::op_edge_cache_match,
+    cache::op_edge_cache_delete,
     codec::op_edge_codec_new,
     codec::op_edge_codec_pump,
     codec::op_edge_codec_close,
@@ -51,5 +55,5 @@ deno_core::extension!(
     json::op_edge_json_constants,
   ],
   esm_entry_point = "ext:edge_runtime/bootstrap.js",
-  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js", "d1.js"],
+  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js", "d1.js", "cache.js"],
 );
