@@ -269,6 +269,7 @@ impl HttpCache {
   /// The response for a request, as the Cache API's `match` gives it: a
   /// 304 for a matching conditional request, a 206 or 416 for a single
   /// byte range, with `cf-cache-status: HIT` and `age`.
+  #[allow(clippy::too_many_arguments)]
   pub fn lookup(
     &self,
     zone: &str,
