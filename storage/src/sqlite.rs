@@ -3,7 +3,8 @@
 //! put survives the process being killed (`synchronous = NORMAL`: on a
 //! power loss the last transactions may be lost, never torn). Several
 //! processes of one node may open the same file (the busy timeout
-//! serializes their writers).
+//! serializes their writers). A namespace holds at most
+//! [`MAX_NAMESPACE_BYTES`].
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,6 +22,10 @@ pub struct SqliteKv {
   puts: AtomicU32,
 }
 
+/// The largest a namespace's file may grow (a tenant cannot fill the
+/// node's disk): a put past it fails.
+pub const MAX_NAMESPACE_BYTES: u64 = 4 << 30;
+
 /// Puts between two sweeps of expired entries (reads skip them anyway).
 const SWEEP_EVERY: u32 = 512;
 
@@ -32,6 +37,13 @@ impl SqliteKv {
   pub fn open(path: &Path) -> Result<Self, KvError> {
     let conn = Connection::open(path).map_err(backend)?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(backend)?;
+    let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(backend)?;
+    conn
+      .execute_batch(&format!(
+        "PRAGMA max_page_count = {};",
+        MAX_NAMESPACE_BYTES / page_size.max(512)
+      ))
+      .map_err(backend)?;
     conn
       .execute_batch(
         "PRAGMA journal_mode = WAL;
