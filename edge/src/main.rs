@@ -101,26 +101,22 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
     .ok_or_else(|| format!("{s:?}: use NAME=VALUE"))
 }
 
+/// `BINDING` or `BINDING=STORE`.
+fn parse_binding(s: &str) -> (String, Option<String>) {
+  match s.split_once('=') {
+    Some((b, n)) => (b.to_string(), Some(n.to_string())),
+    None => (s.to_string(), None),
+  }
+}
+
 fn parse_kv(s: &str) -> Result<edge::KvBinding, String> {
-  let (binding, namespace) = match s.split_once('=') {
-    Some((b, n)) => (b, Some(n.to_string())),
-    None => (s, None),
-  };
-  Ok(edge::KvBinding {
-    binding: binding.to_string(),
-    namespace,
-  })
+  let (binding, namespace) = parse_binding(s);
+  Ok(edge::KvBinding { binding, namespace })
 }
 
 fn parse_d1(s: &str) -> Result<edge::D1Binding, String> {
-  let (binding, database) = match s.split_once('=') {
-    Some((b, n)) => (b, Some(n.to_string())),
-    None => (s, None),
-  };
-  Ok(edge::D1Binding {
-    binding: binding.to_string(),
-    database,
-  })
+  let (binding, database) = parse_binding(s);
+  Ok(edge::D1Binding { binding, database })
 }
 
 /// Where a reload reads its config from.

@@ -4,6 +4,7 @@
 // D1_COLUMN_NOTFOUND).
 
 import { core, primordials } from "ext:core/mod.js";
+import { bytesOfView } from "ext:edge_runtime/kv.js";
 
 const {
   ArrayBufferIsView,
@@ -11,9 +12,6 @@ const {
   ArrayIsArray,
   ArrayPrototypeMap,
   ArrayPrototypeUnshift,
-  DataViewPrototypeGetBuffer,
-  DataViewPrototypeGetByteLength,
-  DataViewPrototypeGetByteOffset,
   Error,
   NumberIsSafeInteger,
   ObjectHasOwn,
@@ -21,10 +19,6 @@ const {
   String,
   SymbolToStringTag,
   TypeError,
-  TypedArrayPrototypeGetBuffer,
-  TypedArrayPrototypeGetByteLength,
-  TypedArrayPrototypeGetByteOffset,
-  TypedArrayPrototypeGetSymbolToStringTag,
   TypedArrayPrototypeSlice,
   Uint8Array,
 } = primordials;
@@ -39,14 +33,7 @@ export function setD1Admission(fn) {
 }
 
 function bytesOf(v) {
-  if (TypedArrayPrototypeGetSymbolToStringTag(v) !== undefined) {
-    return TypedArrayPrototypeSlice(
-      new Uint8Array(TypedArrayPrototypeGetBuffer(v), TypedArrayPrototypeGetByteOffset(v), TypedArrayPrototypeGetByteLength(v)),
-    );
-  }
-  return TypedArrayPrototypeSlice(
-    new Uint8Array(DataViewPrototypeGetBuffer(v), DataViewPrototypeGetByteOffset(v), DataViewPrototypeGetByteLength(v)),
-  );
+  return TypedArrayPrototypeSlice(bytesOfView(v));
 }
 
 function typeError(v) {
@@ -73,7 +60,7 @@ function param(v) {
       }
       try {
         ArrayBufferPrototypeGetByteLength(v);
-        return { t: 4, b: new Uint8Array(TypedArrayPrototypeSlice(new Uint8Array(v))) };
+        return { t: 4, b: TypedArrayPrototypeSlice(new Uint8Array(v)) };
       } catch {
         throw typeError(v);
       }

@@ -84,7 +84,8 @@ function shape(buf, type) {
   }
 }
 
-function bytesOfView(v) {
+/** The bytes a typed array or DataView sees (not copied). */
+export function bytesOfView(v) {
   if (TypedArrayPrototypeGetSymbolToStringTag(v) !== undefined) {
     return new Uint8Array(TypedArrayPrototypeGetBuffer(v), TypedArrayPrototypeGetByteOffset(v), TypedArrayPrototypeGetByteLength(v));
   }

@@ -226,7 +226,7 @@ impl HttpCache {
       return Ok(false);
     };
     let size = resp.body.len() + resp.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + url.len() + 256;
-    if size > self.max_bytes / 8 {
+    if size > self.max_entry() {
       return Ok(false);
     }
     let vary = vary_names
@@ -322,6 +322,11 @@ impl HttpCache {
       }
       None => false,
     }
+  }
+
+  /// The largest entry it stores, in bytes.
+  pub fn max_entry(&self) -> usize {
+    self.max_bytes / 8
   }
 
   /// Bytes held now.

@@ -62,34 +62,40 @@ impl Storage {
   /// The KV namespace `name` (its file `kv/<name>.sqlite3`, made if new).
   pub fn kv(&self, name: &str) -> Result<Arc<dyn KvStore>, StorageError> {
     let path = self.file("kv", name)?;
-    let mut open = open_files();
-    open.kv.retain(|_, w| w.strong_count() > 0);
-    if let Some(s) = open.kv.get(&path).and_then(Weak::upgrade) {
-      return Ok(s);
-    }
-    let store: Arc<dyn KvStore> = Arc::new(sqlite::SqliteKv::open(&path).map_err(|e| StorageError::Open {
-      path: path.display().to_string(),
-      message: e.to_string(),
-    })?);
-    open.kv.insert(path, Arc::downgrade(&store));
-    Ok(store)
+    shared(&mut open_files().kv, path, |p| {
+      sqlite::SqliteKv::open(p)
+        .map(|s| Arc::new(s) as Arc<dyn KvStore>)
+        .map_err(|e| e.to_string())
+    })
   }
 
   /// The D1 database `name` (its file `d1/<name>.sqlite3`, made if new).
   pub fn sql(&self, name: &str) -> Result<Arc<dyn SqlDatabase>, StorageError> {
     let path = self.file("d1", name)?;
-    let mut open = open_files();
-    open.sql.retain(|_, w| w.strong_count() > 0);
-    if let Some(s) = open.sql.get(&path).and_then(Weak::upgrade) {
-      return Ok(s);
-    }
-    let db: Arc<dyn SqlDatabase> = Arc::new(sqlite_sql::SqliteDb::open(&path).map_err(|e| StorageError::Open {
-      path: path.display().to_string(),
-      message: e.to_string(),
-    })?);
-    open.sql.insert(path, Arc::downgrade(&db));
-    Ok(db)
+    shared(&mut open_files().sql, path, |p| {
+      sqlite_sql::SqliteDb::open(p)
+        .map(|s| Arc::new(s) as Arc<dyn SqlDatabase>)
+        .map_err(|e| e.to_string())
+    })
   }
+}
+
+/// What `open` makes of `path`, or the one already open there.
+fn shared<T: ?Sized>(
+  open: &mut HashMap<PathBuf, Weak<T>>,
+  path: PathBuf,
+  make: impl FnOnce(&Path) -> Result<Arc<T>, String>,
+) -> Result<Arc<T>, StorageError> {
+  open.retain(|_, w| w.strong_count() > 0);
+  if let Some(s) = open.get(&path).and_then(Weak::upgrade) {
+    return Ok(s);
+  }
+  let made = make(&path).map_err(|message| StorageError::Open {
+    path: path.display().to_string(),
+    message,
+  })?;
+  open.insert(path, Arc::downgrade(&made));
+  Ok(made)
 }
 
 #[cfg(test)]

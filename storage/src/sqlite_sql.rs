@@ -9,7 +9,7 @@
 //! call's results hold.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -55,9 +55,14 @@ const SETTING_PRAGMAS: &[&str] = &[
 /// PRAGMAs that may only be read.
 const READ_PRAGMAS: &[&str] = &["page_count", "page_size", "freelist_count", "data_version"];
 
-fn authorize(ctx: AuthContext<'_>) -> Authorization {
+/// `tenant`: the statement being prepared is the worker's (our own BEGIN
+/// and COMMIT around a batch are not).
+fn authorize(ctx: AuthContext<'_>, tenant: bool) -> Authorization {
   match ctx.action {
     AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+    // A batch is one transaction of ours; a worker's BEGIN, COMMIT or
+    // SAVEPOINT would break it up, or leave one open on the connection.
+    AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } if tenant => Authorization::Deny,
     AuthAction::Pragma {
       pragma_name,
       pragma_value,
@@ -80,6 +85,8 @@ fn authorize(ctx: AuthContext<'_>) -> Authorization {
 /// One database in one file.
 pub struct SqliteDb {
   conn: Mutex<Connection>,
+  /// Set while a worker's statement is prepared (see [`authorize`]).
+  tenant: Arc<AtomicBool>,
   /// Milliseconds after `base` at which the running call is interrupted
   /// (0: no call running).
   deadline: Arc<AtomicU64>,
@@ -138,7 +145,11 @@ impl SqliteDb {
     ] {
       conn.set_limit(limit, value).map_err(sql_error)?;
     }
-    conn.authorizer(Some(authorize));
+    let tenant = Arc::new(AtomicBool::new(false));
+    let preparing = tenant.clone();
+    conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+      authorize(ctx, preparing.load(Ordering::Relaxed))
+    }));
     let deadline = Arc::new(AtomicU64::new(0));
     let base = Instant::now();
     let watch = deadline.clone();
@@ -151,6 +162,7 @@ impl SqliteDb {
     );
     Ok(Self {
       conn: Mutex::new(conn),
+      tenant,
       deadline,
       base,
       call_time: MAX_CALL_TIME,
@@ -200,9 +212,12 @@ fn to_sql(v: &SqlValue) -> rusqlite::types::Value {
 
 /// Runs one statement to its end; `left` is what the call's results may
 /// still hold.
-fn run(conn: &Connection, s: &Statement, left: &mut usize) -> Result<SqlResult, SqlError> {
+fn run(conn: &Connection, tenant: &AtomicBool, s: &Statement, left: &mut usize) -> Result<SqlResult, SqlError> {
   let start = Instant::now();
-  let mut stmt = conn.prepare_cached(&s.sql).map_err(sql_error)?;
+  tenant.store(true, Ordering::Relaxed);
+  let stmt = conn.prepare_cached(&s.sql);
+  tenant.store(false, Ordering::Relaxed);
+  let mut stmt = stmt.map_err(sql_error)?;
   if stmt.parameter_count() != s.params.len() {
     return Err(SqlError::Invalid(
       "Wrong number of parameter bindings for SQL query.".into(),
@@ -252,7 +267,7 @@ impl SqlDatabase for SqliteDb {
       .map_err(sql_error)?;
     let mut out = Vec::with_capacity(statements.len());
     for s in statements {
-      out.push(run(&tx, s, &mut left)?);
+      out.push(run(&tx, &self.tenant, s, &mut left)?);
     }
     tx.commit().map_err(sql_error)?;
     let size = size_of(&call.conn);
@@ -269,7 +284,14 @@ impl SqlDatabase for SqliteDb {
     let call = self.call();
     let mut count = 0;
     let mut batch = rusqlite::Batch::new(&call.conn, script);
-    while let Some(mut stmt) = batch.next().map_err(sql_error)? {
+    loop {
+      // Each statement is prepared as it is reached: the worker's.
+      self.tenant.store(true, Ordering::Relaxed);
+      let next = batch.next();
+      self.tenant.store(false, Ordering::Relaxed);
+      let Some(mut stmt) = next.map_err(sql_error)? else {
+        break;
+      };
       let mut rows = stmt.raw_query();
       while rows.next().map_err(sql_error)?.is_some() {}
       count += 1;
@@ -366,6 +388,9 @@ mod tests {
       "PRAGMA journal_mode = DELETE".into(),
       "PRAGMA page_size = 512".into(),
       "SELECT load_extension('/tmp/x')".into(),
+      "BEGIN".into(),
+      "COMMIT".into(),
+      "SAVEPOINT s".into(),
     ] {
       assert!(db.batch(&[st(&sql, vec![])]).is_err(), "{sql} was allowed");
       assert!(db.exec(&sql).is_err(), "{sql} was allowed by exec");
@@ -376,6 +401,9 @@ mod tests {
     assert_eq!(r[0].rows.len(), 1);
     db.batch(&[st("PRAGMA foreign_keys = OFF", vec![])]).unwrap();
     db.batch(&[st("PRAGMA page_count", vec![])]).unwrap();
+    // No transaction was left open by the refused BEGIN: batches go on.
+    db.batch(&[st("INSERT INTO t VALUES (1)", vec![])]).unwrap();
+    db.exec("INSERT INTO t VALUES (2); INSERT INTO t VALUES (3)").unwrap();
     std::fs::remove_dir_all(dir).unwrap();
   }
 

@@ -59,6 +59,9 @@ pub fn op_edge_cache_put(
   #[buffer] body: &[u8],
 ) -> Result<bool, JsErrorBox> {
   let zone = zone(state, &target.host)?;
+  if body.len() > HttpCache::node().max_entry() {
+    return Ok(false);
+  }
   let resp = CachedResponse {
     status: resp.status,
     headers: resp
