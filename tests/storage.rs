@@ -274,8 +274,9 @@ async fn the_bundled_notes_store_works_as_the_readme_says() {
   assert_eq!(actions, ["read log", "delete todo", "put todo", "put todo"]);
 }
 
-// Values read count in the isolate's memory: holding ever more of them
-// ends the request at its memory limit (and the node keeps serving it).
+// Values read count in the isolate's memory, and so do values on their way
+// to the store: holding ever more of them, or starting ever more puts of
+// one buffer, ends the request at its memory limit (the node serves on).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_read_count_against_the_memory_limit() {
   let f = Fixture::new();
@@ -286,6 +287,11 @@ const held = [];
 export default { async fetch(req, env) {
   if (new URL(req.url).pathname === "/put") { await env.KV.put("big", new Uint8Array(4 << 20)); return new Response("ok"); }
   if (new URL(req.url).pathname === "/hoard") { for (let i = 0; i < 200; i++) held.push(await env.KV.get("big", "arrayBuffer")); }
+  if (new URL(req.url).pathname === "/flood") {
+    const big = new Uint8Array(4 << 20);
+    await Promise.all(Array.from({ length: 200 }, (_, i) => env.KV.put("f" + i, big)));
+    return new Response("flooded");
+  }
   return new Response(`held ${held.length}`);
 } };
 "#,
@@ -296,6 +302,9 @@ export default { async fetch(req, env) {
   );
   let mut c = H1::connect(e.http_addr().unwrap()).await;
   assert_eq!(c.get("w.test", "/put").await.body, "ok");
+  // 200 puts of one 4 MiB buffer started at once: Rust's copies count.
+  let got = c.get("w.test", "/flood").await;
+  assert_eq!((got.status, got.limit()), (503, Some("memory")), "{}", got.body);
   let got = c.get("w.test", "/hoard").await;
   assert_eq!((got.status, got.limit()), (503, Some("memory")), "{}", got.body);
   let after = H1::connect(e.http_addr().unwrap()).await.get("w.test", "/").await;

@@ -15,7 +15,7 @@ use edge_storage::sql::{SqlDatabase, SqlError, SqlResult, SqlValue, Statement};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
-use super::kv::gated;
+use super::kv::{gated, Charged};
 
 /// The D1 databases of the isolate's worker, in the order its bindings are
 /// given to JS.
@@ -119,6 +119,18 @@ pub async fn op_edge_d1_batch(
   #[serde] queries: Vec<Query>,
 ) -> Result<Vec<Answer>, JsErrorBox> {
   let database = database(&state, db)?;
+  let bytes: usize = queries
+    .iter()
+    .map(|q| {
+      q.sql.len()
+        + q
+          .params
+          .iter()
+          .map(|p| p.b.as_ref().map_or(0, |b| b.len()) + p.s.as_ref().map_or(0, |s| s.len()))
+          .sum::<usize>()
+    })
+    .sum();
+  let _held = Charged::new(&state, bytes);
   let statements = queries.into_iter().map(statement).collect::<Result<Vec<_>, _>>()?;
   let results = gated(&state, move || database.batch(&statements))
     .await

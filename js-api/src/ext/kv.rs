@@ -121,6 +121,33 @@ pub async fn op_edge_kv_get(
   }))
 }
 
+/// Bytes Rust holds for a call in flight (a value to write, bound
+/// parameters), charged to the isolate's budget until the call ends: a
+/// worker starting many calls without awaiting them is stopped by its
+/// memory limit, not by the node's.
+pub(super) struct Charged {
+  budget: Option<Arc<dyn NativeMemory>>,
+  bytes: usize,
+}
+
+impl Charged {
+  pub(super) fn new(state: &Rc<RefCell<OpState>>, bytes: usize) -> Self {
+    let budget = state.borrow().try_borrow::<Arc<dyn NativeMemory>>().cloned();
+    if let Some(b) = &budget {
+      b.charge(bytes);
+    }
+    Self { budget, bytes }
+  }
+}
+
+impl Drop for Charged {
+  fn drop(&mut self) {
+    if let Some(b) = &self.budget {
+      b.uncharge(self.bytes);
+    }
+  }
+}
+
 /// Keeps `bytes` for [`op_edge_kv_take`] (charged to the isolate's budget
 /// until taken); gives their handle.
 pub(super) fn hold(state: &mut OpState, bytes: Vec<u8>) -> u32 {
@@ -167,6 +194,7 @@ pub async fn op_edge_kv_put(
   #[buffer(copy)] value: Vec<u8>,
   #[serde] args: PutArgs,
 ) -> Result<(), JsErrorBox> {
+  let _held = Charged::new(&state, value.len());
   let store = namespace(&state, ns, "PUT")?;
   let now = now();
   let options = PutOptions {
