@@ -240,15 +240,12 @@ impl HttpCache {
     let k = key(zone, cache, url);
     g.tick += 1;
     let tick = g.tick;
-    if let Some(old) = g.entries.remove(&k) {
-      g.order.remove(&old.tick);
-      g.bytes -= old.size;
-    }
+    g.remove(&k);
     while g.bytes + size > self.max_bytes {
-      let Some((_, victim)) = g.order.pop_first() else { break };
-      if let Some(v) = g.entries.remove(&victim) {
-        g.bytes -= v.size;
-      }
+      let Some(victim) = g.order.first_key_value().map(|(_, k)| k.clone()) else {
+        break;
+      };
+      g.remove(&victim);
     }
     g.bytes += size;
     g.order.insert(tick, k.clone());
@@ -287,9 +284,7 @@ impl HttpCache {
     let mut g = self.lock();
     let e = g.entries.get(&k)?;
     if e.expires_at <= now {
-      let e = g.entries.remove(&k)?;
-      g.order.remove(&e.tick);
-      g.bytes -= e.size;
+      g.remove(&k);
       return None;
     }
     if e.vary.iter().any(|(n, v)| header(req_headers, n) != v.as_deref()) {
@@ -314,14 +309,7 @@ impl HttpCache {
       return false;
     }
     let mut g = self.lock();
-    match g.entries.remove(&key(zone, cache, url)) {
-      Some(e) => {
-        g.order.remove(&e.tick);
-        g.bytes -= e.size;
-        true
-      }
-      None => false,
-    }
+    g.remove(&key(zone, cache, url)).is_some()
   }
 
   /// The largest entry it stores, in bytes.
@@ -336,6 +324,16 @@ impl HttpCache {
 }
 
 static NODE: OnceLock<HttpCache> = OnceLock::new();
+
+impl Inner {
+  /// Takes `key`'s entry out of the map, the order and the byte count.
+  fn remove(&mut self, key: &str) -> Option<Entry> {
+    let e = self.entries.remove(key)?;
+    self.order.remove(&e.tick);
+    self.bytes -= e.size;
+    Some(e)
+  }
+}
 
 fn etag_matches(if_none_match: &str, etag: &str) -> bool {
   let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();

@@ -5,22 +5,14 @@
 //! copies it into its own buffer (as a KV value does).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use deno_core::{op2, OpState};
 use deno_error::JsErrorBox;
 use edge_storage::cache::{CachedResponse, HttpCache};
 use serde::{Deserialize, Serialize};
 
-use super::kv::hold;
+use super::kv::{hold, now};
 use super::ops::WorkerLogContext;
-
-fn now() -> u64 {
-  SystemTime::now()
-    .duration_since(UNIX_EPOCH)
-    .map(|d| d.as_secs())
-    .unwrap_or(0)
-}
 
 /// The zone of an entry: the bound worker and the request's host.
 fn zone(state: &OpState, host: &str) -> Result<String, JsErrorBox> {

@@ -44,7 +44,8 @@ impl Default for KvState {
   }
 }
 
-fn now() -> u64 {
+/// Seconds since the epoch (KV expirations, cache freshness).
+pub(super) fn now() -> u64 {
   SystemTime::now()
     .duration_since(UNIX_EPOCH)
     .map(|d| d.as_secs())
