@@ -6,7 +6,7 @@ import os
 import re
 import sys
 
-ORDER = ["error", "config", "obs", "limits", "worker", "pool", "exec", "front", "threads", "control", "engine", "lib"]
+ORDER = ["error", "config", "obs", "limits", "worker", "pool", "exec", "front", "threads", "dispatch", "control", "engine", "lib"]
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "edge", "src")
 
 

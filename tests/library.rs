@@ -135,6 +135,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     vars: Default::default(),
     kv: vec![],
     d1: vec![],
+    services: vec![],
     secrets: Default::default(),
     limits: edge::LimitsConfig {
       cpu_ms: Some(2000),
@@ -212,6 +213,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     vars: Default::default(),
     kv: vec![],
     d1: vec![],
+    services: vec![],
     secrets: Default::default(),
     limits: edge::LimitsConfig {
       cpu_ms: Some(20),

@@ -18,6 +18,7 @@ mod operations;
 mod pool;
 mod process;
 mod routing;
+mod services;
 mod storage;
 mod store;
 mod streaming;

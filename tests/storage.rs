@@ -213,10 +213,13 @@ fn kv_bindings_are_checked_in_the_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bundled_notes_store_works_as_the_readme_says() {
   let f = Fixture::new();
-  let src = std::fs::read_to_string(crate::support::examples_dir().join("store/index.js")).unwrap();
-  f.file("store.js", src);
+  for name in ["store", "words"] {
+    let src = std::fs::read_to_string(crate::support::examples_dir().join(format!("{name}/index.js"))).unwrap();
+    f.file(&format!("{name}.js"), src);
+  }
   let e = f.start(&config(
-    "[[worker]]\nname = \"store\"\nmain = \"store.js\"\nroutes = [\"store.test\"]\n[[worker.kv]]\nbinding = \"NOTES\"\nnamespace = \"notes\"\n[[worker.d1]]\nbinding = \"LOG\"\ndatabase = \"log\"\n",
+    "[[worker]]\nname = \"store\"\nmain = \"store.js\"\nroutes = [\"store.test\"]\n[[worker.kv]]\nbinding = \"NOTES\"\nnamespace = \"notes\"\n[[worker.d1]]\nbinding = \"LOG\"\ndatabase = \"log\"\n\
+     [[worker.services]]\nbinding = \"WORDS\"\nservice = \"words\"\n[[worker]]\nname = \"words\"\nmain = \"words.js\"\n",
   ));
   let mut c = H1::connect(e.http_addr().unwrap()).await;
   let send = |method: &str, path: &str, body: &str| {
@@ -250,6 +253,12 @@ async fn the_bundled_notes_store_works_as_the_readme_says() {
     c.get("store.test", "/notes/todo").await.body,
     "buy milk",
     "a write drops the cached copy"
+  );
+  let stats = c.get("store.test", "/stats/todo").await;
+  assert_eq!(
+    (stats.status, stats.body.as_str()),
+    (200, r#"{"words":2,"bytes":8}"#),
+    "counted by the words worker through the service binding"
   );
   let bad = crate::support::collect(c.send(send("PUT", "/notes/x?ttl=5", "y")).await).await;
   assert_eq!(bad.status, 400, "{}", bad.body);

@@ -39,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     vars: [("GREETING".to_string(), "hello".to_string())].into(),
     kv: vec![],
     d1: vec![],
+    services: vec![],
     secrets: Default::default(),
     limits: Default::default(),
     allow_private_network: false,

@@ -377,11 +377,23 @@ impl D1Binding {
   }
 }
 
-/// A worker's storage bindings, as its config or upload names them.
+/// Another worker on a worker's `env` (`[[worker.services]]`, as
+/// wrangler's `services`): `env.<binding>.fetch(request)` runs the request
+/// through the worker named `service`, in process.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceBinding {
+  pub binding: String,
+  pub service: String,
+}
+
+/// A worker's bindings to stores and other workers, as its config or
+/// upload names them.
 #[derive(Debug, Clone, Copy)]
-pub struct StorageBindings<'a> {
+pub struct Bindings<'a> {
   pub kv: &'a [KvBinding],
   pub d1: &'a [D1Binding],
+  pub services: &'a [ServiceBinding],
 }
 
 /// Secret values (`[worker.secrets]`, a `secrets_file`, an upload's
@@ -410,17 +422,18 @@ pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<String, String>, String
   Ok(pairs.into_iter().collect())
 }
 
-/// The most storage bindings (KV and D1) one worker may have.
-pub const MAX_KV_BINDINGS: usize = 64;
+/// The most bindings (KV, D1 and services) one worker may have.
+pub const MAX_BINDINGS: usize = 64;
 
 /// Checks a worker's bindings: names that are JS identifiers, none given
-/// twice (vars included), namespaces that name files.
+/// twice (vars included), namespaces that name files, services that name
+/// workers.
 pub fn check_bindings(
   vars: &BTreeMap<String, String>,
   secrets: &BTreeMap<String, String>,
-  storage: StorageBindings<'_>,
+  bindings: Bindings<'_>,
 ) -> Result<(), String> {
-  let StorageBindings { kv, d1 } = storage;
+  let Bindings { kv, d1, services } = bindings;
   for k in secrets.keys() {
     if k.is_empty() {
       return Err("secrets: a secret needs a name".into());
@@ -429,18 +442,17 @@ pub fn check_bindings(
       return Err(format!("secrets: {k:?} is a var too"));
     }
   }
-  if kv.len() + d1.len() > MAX_KV_BINDINGS {
-    return Err(format!(
-      "kv and d1: {} bindings, at most {MAX_KV_BINDINGS}",
-      kv.len() + d1.len()
-    ));
+  let count = kv.len() + d1.len() + services.len();
+  if count > MAX_BINDINGS {
+    return Err(format!("kv, d1 and services: {count} bindings, at most {MAX_BINDINGS}"));
   }
   let mut seen = std::collections::BTreeSet::new();
   let all = kv
     .iter()
     .map(|b| ("kv", &b.binding, b.namespace()))
-    .chain(d1.iter().map(|b| ("d1", &b.binding, b.database())));
-  for (kind, binding, store) in all {
+    .chain(d1.iter().map(|b| ("d1", &b.binding, b.database())))
+    .chain(services.iter().map(|b| ("services", &b.binding, b.service.as_str())));
+  for (kind, binding, target) in all {
     let ident = binding
       .chars()
       .enumerate()
@@ -453,7 +465,11 @@ pub fn check_bindings(
     if vars.contains_key(binding) || secrets.contains_key(binding) || !seen.insert(binding.as_str()) {
       return Err(format!("{kind}: {binding:?} is bound twice"));
     }
-    edge_storage::check_namespace(store).map_err(|e| format!("{kind}: {e}"))?;
+    if kind == "services" {
+      edge_core::names::check_worker_name(target).map_err(|e| format!("{kind}: {binding}: {e}"))?;
+    } else {
+      edge_storage::check_namespace(target).map_err(|e| format!("{kind}: {e}"))?;
+    }
   }
   Ok(())
 }
@@ -491,6 +507,9 @@ pub struct WorkerConfig {
   /// D1 databases on `env`.
   #[serde(default)]
   pub d1: Vec<D1Binding>,
+  /// Other workers on `env`, called in process.
+  #[serde(default)]
+  pub services: Vec<ServiceBinding>,
   /// Secrets on `env` (over those of `secrets_file`).
   #[serde(default)]
   pub secrets: Secrets,
@@ -506,10 +525,11 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-  pub fn storage(&self) -> StorageBindings<'_> {
-    StorageBindings {
+  pub fn bindings(&self) -> Bindings<'_> {
+    Bindings {
       kv: &self.kv,
       d1: &self.d1,
+      services: &self.services,
     }
   }
 }
@@ -750,7 +770,20 @@ impl Config {
         }
       }
       let secrets = self.secrets_of(w).map_err(|m| self.invalid(field("secrets_file"), m))?;
-      check_bindings(&w.vars, &secrets, w.storage()).map_err(|m| self.invalid(field("bindings"), m))?;
+      check_bindings(&w.vars, &secrets, w.bindings()).map_err(|m| self.invalid(field("bindings"), m))?;
+    }
+    // A service the config names must be one of its workers, unless the
+    // admin API may deploy it later (a call to a worker not deployed
+    // rejects).
+    if self.admin.listen.is_none() {
+      for (i, w) in self.workers.iter().enumerate() {
+        if let Some(s) = w.services.iter().find(|s| !names.contains(s.service.as_str())) {
+          return Err(self.invalid(
+            format!("worker[{i}].services"),
+            format!("{}: no worker named {:?} in this config", s.binding, s.service),
+          ));
+        }
+      }
     }
     Ok(())
   }

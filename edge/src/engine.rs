@@ -9,39 +9,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use edge_core::request_id::RequestId;
 use http::{Request, Response};
-use js_api::{IsolateConfig, JsRequest};
-use tokio::sync::oneshot;
+use js_api::IsolateConfig;
 
 use crate::config::Config;
 use crate::control::admin::AdminServer;
 use crate::control::deploy::{Deployed, Deployer, Deployments, Reloaded, WorkerInfo};
 use crate::control::store::Tidy;
+use crate::dispatch::Dispatch;
 use crate::error::{DeployError, RequestError, StartError};
 use crate::exec::body::SendBody;
-use crate::exec::jobs::{Failed, Handled, Job, RequestJob};
+use crate::exec::jobs::{Failed, Handled};
 use crate::front::accept::Listeners;
 use crate::front::tls::CertStore;
 use crate::front::view::ServingView;
-use crate::limits::{LimitHit, Phase};
 use crate::obs::observer::{ConsoleOutput, RequestObserver};
 use crate::obs::stats::{Stats, StatsSnapshot};
 use crate::pool::PoolLimits;
 use crate::threads::{Executors, ThreadParams};
 use crate::worker::{Upload, WorkerSpec};
 
-/// What an embedder knows of a request it hands in.
-#[derive(Clone, Debug, Default)]
-pub struct RequestContext {
-  /// The client, for logs.
-  pub peer: Option<SocketAddr>,
-  /// The caller's id for the request (else the engine makes one).
-  pub request_id: Option<RequestId>,
-  /// The request's wall time ends here if this comes before its worker's
-  /// wall limit.
-  pub deadline: Option<std::time::Instant>,
-}
+pub use crate::dispatch::RequestContext;
 
 /// Builds an [`Engine`]: the config, and what a config file cannot say.
 pub struct EngineBuilder {
@@ -135,9 +123,7 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 }
 
 pub struct Engine {
-  /// For ids of requests refused before they reach an executor.
-  id_prefix: u64,
-  refused: std::sync::atomic::AtomicU64,
+  dispatch: Arc<Dispatch>,
   view: Arc<ServingView>,
   executors: Arc<Executors>,
   deployer: Arc<Deployer>,
@@ -260,7 +246,13 @@ impl Engine {
       dev,
       door,
     ));
+    // Service bindings reach other workers through the same dispatch as
+    // an embedder's requests.
+    let dispatch = Arc::new(Dispatch::new(id_prefix, view.clone()));
+    let mut params = params;
+    params.isolate_config.services = Some(dispatch.clone());
     let executors = Arc::new(Executors::start(threads, params, view.clone(), &listeners).map_err(StartError::Threads)?);
+    dispatch.set_executors(&executors);
     let writes = if supervisor.is_some() { None } else { data_dir };
     let deployer = Arc::new(Deployer::new(deployments, writes, view.clone(), executors.clone()));
     if let Some(link) = supervisor {
@@ -273,8 +265,7 @@ impl Engine {
       None => None,
     };
     Ok(Self {
-      id_prefix,
-      refused: Default::default(),
+      dispatch,
       view,
       executors,
       deployer,
@@ -351,52 +342,7 @@ impl Engine {
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
   {
-    // A request refused here gets an id of its own (thread field 0xffff).
-    let fail = |error| Failed {
-      error: Box::new(error),
-      request_id: ctx.request_id.unwrap_or_else(|| {
-        let n = self.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        RequestId::new(self.id_prefix, u16::MAX, n + 1)
-      }),
-      cpu: Duration::ZERO,
-      cold: false,
-    };
-    let Some(w) = self.view.router().by_name(worker).cloned() else {
-      return Err(fail(RequestError::NoWorker { name: worker.into() }));
-    };
-    let (parts, body) = req.into_parts();
-    let (body, body_over) = match crate::exec::body::request_body(Box::pin(body), w.limits.request_body_bytes) {
-      Ok(b) => b,
-      Err(e) => {
-        return Err(fail(RequestError::Limit {
-          worker: worker.into(),
-          hit: LimitHit::body(e.limit, Phase::DeclaredBody),
-        }))
-      }
-    };
-    let req = JsRequest {
-      method: parts.method,
-      url: parts.uri.to_string(),
-      headers: parts.headers,
-      body,
-    };
-    if let Some(peer) = ctx.peer {
-      tracing::debug!(worker, %peer, "request from an embedder");
-    }
-    let (reply, rx) = oneshot::channel();
-    let job = Job::Request(Box::new(RequestJob {
-      worker: w,
-      req,
-      body_over,
-      request_id: ctx.request_id,
-      deadline: ctx.deadline.map(tokio::time::Instant::from_std),
-      reply,
-    }));
-    // The same worker goes to the same thread, where its isolates are warm.
-    if !self.executors.send_to(worker, job) {
-      return Err(fail(RequestError::ShuttingDown));
-    }
-    rx.await.unwrap_or_else(|_| Err(fail(RequestError::ShuttingDown)))
+    self.dispatch.handle_with(worker, req, ctx).await
   }
 
   /// Deploys a worker (or a new version of one) whose modules come from

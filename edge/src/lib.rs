@@ -24,6 +24,7 @@
 //! `edge-core` crate, tested without V8.
 
 mod control;
+mod dispatch;
 mod engine;
 mod exec;
 mod front;
@@ -36,7 +37,7 @@ mod worker;
 pub mod config;
 pub mod error;
 
-pub use config::{Config, D1Binding, KvBinding};
+pub use config::{Config, D1Binding, KvBinding, ServiceBinding};
 pub use control::deploy::{Deployed, LimitsInfo, Reloaded, WorkerInfo};
 pub use edge_core::limits::{Amount, LimitHit, LimitKind, LimitsConfig, Phase};
 pub use edge_core::request_id::RequestId;

@@ -13,6 +13,7 @@ import { installFastRsa, installHashNames, installTimingSafeEqual } from "ext:ed
 import { kvNamespace, setKvAdmission } from "ext:edge_runtime/kv.js";
 import { d1Database, setD1Admission } from "ext:edge_runtime/d1.js";
 import { Cache, CacheStorage, caches, setCacheZone } from "ext:edge_runtime/cache.js";
+import { fetcher, setServiceAdmission } from "ext:edge_runtime/service.js";
 
 const {
   ObjectDefineProperties,
@@ -338,41 +339,38 @@ function installOffthreadCrypto() {
 
 // ---- fetch, counted against the worker's subrequest limit per request.
 let subrequestLimit = 50;
-function fetch(input, init = undefined) {
+// Every subrequest (fetch(), a service binding's fetch()) starts here:
+// it belongs to a live request and fits the request's subrequest limit,
+// or throws. Returns the request's number.
+function admitSubrequest() {
   const id = currentRequest();
   const state = liveRequests.get(id);
   if (state === undefined) {
     // Code of a request that has ended (a timer it left behind): on
     // Workers too, I/O belongs to a live request.
-    return Promise.reject(new TypeError(
+    throw new TypeError(
       "fetch() from code whose request has ended: use ctx.waitUntil() for work after the response",
-    ));
+    );
   }
   if (++state.subrequests > subrequestLimit) {
     op_edge_limit_hit(id);
-    return Promise.reject(new TypeError(
+    throw new TypeError(
       "Too many subrequests: a request of this worker may make at most " +
         subrequestLimit + " fetch() calls (edge-limit: subrequests)",
-    ));
+    );
   }
-  // Loops through the front door (a worker fetching its own host) end
-  // after 16 hops (edge/src/front/head.rs): each subrequest carries one
-  // more than its request's count (ops.rs HOP_HEADER), set in the header
-  // list itself, over anything the worker set, not through methods a
-  // worker can replace.
-  let req;
-  let source;
-  try {
-    source = init?.body ?? (ObjectPrototypeIsPrototypeOf(request.RequestPrototype, input) ? input.body : null);
-    req = new request.Request(input, init);
-  } catch (err) {
-    // fetch() rejects rather than throws (a bad URL, a used body).
-    return Promise.reject(err);
-  }
-  const innerReq = request.toInnerRequest(req);
-  // The request's incoming body sent on keeps its Content-Length
-  // (deno_fetch would send a stream of unknown length chunked).
-  const incoming = state.incomingBody;
+  return id;
+}
+
+// Loops (a worker fetching its own host, or calling itself through a
+// service binding) end after 16 hops (edge/src/front/head.rs): each
+// subrequest carries one more than its request's count (ops.rs
+// HOP_HEADER), set in the header list itself, over anything the worker
+// set, not through methods a worker can replace. The request's incoming
+// body sent on keeps its Content-Length (a stream of unknown length would
+// go chunked). Returns whether the worker set an Accept-Language.
+function prepareSubrequest(id, innerReq, source) {
+  const incoming = liveRequests.get(id)?.incomingBody ?? null;
   if (
     incoming !== null && source !== null && source !== undefined && source === incoming.streamOrStatic &&
     innerReq.body !== null && innerReq.body.length === null
@@ -387,11 +385,35 @@ function fetch(input, init = undefined) {
     else if (name === "accept-language") language = true;
   }
   ArrayPrototypePush(list, [HOP_HEADER, "" + (op_edge_hops(id) + 1)]);
+  return language;
+}
+
+function fetch(input, init = undefined) {
+  let id;
+  let req;
+  let source;
+  try {
+    id = admitSubrequest();
+    source = init?.body ?? (ObjectPrototypeIsPrototypeOf(request.RequestPrototype, input) ? input.body : null);
+    req = new request.Request(input, init);
+  } catch (err) {
+    // fetch() rejects rather than throws (a bad URL, a used body).
+    return Promise.reject(err);
+  }
+  const innerReq = request.toInnerRequest(req);
   // deno_fetch adds `Accept-Language: *` when there is none (workerd adds
   // none; some servers refuse `*`): net.rs takes it out again.
-  if (!language) ArrayPrototypePush(list, [DEFAULTED_HEADER, "accept-language"]);
+  if (!prepareSubrequest(id, innerReq, source)) {
+    ArrayPrototypePush(innerReq.headerList, [DEFAULTED_HEADER, "accept-language"]);
+  }
   return fetchMod.fetch(req);
 }
+
+// A service binding's fetch() (service.js) passes the same checks.
+setServiceAdmission(() => {
+  const id = admitSubrequest();
+  return (innerReq, source) => void prepareSubrequest(id, innerReq, source);
+});
 
 const HOP_HEADER = "edge-via";
 const DEFAULTED_HEADER = "edge-fetch-defaulted";
@@ -862,14 +884,16 @@ setCacheZone(() => {
 });
 
 // Called once per isolate, after its main module evaluated. `ns` is the main
-// module's namespace; `vars` the worker's vars; `kv` and `d1` the names of
-// its KV and D1 bindings, in the order of the isolate's tables.
-function bind(ns, vars, maxSubrequests, longest = undefined, kv = [], d1 = []) {
+// module's namespace; `vars` the worker's vars; `kv`, `d1` and `services`
+// the names of its KV, D1 and service bindings, in the order of the
+// isolate's tables.
+function bind(ns, vars, maxSubrequests, longest = undefined, kv = [], d1 = [], services = []) {
   subrequestLimit = maxSubrequests;
   if (longest !== undefined) setLongestArray(longest);
   const bindings = { ...vars };
   for (let i = 0; i < kv.length; i++) bindings[kv[i]] = kvNamespace(i);
   for (let i = 0; i < d1.length; i++) bindings[d1[i]] = d1Database(i);
+  for (let i = 0; i < services.length; i++) bindings[services[i]] = fetcher(i);
   workerEnv = ObjectFreeze(bindings);
   const def = ns.default;
   if (def !== undefined && def !== null && typeof def.fetch === "function") {

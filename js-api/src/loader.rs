@@ -32,13 +32,15 @@ pub trait CodeCacheStore: Send + Sync {
   fn put(&self, key: u64, data: &[u8]);
 }
 
-/// A worker's code: where its modules live and which one is the entry.
-/// Shared by all isolates of the worker, on every thread.
 /// A worker's KV bindings: the name on `env`, the namespace.
 pub type KvNamespaces = Vec<(String, Arc<dyn edge_storage::KvStore>)>;
 /// A worker's D1 bindings: the name on `env`, the database.
 pub type D1Databases = Vec<(String, Arc<dyn edge_storage::SqlDatabase>)>;
+/// A worker's service bindings: the name on `env`, the worker it calls.
+pub type ServiceNames = Vec<(String, String)>;
 
+/// A worker's code: where its modules live and which one is the entry.
+/// Shared by all isolates of the worker, on every thread.
 pub struct WorkerCode {
   /// The worker's name, used in logs.
   pub name: Arc<str>,
@@ -53,6 +55,8 @@ pub struct WorkerCode {
   pub kv: KvNamespaces,
   /// Its D1 bindings: name on `env`, database.
   pub d1: D1Databases,
+  /// Its service bindings: name on `env`, the worker called.
+  pub services: ServiceNames,
   /// Module texts read so far and the V8 code cache made for them.
   cache: Mutex<HashMap<ModuleSpecifier, CachedModule>>,
   store: Option<Arc<dyn CodeCacheStore>>,
@@ -82,12 +86,12 @@ impl WorkerCode {
       vars,
       kv: Vec::new(),
       d1: Vec::new(),
+      services: Vec::new(),
       cache: Mutex::new(HashMap::new()),
       store: None,
     }
   }
 
-  /// Keeps the code cache of this worker's modules in `store` too.
   /// The same code with these KV bindings (name on `env`, namespace).
   pub fn with_kv(mut self, kv: KvNamespaces) -> Self {
     self.kv = kv;
@@ -100,6 +104,13 @@ impl WorkerCode {
     self
   }
 
+  /// The same code with these service bindings (name on `env`, worker).
+  pub fn with_services(mut self, services: ServiceNames) -> Self {
+    self.services = services;
+    self
+  }
+
+  /// Keeps the code cache of this worker's modules in `store` too.
   pub fn with_code_cache_store(mut self, store: Arc<dyn CodeCacheStore>) -> Self {
     self.store = Some(store);
     self

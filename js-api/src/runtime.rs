@@ -38,6 +38,9 @@ pub struct IsolateConfig {
   pub user_agent: String,
   /// Roots trusted by subrequests over HTTPS; `None`: the Mozilla roots.
   pub root_certs: Option<Arc<dyn deno_tls::RootCertStoreProvider>>,
+  /// Runs service bindings' requests through the node's other workers;
+  /// `None`: a worker's service bindings reject (no other workers here).
+  pub services: Option<Arc<dyn crate::ext::service::ServiceCaller>>,
 }
 
 impl Default for IsolateConfig {
@@ -47,6 +50,7 @@ impl Default for IsolateConfig {
       heap_slack_bytes: DEFAULT_HEAP_SLACK,
       user_agent: "edge-worker".into(),
       root_certs: None,
+      services: None,
     }
   }
 }
@@ -406,6 +410,10 @@ impl Isolate {
       state.put(crate::ext::d1::D1Bindings(
         code.d1.iter().map(|(_, db)| db.clone()).collect(),
       ));
+      state.put(crate::ext::service::ServiceBindings {
+        services: code.services.iter().map(|(_, s)| s.clone()).collect(),
+        caller: self.config.services.clone(),
+      });
     }
     let id = self
       .rt
@@ -480,11 +488,13 @@ impl Isolate {
     // index without checking for termination.
     let longest = (self.stopper.memory.limit() / 4).min(u32::MAX as usize) as u32;
     let longest = v8::Integer::new_from_unsigned(tc, longest).into();
-    // The names of the KV and D1 bindings, in the order of their tables.
+    // The names of the KV, D1 and service bindings, in the order of their
+    // tables.
     let kv_names: Vec<&String> = code.kv.iter().map(|(n, _)| n).collect();
     let d1_names: Vec<&String> = code.d1.iter().map(|(n, _)| n).collect();
-    let mut arrays = Vec::with_capacity(2);
-    for list in [kv_names, d1_names] {
+    let service_names: Vec<&String> = code.services.iter().map(|(n, _)| n).collect();
+    let mut arrays = Vec::with_capacity(3);
+    for list in [kv_names, d1_names, service_names] {
       let array = v8::Array::new(tc, list.len() as i32);
       for (i, name) in list.into_iter().enumerate() {
         let Some(name) = v8::String::new(tc, name) else {
@@ -495,7 +505,11 @@ impl Isolate {
       arrays.push(array.into());
     }
     if bind
-      .call(tc, undefined, &[ns, vars.into(), max, longest, arrays[0], arrays[1]])
+      .call(
+        tc,
+        undefined,
+        &[ns, vars.into(), max, longest, arrays[0], arrays[1], arrays[2]],
+      )
       .is_none()
     {
       if tc.has_terminated() {

@@ -5,9 +5,11 @@
 // KV metadata. Every change is also logged in a D1 database (env.LOG,
 // `[[worker.d1]]`): GET /log shows the last 20. Notes read are kept in the
 // Cache API (caches.default) for 30 s, so a second read is a cache hit
-// (`cf-cache-status: HIT`); a write or delete drops the cached copy. The data lives in
-// workers/.edge-state/ (kv/notes.sqlite3, d1/log.sqlite3) and survives
-// restarts.
+// (`cf-cache-status: HIT`); a write or delete drops the cached copy.
+// GET /stats/NAME streams the note to the `words` worker through a service
+// binding (env.WORDS, `[[worker.services]]`) and answers its count. The
+// data lives in workers/.edge-state/ (kv/notes.sqlite3, d1/log.sqlite3)
+// and survives restarts.
 
 // Made once per isolate, before its first change is logged.
 let logReady = null;
@@ -34,8 +36,15 @@ export default {
       const { results } = await env.LOG.prepare("SELECT at, action, name FROM changes ORDER BY id DESC LIMIT 20").all();
       return Response.json(results);
     }
+    if (root === "stats") {
+      const value = await env.NOTES.get(decodeURIComponent(rest.join("/")), "stream");
+      if (value === null) return new Response("no such note\n", { status: 404 });
+      return env.WORDS.fetch("https://words/count", { method: "POST", body: value });
+    }
     if (root !== "notes") {
-      return new Response("try PUT, GET or DELETE /notes/NAME, GET /notes?prefix=, or GET /log\n", { status: 404 });
+      return new Response("try PUT, GET or DELETE /notes/NAME, GET /notes?prefix=, GET /stats/NAME or GET /log\n", {
+        status: 404,
+      });
     }
     const name = decodeURIComponent(rest.join("/"));
     if (name === "") {

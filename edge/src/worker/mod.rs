@@ -19,7 +19,7 @@ use js_api::{ModuleSource, NetPolicy, WorkerCode};
 use serde::Serialize;
 use url::Url;
 
-use crate::config::{check_bindings, Config, D1Binding, KvBinding, Secrets, StorageBindings, WorkerConfig};
+use crate::config::{check_bindings, Bindings, Config, D1Binding, KvBinding, Secrets, ServiceBinding, WorkerConfig};
 use crate::error::ConfigError;
 use crate::obs::stats::WorkerStats;
 
@@ -68,6 +68,8 @@ pub struct WorkerSpec {
   pub kv: Vec<KvBinding>,
   /// D1 databases on `env`, kept in the config's storage folder.
   pub d1: Vec<D1Binding>,
+  /// Other workers on `env`, called in process.
+  pub services: Vec<ServiceBinding>,
   /// Strings on `env` like vars, never listed.
   pub secrets: Secrets,
   pub limits: LimitsConfig,
@@ -91,14 +93,15 @@ impl WorkerSpec {
     if self.vars.keys().any(|k| k.is_empty()) {
       return Err("vars: a var needs a name".into());
     }
-    check_bindings(
-      &self.vars,
-      &self.secrets.0,
-      StorageBindings {
-        kv: &self.kv,
-        d1: &self.d1,
-      },
-    )
+    check_bindings(&self.vars, &self.secrets.0, self.bindings())
+  }
+
+  pub fn bindings(&self) -> Bindings<'_> {
+    Bindings {
+      kv: &self.kv,
+      d1: &self.d1,
+      services: &self.services,
+    }
   }
 }
 
@@ -111,32 +114,28 @@ fn env_strings(vars: &BTreeMap<String, String>, secrets: &BTreeMap<String, Strin
     .collect()
 }
 
-/// Opens the D1 databases `d1` names, in the config's storage folder.
-fn open_d1(config: &Config, d1: &[D1Binding]) -> Result<js_api::D1Databases, String> {
-  if d1.is_empty() {
-    return Ok(Vec::new());
-  }
+/// Gives `code` the stores its bindings name (opened in the config's
+/// storage folder) and the workers it calls; `Err` names the field.
+fn with_bindings(code: WorkerCode, config: &Config, b: Bindings<'_>) -> Result<WorkerCode, (&'static str, String)> {
   let storage = edge_storage::Storage::at(&config.storage_dir());
-  d1.iter()
-    .map(|b| {
-      let db = storage.sql(b.database()).map_err(|e| format!("d1: {e}"))?;
-      Ok((b.binding.clone(), db))
-    })
-    .collect()
-}
-
-/// Opens the KV namespaces `kv` names, in the config's storage folder.
-fn open_kv(config: &Config, kv: &[KvBinding]) -> Result<js_api::KvNamespaces, String> {
-  if kv.is_empty() {
-    return Ok(Vec::new());
-  }
-  let storage = edge_storage::Storage::at(&config.storage_dir());
-  kv.iter()
-    .map(|b| {
-      let store = storage.kv(b.namespace()).map_err(|e| format!("kv: {e}"))?;
-      Ok((b.binding.clone(), store))
-    })
-    .collect()
+  let kv = b
+    .kv
+    .iter()
+    .map(|k| Ok((k.binding.clone(), storage.kv(k.namespace())?)))
+    .collect::<Result<_, edge_storage::StorageError>>()
+    .map_err(|e| ("kv", format!("kv: {e}")))?;
+  let d1 = b
+    .d1
+    .iter()
+    .map(|d| Ok((d.binding.clone(), storage.sql(d.database())?)))
+    .collect::<Result<_, edge_storage::StorageError>>()
+    .map_err(|e| ("d1", format!("d1: {e}")))?;
+  let services = b
+    .services
+    .iter()
+    .map(|s| (s.binding.clone(), s.service.clone()))
+    .collect();
+  Ok(code.with_kv(kv).with_d1(d1).with_services(services))
 }
 
 /// One version of a worker, immutable once built; a new deploy makes a new
@@ -181,11 +180,12 @@ impl Worker {
     w: &WorkerConfig,
     stats: Arc<WorkerStats>,
   ) -> Result<Arc<Self>, ConfigError> {
-    let invalid = |message: String| ConfigError::Invalid {
+    let invalid_at = |field: &str, message: String| ConfigError::Invalid {
       file: config.origin.clone(),
-      field: format!("worker[{index}].main"),
+      field: format!("worker[{index}].{field}"),
       message,
     };
+    let invalid = |message: String| invalid_at("main", message);
     let main = config.resolve(&w.main);
     let main = main
       .canonicalize()
@@ -196,11 +196,7 @@ impl Worker {
     let root_url = Url::from_directory_path(root).map_err(|_| invalid(format!("bad folder {}", root.display())))?;
     let main_url = Url::from_file_path(&main).map_err(|_| invalid(format!("bad path {}", main.display())))?;
     let limits = config.limits_of(w);
-    let secrets = config.secrets_of(w).map_err(|m| ConfigError::Invalid {
-      file: config.origin.clone(),
-      field: format!("worker[{index}].secrets_file"),
-      message: m,
-    })?;
+    let secrets = config.secrets_of(w).map_err(|m| invalid_at("secrets_file", m))?;
     let version = config_version(w, &secrets, &limits, root);
     let code = WorkerCode::new(
       w.name.as_str(),
@@ -210,17 +206,8 @@ impl Worker {
         root: root.to_path_buf(),
       }),
       env_strings(&w.vars, &secrets),
-    )
-    .with_kv(open_kv(config, &w.kv).map_err(|m| ConfigError::Invalid {
-      file: config.origin.clone(),
-      field: format!("worker[{index}].kv"),
-      message: m,
-    })?);
-    let code = code.with_d1(open_d1(config, &w.d1).map_err(|m| ConfigError::Invalid {
-      file: config.origin.clone(),
-      field: format!("worker[{index}].d1"),
-      message: m,
-    })?);
+    );
+    let code = with_bindings(code, config, w.bindings()).map_err(|(field, m)| invalid_at(field, m))?;
     let code = code_cache::with_code_cache_dir(code, config, &stats);
     Ok(Arc::new(Self {
       id: WorkerId::next(),
@@ -252,9 +239,8 @@ impl Worker {
       main,
       Box::new(source::SharedSource(spec.source.clone())),
       env_strings(&spec.vars, &spec.secrets.0),
-    )
-    .with_kv(open_kv(config, &spec.kv)?)
-    .with_d1(open_d1(config, &spec.d1)?);
+    );
+    let code = with_bindings(code, config, spec.bindings()).map_err(|(_, m)| m)?;
     let code = code_cache::with_code_cache_dir(code, config, &stats);
     Ok(Arc::new(Self {
       id: WorkerId::next(),

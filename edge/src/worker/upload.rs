@@ -11,7 +11,7 @@ use edge_core::names::{check_module_path, check_worker_name};
 use serde::{Deserialize, Serialize};
 
 use super::{MemorySource, WorkerSpec};
-use crate::config::{check_bindings, D1Binding, KvBinding, Secrets, StorageBindings};
+use crate::config::{check_bindings, Bindings, D1Binding, KvBinding, Secrets, ServiceBinding};
 
 /// The settings of an uploaded worker (the `metadata` part of an upload).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -29,6 +29,9 @@ pub struct UploadMeta {
   /// D1 databases on `env` (`[{"binding": "DB", "database": "main"}]`).
   #[serde(default, skip_serializing_if = "Vec::is_empty")]
   pub d1: Vec<D1Binding>,
+  /// Other workers on `env` (`[{"binding": "AUTH", "service": "auth"}]`).
+  #[serde(default, skip_serializing_if = "Vec::is_empty")]
+  pub services: Vec<ServiceBinding>,
   /// Strings on `env` like vars, never listed (`{"API_KEY": "..."}`).
   #[serde(default, skip_serializing_if = "Secrets::is_empty")]
   pub secrets: Secrets,
@@ -126,9 +129,10 @@ impl Upload {
     check_bindings(
       &self.meta.vars,
       &self.meta.secrets.0,
-      StorageBindings {
+      Bindings {
         kv: &self.meta.kv,
         d1: &self.meta.d1,
+        services: &self.meta.services,
       },
     )
   }
@@ -158,6 +162,7 @@ impl Upload {
       vars: self.meta.vars.clone(),
       kv: self.meta.kv.clone(),
       d1: self.meta.d1.clone(),
+      services: self.meta.services.clone(),
       secrets: self.meta.secrets.clone(),
       limits: self.meta.limits.clone(),
       allow_private_network: self.meta.allow_private_network,

@@ -13,6 +13,7 @@ pub mod kv;
 pub mod list;
 pub mod ops;
 pub mod rsa;
+pub mod service;
 
 #[allow(unused_imports)]
 pub use ops::{hops_of, LogSink, RequestSlot, RequestSlots, WorkerLogContext, HOP_HEADER, MAX_LOG_LINE};
@@ -45,6 +46,7 @@ deno_core::extension!(
     cache::op_edge_cache_put,
     cache::op_edge_cache_match,
     cache::op_edge_cache_delete,
+    service::op_edge_service_fetch,
     codec::op_edge_codec_new,
     codec::op_edge_codec_pump,
     codec::op_edge_codec_close,
@@ -55,5 +57,5 @@ deno_core::extension!(
     json::op_edge_json_constants,
   ],
   esm_entry_point = "ext:edge_runtime/bootstrap.js",
-  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js", "d1.js", "cache.js"],
+  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js", "d1.js", "cache.js", "service.js"],
 );
