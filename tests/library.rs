@@ -135,6 +135,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     vars: Default::default(),
     kv: vec![],
     d1: vec![],
+    r2: vec![],
     services: vec![],
     secrets: Default::default(),
     limits: edge::LimitsConfig {
@@ -213,6 +214,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     vars: Default::default(),
     kv: vec![],
     d1: vec![],
+    r2: vec![],
     services: vec![],
     secrets: Default::default(),
     limits: edge::LimitsConfig {

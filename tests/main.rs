@@ -14,6 +14,7 @@ mod head;
 mod isolates;
 mod library;
 mod limits;
+mod objects;
 mod operations;
 mod pool;
 mod process;

@@ -677,14 +677,46 @@ export default { async fetch(req, env) {
 } };
 "#;
 
+/// Puts objects of 256 KiB streamed in four pieces (each staged, then the
+/// object committed), and says whether one reads back whole.
+const R2_WRITER: &str = r#"
+const piece = (i, n) => new TextEncoder().encode(`${i}.${n}:`.repeat(65536).slice(0, 65536));
+export default { async fetch(req, env) {
+  const u = new URL(req.url);
+  const i = u.searchParams.get("i");
+  if (u.pathname === "/put") {
+    let n = 0;
+    await env.B.put("k" + i, new ReadableStream({ pull(c) { if (n === 4) c.close(); else c.enqueue(piece(i, n++)); } }));
+    return new Response("ok");
+  }
+  const got = await env.B.get("k" + i);
+  if (got === null) return new Response("absent");
+  const bytes = new Uint8Array(await got.arrayBuffer());
+  let want = new Uint8Array(4 * 65536);
+  for (let n = 0; n < 4; n++) want.set(piece(i, n), n * 65536);
+  const whole = bytes.length === want.length && bytes.every((b, j) => b === want[j]);
+  return new Response(whole ? "whole" : "torn " + bytes.length);
+} };
+"#;
+
 // A KV put answered is on disk: the process is SIGKILLed while four
 // clients write, and the next process finds every acknowledged value whole
 // (and any write in flight at the kill either whole or absent).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_kv_writes_survive_kill_9() {
+  writes_survive_kill_9(KV_WRITER, "kv = [{ binding = \"KV\", namespace = \"durable\" }]\n").await;
+}
+
+// The same of R2 objects, each written in pieces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_object_writes_survive_kill_9() {
+  writes_survive_kill_9(R2_WRITER, "r2 = [{ binding = \"B\", bucket_name = \"durable\" }]\n").await;
+}
+
+async fn writes_survive_kill_9(writer: &str, binding: &str) {
   let f = Fixture::new();
-  f.file("a/index.js", KV_WRITER);
-  let toml = format!("{ONE}kv = [{{ binding = \"KV\", namespace = \"durable\" }}]\n");
+  f.file("a/index.js", writer);
+  let toml = format!("{ONE}{binding}");
   f.file("edge.toml", &toml);
   let mut s = Server::start(&f, &[]);
   let addr = s.addr;

@@ -219,7 +219,7 @@ async fn the_bundled_notes_store_works_as_the_readme_says() {
   }
   let e = f.start(&config(
     "[[worker]]\nname = \"store\"\nmain = \"store.js\"\nroutes = [\"store.test\"]\n[[worker.kv]]\nbinding = \"NOTES\"\nnamespace = \"notes\"\n[[worker.d1]]\nbinding = \"LOG\"\ndatabase = \"log\"\n\
-     [[worker.services]]\nbinding = \"WORDS\"\nservice = \"words\"\n[[worker]]\nname = \"words\"\nmain = \"words.js\"\n",
+     [[worker.r2]]\nbinding = \"FILES\"\nbucket_name = \"files\"\n[[worker.services]]\nbinding = \"WORDS\"\nservice = \"words\"\n[[worker]]\nname = \"words\"\nmain = \"words.js\"\n",
   ));
   let mut c = H1::connect(e.http_addr().unwrap()).await;
   let send = |method: &str, path: &str, body: &str| {
@@ -260,6 +260,19 @@ async fn the_bundled_notes_store_works_as_the_readme_says() {
     (200, r#"{"words":2,"bytes":8}"#),
     "counted by the words worker through the service binding"
   );
+  let stored = crate::support::collect(c.send(send("PUT", "/files/a.txt", "0123456789")).await).await;
+  assert_eq!(stored.status, 201, "{}", stored.body);
+  let file = c.get("store.test", "/files/a.txt").await;
+  assert_eq!((file.status, file.body.as_str()), (200, "0123456789"));
+  let etag = file.headers["etag"].to_str().unwrap().to_string();
+  let mut ranged = send("GET", "/files/a.txt", "");
+  ranged.headers_mut().insert("range", "bytes=2-4".parse().unwrap());
+  let part = crate::support::collect(c.send(ranged).await).await;
+  assert_eq!((part.status, part.body.as_str()), (206, "234"));
+  assert_eq!(part.headers["content-range"], "bytes 2-4/10");
+  let mut cached = send("GET", "/files/a.txt", "");
+  cached.headers_mut().insert("if-none-match", etag.parse().unwrap());
+  assert_eq!(crate::support::collect(c.send(cached).await).await.status, 304);
   let bad = crate::support::collect(c.send(send("PUT", "/notes/x?ttl=5", "y")).await).await;
   assert_eq!(bad.status, 400, "{}", bad.body);
   assert!(bad.body.contains("Expiration TTL must be at least 60"), "{}", bad.body);

@@ -39,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     vars: [("GREETING".to_string(), "hello".to_string())].into(),
     kv: vec![],
     d1: vec![],
+    r2: vec![],
     services: vec![],
     secrets: Default::default(),
     limits: Default::default(),

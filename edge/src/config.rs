@@ -377,6 +377,24 @@ impl D1Binding {
   }
 }
 
+/// An R2 bucket on a worker's `env` (`[[worker.r2]]`, as wrangler's
+/// `r2_buckets`): `binding` is the name on `env`, `bucket_name` the store
+/// (its file); workers naming the same bucket share it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct R2Binding {
+  pub binding: String,
+  /// Default: the binding's name.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub bucket_name: Option<String>,
+}
+
+impl R2Binding {
+  pub fn bucket(&self) -> &str {
+    self.bucket_name.as_deref().unwrap_or(&self.binding)
+  }
+}
+
 /// Another worker on a worker's `env` (`[[worker.services]]`, as
 /// wrangler's `services`): `env.<binding>.fetch(request)` runs the request
 /// through the worker named `service`, in process.
@@ -393,6 +411,7 @@ pub struct ServiceBinding {
 pub struct Bindings<'a> {
   pub kv: &'a [KvBinding],
   pub d1: &'a [D1Binding],
+  pub r2: &'a [R2Binding],
   pub services: &'a [ServiceBinding],
 }
 
@@ -433,7 +452,7 @@ pub fn check_bindings(
   secrets: &BTreeMap<String, String>,
   bindings: Bindings<'_>,
 ) -> Result<(), String> {
-  let Bindings { kv, d1, services } = bindings;
+  let Bindings { kv, d1, r2, services } = bindings;
   for k in secrets.keys() {
     if k.is_empty() {
       return Err("secrets: a secret needs a name".into());
@@ -442,15 +461,18 @@ pub fn check_bindings(
       return Err(format!("secrets: {k:?} is a var too"));
     }
   }
-  let count = kv.len() + d1.len() + services.len();
+  let count = kv.len() + d1.len() + r2.len() + services.len();
   if count > MAX_BINDINGS {
-    return Err(format!("kv, d1 and services: {count} bindings, at most {MAX_BINDINGS}"));
+    return Err(format!(
+      "kv, d1, r2 and services: {count} bindings, at most {MAX_BINDINGS}"
+    ));
   }
   let mut seen = std::collections::BTreeSet::new();
   let all = kv
     .iter()
     .map(|b| ("kv", &b.binding, b.namespace()))
     .chain(d1.iter().map(|b| ("d1", &b.binding, b.database())))
+    .chain(r2.iter().map(|b| ("r2", &b.binding, b.bucket())))
     .chain(services.iter().map(|b| ("services", &b.binding, b.service.as_str())));
   for (kind, binding, target) in all {
     let ident = binding
@@ -507,6 +529,9 @@ pub struct WorkerConfig {
   /// D1 databases on `env`.
   #[serde(default)]
   pub d1: Vec<D1Binding>,
+  /// R2 buckets on `env`.
+  #[serde(default)]
+  pub r2: Vec<R2Binding>,
   /// Other workers on `env`, called in process.
   #[serde(default)]
   pub services: Vec<ServiceBinding>,
@@ -529,6 +554,7 @@ impl WorkerConfig {
     Bindings {
       kv: &self.kv,
       d1: &self.d1,
+      r2: &self.r2,
       services: &self.services,
     }
   }

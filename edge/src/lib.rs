@@ -37,7 +37,7 @@ mod worker;
 pub mod config;
 pub mod error;
 
-pub use config::{Config, D1Binding, KvBinding, ServiceBinding};
+pub use config::{Config, D1Binding, KvBinding, R2Binding, ServiceBinding};
 pub use control::deploy::{Deployed, LimitsInfo, Reloaded, WorkerInfo};
 pub use edge_core::limits::{Amount, LimitHit, LimitKind, LimitsConfig, Phase};
 pub use edge_core::request_id::RequestId;

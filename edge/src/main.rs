@@ -81,6 +81,10 @@ enum Command {
     /// in .edge-state/ of the current folder.
     #[arg(long = "d1", value_parser = parse_d1)]
     d1: Vec<edge::D1Binding>,
+    /// An R2 bucket on env, BINDING or BINDING=BUCKET (repeatable), kept in
+    /// .edge-state/ of the current folder.
+    #[arg(long = "r2", value_parser = parse_r2)]
+    r2: Vec<edge::R2Binding>,
     /// Secrets for env from an env file (NAME=value lines). Default:
     /// .dev.vars in the current folder, else beside the main module, as
     /// wrangler reads it.
@@ -117,6 +121,11 @@ fn parse_kv(s: &str) -> Result<edge::KvBinding, String> {
 fn parse_d1(s: &str) -> Result<edge::D1Binding, String> {
   let (binding, database) = parse_binding(s);
   Ok(edge::D1Binding { binding, database })
+}
+
+fn parse_r2(s: &str) -> Result<edge::R2Binding, String> {
+  let (binding, bucket_name) = parse_binding(s);
+  Ok(edge::R2Binding { binding, bucket_name })
 }
 
 /// Where a reload reads its config from.
@@ -168,6 +177,7 @@ fn main() -> anyhow::Result<()> {
       vars,
       kv,
       d1,
+      r2,
       env_file,
       threads,
       watch,
@@ -177,7 +187,7 @@ fn main() -> anyhow::Result<()> {
         port,
         host,
         vars,
-        (kv, d1),
+        (kv, d1, r2),
         env_file,
         threads,
       )?)),
@@ -324,7 +334,7 @@ fn dev_config(
   port: u16,
   host: std::net::IpAddr,
   vars: Vec<(String, String)>,
-  (kv, d1): (Vec<edge::KvBinding>, Vec<edge::D1Binding>),
+  (kv, d1, r2): (Vec<edge::KvBinding>, Vec<edge::D1Binding>, Vec<edge::R2Binding>),
   env_file: Option<PathBuf>,
   threads: Option<usize>,
 ) -> anyhow::Result<Config> {
@@ -358,6 +368,7 @@ fn dev_config(
       vars: vars.into_iter().collect(),
       kv,
       d1,
+      r2,
       secrets_file,
       allow_private_network: true,
       ..Default::default()

@@ -14,6 +14,7 @@ import { kvNamespace, setKvAdmission } from "ext:edge_runtime/kv.js";
 import { d1Database, setD1Admission } from "ext:edge_runtime/d1.js";
 import { Cache, CacheStorage, caches, setCacheZone } from "ext:edge_runtime/cache.js";
 import { fetcher, setServiceAdmission } from "ext:edge_runtime/service.js";
+import { r2Bucket, setR2Admission } from "ext:edge_runtime/r2.js";
 
 const {
   ObjectDefineProperties,
@@ -876,6 +877,7 @@ function admitStorage(what, failed) {
 }
 setKvAdmission((op) => admitStorage(`KV ${op}`, `KV ${op} failed: 429`));
 setD1Admission(() => admitStorage("D1", "D1_ERROR:"));
+setR2Admission((op) => admitStorage(`R2 ${op}`, `${op}: 429`));
 // The Cache API's zone: the host of the request a call belongs to.
 setCacheZone(() => {
   admitStorage("Cache API", "Cache API:");
@@ -884,16 +886,17 @@ setCacheZone(() => {
 });
 
 // Called once per isolate, after its main module evaluated. `ns` is the main
-// module's namespace; `vars` the worker's vars; `kv`, `d1` and `services`
-// the names of its KV, D1 and service bindings, in the order of the
-// isolate's tables.
-function bind(ns, vars, maxSubrequests, longest = undefined, kv = [], d1 = [], services = []) {
+// module's namespace; `vars` the worker's vars; `kv`, `d1`, `services`
+// and `r2` the names of its KV, D1, service and R2 bindings, in the order
+// of the isolate's tables.
+function bind(ns, vars, maxSubrequests, longest = undefined, kv = [], d1 = [], services = [], r2 = []) {
   subrequestLimit = maxSubrequests;
   if (longest !== undefined) setLongestArray(longest);
   const bindings = { ...vars };
   for (let i = 0; i < kv.length; i++) bindings[kv[i]] = kvNamespace(i);
   for (let i = 0; i < d1.length; i++) bindings[d1[i]] = d1Database(i);
   for (let i = 0; i < services.length; i++) bindings[services[i]] = fetcher(i);
+  for (let i = 0; i < r2.length; i++) bindings[r2[i]] = r2Bucket(i);
   workerEnv = ObjectFreeze(bindings);
   const def = ns.default;
   if (def !== undefined && def !== null && typeof def.fetch === "function") {

@@ -25,7 +25,7 @@ pub use error::{JsApiError, JsException};
 pub use ext::body::{BodyTooLarge, BoxError, RequestBody};
 pub use ext::service::{ServiceCaller, ServiceRequestBody, ServiceResponseBody};
 pub use ext::{hops_of, LogSink, WorkerLogContext, HOP_HEADER, MAX_LOG_LINE};
-pub use loader::{CodeCacheStore, D1Databases, KvNamespaces, ModuleSource, ServiceNames, WorkerCode};
+pub use loader::{CodeCacheStore, D1Databases, KvNamespaces, ModuleSource, R2Buckets, ServiceNames, WorkerCode};
 pub use net::NetPolicy;
 pub use runtime::{Isolate, IsolateConfig, IsolateStopper, DEFAULT_HEAP_SLACK};
 pub use shares::CpuShares;

@@ -36,6 +36,8 @@ pub trait CodeCacheStore: Send + Sync {
 pub type KvNamespaces = Vec<(String, Arc<dyn edge_storage::KvStore>)>;
 /// A worker's D1 bindings: the name on `env`, the database.
 pub type D1Databases = Vec<(String, Arc<dyn edge_storage::SqlDatabase>)>;
+/// A worker's R2 bindings: the name on `env`, the bucket.
+pub type R2Buckets = Vec<(String, Arc<dyn edge_storage::ObjectStore>)>;
 /// A worker's service bindings: the name on `env`, the worker it calls.
 pub type ServiceNames = Vec<(String, String)>;
 
@@ -55,6 +57,8 @@ pub struct WorkerCode {
   pub kv: KvNamespaces,
   /// Its D1 bindings: name on `env`, database.
   pub d1: D1Databases,
+  /// Its R2 bindings: name on `env`, bucket.
+  pub r2: R2Buckets,
   /// Its service bindings: name on `env`, the worker called.
   pub services: ServiceNames,
   /// Module texts read so far and the V8 code cache made for them.
@@ -86,6 +90,7 @@ impl WorkerCode {
       vars,
       kv: Vec::new(),
       d1: Vec::new(),
+      r2: Vec::new(),
       services: Vec::new(),
       cache: Mutex::new(HashMap::new()),
       store: None,
@@ -101,6 +106,12 @@ impl WorkerCode {
   /// The same code with these D1 bindings (name on `env`, database).
   pub fn with_d1(mut self, d1: D1Databases) -> Self {
     self.d1 = d1;
+    self
+  }
+
+  /// The same code with these R2 bindings (name on `env`, bucket).
+  pub fn with_r2(mut self, r2: R2Buckets) -> Self {
+    self.r2 = r2;
     self
   }
 

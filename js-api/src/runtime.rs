@@ -254,6 +254,7 @@ impl Isolate {
     rt.op_state().borrow_mut().put(native);
     rt.op_state().borrow_mut().put(RequestSlots::default());
     rt.op_state().borrow_mut().put(crate::ext::kv::KvState::default());
+    rt.op_state().borrow_mut().put(crate::ext::r2::R2State::default());
     let context = rt.main_context();
     let shares = crate::shares::install(rt.v8_isolate(), context);
     let internals = take_internals(&mut rt).map_err(JsApiError::Create)?;
@@ -410,6 +411,9 @@ impl Isolate {
       state.put(crate::ext::d1::D1Bindings(
         code.d1.iter().map(|(_, db)| db.clone()).collect(),
       ));
+      state.put(crate::ext::r2::R2Bindings(
+        code.r2.iter().map(|(_, b)| b.clone()).collect(),
+      ));
       state.put(crate::ext::service::ServiceBindings {
         services: code.services.iter().map(|(_, s)| s.clone()).collect(),
         caller: self.config.services.clone(),
@@ -488,13 +492,14 @@ impl Isolate {
     // index without checking for termination.
     let longest = (self.stopper.memory.limit() / 4).min(u32::MAX as usize) as u32;
     let longest = v8::Integer::new_from_unsigned(tc, longest).into();
-    // The names of the KV, D1 and service bindings, in the order of their
-    // tables.
+    // The names of the KV, D1, service and R2 bindings, in the order of
+    // their tables.
     let kv_names: Vec<&String> = code.kv.iter().map(|(n, _)| n).collect();
     let d1_names: Vec<&String> = code.d1.iter().map(|(n, _)| n).collect();
     let service_names: Vec<&String> = code.services.iter().map(|(n, _)| n).collect();
-    let mut arrays = Vec::with_capacity(3);
-    for list in [kv_names, d1_names, service_names] {
+    let r2_names: Vec<&String> = code.r2.iter().map(|(n, _)| n).collect();
+    let mut arrays = Vec::with_capacity(4);
+    for list in [kv_names, d1_names, service_names, r2_names] {
       let array = v8::Array::new(tc, list.len() as i32);
       for (i, name) in list.into_iter().enumerate() {
         let Some(name) = v8::String::new(tc, name) else {
@@ -508,7 +513,16 @@ impl Isolate {
       .call(
         tc,
         undefined,
-        &[ns, vars.into(), max, longest, arrays[0], arrays[1], arrays[2]],
+        &[
+          ns,
+          vars.into(),
+          max,
+          longest,
+          arrays[0],
+          arrays[1],
+          arrays[2],
+          arrays[3],
+        ],
       )
       .is_none()
     {

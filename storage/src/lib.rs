@@ -1,14 +1,17 @@
 //! Storage for the bindings workers see: [`Storage`] opens a node's KV
-//! namespaces and D1 databases under one folder (each its own file) and
+//! namespaces, D1 databases and R2 buckets under one folder (each its own file) and
 //! hands each worker only the ones its config names; [`kv::KvStore`] and
 //! [`sql::SqlDatabase`] are what an engine implements (the embedded ones
 //! are on SQLite; a shared engine for a fleet implements the same traits).
 
 pub mod cache;
 pub mod kv;
+pub mod objects;
 pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "sqlite")]
+pub mod sqlite_objects;
 #[cfg(feature = "sqlite")]
 pub mod sqlite_sql;
 
@@ -18,6 +21,7 @@ mod registry;
 pub use registry::Storage;
 
 pub use kv::{KvEntry, KvError, KvKey, KvListing, KvStore, ListQuery, PutOptions};
+pub use objects::{ObjectError, ObjectMeta, ObjectStore};
 pub use sql::{SqlDatabase, SqlError, SqlResult, SqlValue, Statement};
 
 /// Why a namespace could not be opened.

@@ -1,4 +1,4 @@
-//! [`Storage`]: the KV namespaces and D1 databases of one data folder. A
+//! [`Storage`]: the KV namespaces, D1 databases and R2 buckets of one data folder. A
 //! file is opened once per process while anything holds it, and shared by
 //! every worker that names it.
 
@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::kv::KvStore;
+use crate::objects::ObjectStore;
 use crate::sql::SqlDatabase;
-use crate::{check_namespace, sqlite, sqlite_sql, StorageError};
+use crate::{check_namespace, sqlite, sqlite_objects, sqlite_sql, StorageError};
 
 /// The namespaces kept in one folder.
 #[derive(Clone, Debug)]
@@ -20,6 +21,7 @@ pub struct Storage {
 struct Open {
   kv: HashMap<PathBuf, Weak<dyn KvStore>>,
   sql: HashMap<PathBuf, Weak<dyn SqlDatabase>>,
+  objects: HashMap<PathBuf, Weak<dyn ObjectStore>>,
 }
 
 fn open_files() -> std::sync::MutexGuard<'static, Open> {
@@ -29,6 +31,7 @@ fn open_files() -> std::sync::MutexGuard<'static, Open> {
       Mutex::new(Open {
         kv: HashMap::new(),
         sql: HashMap::new(),
+        objects: HashMap::new(),
       })
     })
     .lock()
@@ -75,6 +78,16 @@ impl Storage {
     shared(&mut open_files().sql, path, |p| {
       sqlite_sql::SqliteDb::open(p)
         .map(|s| Arc::new(s) as Arc<dyn SqlDatabase>)
+        .map_err(|e| e.to_string())
+    })
+  }
+
+  /// The R2 bucket `name` (its file `r2/<name>.sqlite3`, made if new).
+  pub fn objects(&self, name: &str) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let path = self.file("r2", name)?;
+    shared(&mut open_files().objects, path, |p| {
+      sqlite_objects::SqliteObjects::open(p)
+        .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
         .map_err(|e| e.to_string())
     })
   }

@@ -7,9 +7,13 @@
 // Cache API (caches.default) for 30 s, so a second read is a cache hit
 // (`cf-cache-status: HIT`); a write or delete drops the cached copy.
 // GET /stats/NAME streams the note to the `words` worker through a service
-// binding (env.WORDS, `[[worker.services]]`) and answers its count. The
-// data lives in workers/.edge-state/ (kv/notes.sqlite3, d1/log.sqlite3)
-// and survives restarts.
+// binding (env.WORDS, `[[worker.services]]`) and answers its count.
+// PUT /files/NAME keeps any body in an R2 bucket (env.FILES,
+// `[[worker.r2]]`) with its Content-Type; GET /files/NAME streams it back
+// (a `Range: bytes=a-b` gets 206 and only those bytes, `If-None-Match` with
+// its ETag gets 304). The data lives in workers/.edge-state/
+// (kv/notes.sqlite3, d1/log.sqlite3, r2/files.sqlite3) and survives
+// restarts.
 
 // Made once per isolate, before its first change is logged.
 let logReady = null;
@@ -27,6 +31,29 @@ function log(env, action, name) {
   );
 }
 
+// Files in the R2 bucket, streamed both ways.
+async function file(request, env, name) {
+  if (name === "") return new Response("PUT or GET /files/NAME\n", { status: 404 });
+  if (request.method === "PUT") {
+    const stored = await env.FILES.put(name, request.body, {
+      httpMetadata: { contentType: request.headers.get("content-type") ?? "application/octet-stream" },
+    });
+    return new Response(`stored ${name}: ${stored.size} bytes, etag ${stored.etag}\n`, { status: 201 });
+  }
+  if (request.method !== "GET") return new Response("PUT or GET\n", { status: 405 });
+  const object = await env.FILES.get(name, { range: request.headers, onlyIf: request.headers });
+  if (object === null) return new Response(`no file ${name}\n`, { status: 404 });
+  const headers = new Headers({ etag: object.httpEtag });
+  object.writeHttpMetadata(headers);
+  if (!("body" in object)) return new Response(null, { status: 304, headers });
+  if (request.headers.has("range")) {
+    const { offset, length } = object.range;
+    headers.set("content-range", `bytes ${offset}-${offset + length - 1}/${object.size}`);
+    return new Response(object.body, { status: 206, headers });
+  }
+  return new Response(object.body, { headers });
+}
+
 export default {
   async fetch(request, env, ctx) {
     const url = new URL(request.url);
@@ -36,13 +63,14 @@ export default {
       const { results } = await env.LOG.prepare("SELECT at, action, name FROM changes ORDER BY id DESC LIMIT 20").all();
       return Response.json(results);
     }
+    if (root === "files") return file(request, env, decodeURIComponent(rest.join("/")));
     if (root === "stats") {
       const value = await env.NOTES.get(decodeURIComponent(rest.join("/")), "stream");
       if (value === null) return new Response("no such note\n", { status: 404 });
       return env.WORDS.fetch("https://words/count", { method: "POST", body: value });
     }
     if (root !== "notes") {
-      return new Response("try PUT, GET or DELETE /notes/NAME, GET /notes?prefix=, GET /stats/NAME or GET /log\n", {
+      return new Response("try PUT, GET or DELETE /notes/NAME, GET /notes?prefix=, GET /stats/NAME, PUT or GET /files/NAME, or GET /log\n", {
         status: 404,
       });
     }

@@ -19,7 +19,9 @@ use js_api::{ModuleSource, NetPolicy, WorkerCode};
 use serde::Serialize;
 use url::Url;
 
-use crate::config::{check_bindings, Bindings, Config, D1Binding, KvBinding, Secrets, ServiceBinding, WorkerConfig};
+use crate::config::{
+  check_bindings, Bindings, Config, D1Binding, KvBinding, R2Binding, Secrets, ServiceBinding, WorkerConfig,
+};
 use crate::error::ConfigError;
 use crate::obs::stats::WorkerStats;
 
@@ -68,6 +70,8 @@ pub struct WorkerSpec {
   pub kv: Vec<KvBinding>,
   /// D1 databases on `env`, kept in the config's storage folder.
   pub d1: Vec<D1Binding>,
+  /// R2 buckets on `env`, kept in the config's storage folder.
+  pub r2: Vec<R2Binding>,
   /// Other workers on `env`, called in process.
   pub services: Vec<ServiceBinding>,
   /// Strings on `env` like vars, never listed.
@@ -100,6 +104,7 @@ impl WorkerSpec {
     Bindings {
       kv: &self.kv,
       d1: &self.d1,
+      r2: &self.r2,
       services: &self.services,
     }
   }
@@ -130,12 +135,18 @@ fn with_bindings(code: WorkerCode, config: &Config, b: Bindings<'_>) -> Result<W
     .map(|d| Ok((d.binding.clone(), storage.sql(d.database())?)))
     .collect::<Result<_, edge_storage::StorageError>>()
     .map_err(|e| ("d1", format!("d1: {e}")))?;
+  let r2 = b
+    .r2
+    .iter()
+    .map(|r| Ok((r.binding.clone(), storage.objects(r.bucket())?)))
+    .collect::<Result<_, edge_storage::StorageError>>()
+    .map_err(|e| ("r2", format!("r2: {e}")))?;
   let services = b
     .services
     .iter()
     .map(|s| (s.binding.clone(), s.service.clone()))
     .collect();
-  Ok(code.with_kv(kv).with_d1(d1).with_services(services))
+  Ok(code.with_kv(kv).with_d1(d1).with_r2(r2).with_services(services))
 }
 
 /// One version of a worker, immutable once built; a new deploy makes a new

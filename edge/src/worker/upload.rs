@@ -11,7 +11,7 @@ use edge_core::names::{check_module_path, check_worker_name};
 use serde::{Deserialize, Serialize};
 
 use super::{MemorySource, WorkerSpec};
-use crate::config::{check_bindings, Bindings, D1Binding, KvBinding, Secrets, ServiceBinding};
+use crate::config::{check_bindings, Bindings, D1Binding, KvBinding, R2Binding, Secrets, ServiceBinding};
 
 /// The settings of an uploaded worker (the `metadata` part of an upload).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -29,6 +29,9 @@ pub struct UploadMeta {
   /// D1 databases on `env` (`[{"binding": "DB", "database": "main"}]`).
   #[serde(default, skip_serializing_if = "Vec::is_empty")]
   pub d1: Vec<D1Binding>,
+  /// R2 buckets on `env` (`[{"binding": "FILES", "bucket_name": "files"}]`).
+  #[serde(default, skip_serializing_if = "Vec::is_empty")]
+  pub r2: Vec<R2Binding>,
   /// Other workers on `env` (`[{"binding": "AUTH", "service": "auth"}]`).
   #[serde(default, skip_serializing_if = "Vec::is_empty")]
   pub services: Vec<ServiceBinding>,
@@ -132,6 +135,7 @@ impl Upload {
       Bindings {
         kv: &self.meta.kv,
         d1: &self.meta.d1,
+        r2: &self.meta.r2,
         services: &self.meta.services,
       },
     )
@@ -162,6 +166,7 @@ impl Upload {
       vars: self.meta.vars.clone(),
       kv: self.meta.kv.clone(),
       d1: self.meta.d1.clone(),
+      r2: self.meta.r2.clone(),
       services: self.meta.services.clone(),
       secrets: self.meta.secrets.clone(),
       limits: self.meta.limits.clone(),

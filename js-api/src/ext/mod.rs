@@ -12,6 +12,7 @@ pub mod json;
 pub mod kv;
 pub mod list;
 pub mod ops;
+pub mod r2;
 pub mod rsa;
 pub mod service;
 
@@ -47,6 +48,19 @@ deno_core::extension!(
     cache::op_edge_cache_match,
     cache::op_edge_cache_delete,
     service::op_edge_service_fetch,
+    r2::op_edge_r2_head,
+    r2::op_edge_r2_get,
+    r2::op_edge_r2_read,
+    r2::op_edge_r2_stage,
+    r2::op_edge_r2_append,
+    r2::op_edge_r2_discard,
+    r2::op_edge_r2_commit,
+    r2::op_edge_r2_delete,
+    r2::op_edge_r2_list,
+    r2::op_edge_r2_create_multipart,
+    r2::op_edge_r2_commit_part,
+    r2::op_edge_r2_complete,
+    r2::op_edge_r2_abort,
     codec::op_edge_codec_new,
     codec::op_edge_codec_pump,
     codec::op_edge_codec_close,
@@ -57,5 +71,5 @@ deno_core::extension!(
     json::op_edge_json_constants,
   ],
   esm_entry_point = "ext:edge_runtime/bootstrap.js",
-  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js", "d1.js", "cache.js", "service.js"],
+  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js", "d1.js", "cache.js", "service.js", "r2.js"],
 );
