@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# KV and the Cache API from a worker: edge beside `wrangler dev`'s local
+# KV, the Cache API, R2 and a service binding from a worker: edge beside `wrangler dev`'s local
 # simulation (miniflare on workerd, its KV on SQLite too), each pinned to
 # core 0 with the client on core 1, one after another in the same run, on
 # the same worker (benches/storage/worker.js, 10,000 keys of 100 bytes):
 #   latency: an op run N times in one request, less a request of 0 (medians
 #   of ROUNDS, timed by the client), for KV get of one key (hot), of a
 #   random key (cold: 10,000 keys), of a missing key, KV put, Cache API
-#   match (a hit) and put;
+#   match (a hit) and put, R2 get (read whole) and put of 100 bytes, and a
+#   call through a service binding (to the same worker, answering at once);
 #   throughput: wrk -c8 for 5 s on a request doing one KV get, one cache
-#   match, or answering directly.
+#   match, one service call, or answering directly.
 #
 #   ./benches/storage.sh [rounds, default 3]
 #
@@ -38,8 +39,8 @@ edge=$root/target/release/edge
 
 rm -rf "$work" && mkdir -p "$work"
 cp benches/storage/worker.js "$work/worker.js"
-printf '[listen]\nhttp = "127.0.0.1:9291"\n[runtime]\nthreads = 1\n[log]\naccess = false\n[limits]\ncpu_ms = 600000\nwall_ms = 600000\n[storage]\ndir = "state"\n[[worker]]\nname = "bench"\nmain = "worker.js"\nroutes = ["*"]\n[[worker.kv]]\nbinding = "KV"\n' > "$work/edge.toml"
-printf 'name = "bench"\nmain = "worker.js"\ncompatibility_date = "2025-01-01"\nkv_namespaces = [{ binding = "KV", id = "bench" }]\n' > "$work/wrangler.toml"
+printf '[listen]\nhttp = "127.0.0.1:9291"\n[runtime]\nthreads = 1\n[log]\naccess = false\n[limits]\ncpu_ms = 600000\nwall_ms = 600000\n[storage]\ndir = "state"\n[[worker]]\nname = "bench"\nmain = "worker.js"\nroutes = ["*"]\n[[worker.kv]]\nbinding = "KV"\n[[worker.r2]]\nbinding = "R2"\n[[worker.services]]\nbinding = "SELF"\nservice = "bench"\n' > "$work/edge.toml"
+printf 'name = "bench"\nmain = "worker.js"\ncompatibility_date = "2025-01-01"\nkv_namespaces = [{ binding = "KV", id = "bench" }]\nr2_buckets = [{ binding = "R2", bucket_name = "bench" }]\nservices = [{ binding = "SELF", service = "bench" }]\n' > "$work/wrangler.toml"
 export WRANGLER_SEND_METRICS=false CI=1
 
 start() {
@@ -63,8 +64,8 @@ rate() {
   taskset -c 1 wrk -t1 -c8 -d5s "http://127.0.0.1:$PORT/?op=$1&n=1" | awk '/Requests\/sec/ {print $2}'
 }
 
-ops=(kv-get-hot:500 kv-get-cold:500 kv-get-miss:500 kv-put:500 cache-hit:500 cache-put:500)
-loads=(direct kv-get-hot cache-hit)
+ops=(kv-get-hot:500 kv-get-cold:500 kv-get-miss:500 kv-put:500 cache-hit:500 cache-put:500 r2-get:200 r2-put:200 svc-call:500)
+loads=(direct kv-get-hot cache-hit svc-call)
 declare -A us rps
 for server in edge wrangler; do
   start $server

@@ -137,6 +137,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     d1: vec![],
     r2: vec![],
     services: vec![],
+    triggers: Default::default(),
     secrets: Default::default(),
     limits: edge::LimitsConfig {
       cpu_ms: Some(2000),
@@ -216,6 +217,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     d1: vec![],
     r2: vec![],
     services: vec![],
+    triggers: Default::default(),
     secrets: Default::default(),
     limits: edge::LimitsConfig {
       cpu_ms: Some(20),

@@ -8,6 +8,7 @@ mod codec;
 mod concurrency;
 mod config;
 mod conformance;
+mod cron;
 mod fetch;
 mod front_door;
 mod head;

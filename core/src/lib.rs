@@ -23,6 +23,7 @@ pub mod abuse;
 pub mod addr;
 pub mod bucket;
 pub mod counters;
+pub mod cron;
 pub mod envfile;
 pub mod exposition;
 pub mod frames;

@@ -41,6 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     d1: vec![],
     r2: vec![],
     services: vec![],
+    triggers: Default::default(),
     secrets: Default::default(),
     limits: Default::default(),
     allow_private_network: false,

@@ -47,6 +47,10 @@ pub struct Config {
   /// Development mode: error responses carry the exception's stack.
   #[serde(skip)]
   pub dev: bool,
+  /// `edge dev --test-scheduled`: `/__scheduled?cron=...` runs the
+  /// worker's `scheduled()` (as wrangler's).
+  #[serde(skip)]
+  pub test_scheduled: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -395,6 +399,41 @@ impl R2Binding {
   }
 }
 
+/// A worker's cron triggers (`[worker.triggers] crons = [...]`, as
+/// wrangler's `[triggers]`): five-field expressions in UTC, each calling
+/// the worker's `scheduled()` once a matching minute.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Triggers {
+  #[serde(default)]
+  pub crons: Vec<String>,
+}
+
+/// The most cron triggers one worker may have (Cloudflare's: 5 on the free
+/// plan, 250 on paid accounts).
+pub const MAX_CRONS: usize = 32;
+
+impl Triggers {
+  pub fn is_empty(&self) -> bool {
+    self.crons.is_empty()
+  }
+
+  /// Parses every cron.
+  pub fn schedules(&self) -> Result<Vec<edge_core::cron::Schedule>, String> {
+    if self.crons.len() > MAX_CRONS {
+      return Err(format!(
+        "triggers.crons: {} crons, at most {MAX_CRONS}",
+        self.crons.len()
+      ));
+    }
+    self
+      .crons
+      .iter()
+      .map(|c| edge_core::cron::Schedule::parse(c).map_err(|m| format!("triggers.crons: {m}")))
+      .collect()
+  }
+}
+
 /// Another worker on a worker's `env` (`[[worker.services]]`, as
 /// wrangler's `services`): `env.<binding>.fetch(request)` runs the request
 /// through the worker named `service`, in process.
@@ -535,6 +574,9 @@ pub struct WorkerConfig {
   /// Other workers on `env`, called in process.
   #[serde(default)]
   pub services: Vec<ServiceBinding>,
+  /// Cron triggers.
+  #[serde(default)]
+  pub triggers: Triggers,
   /// Secrets on `env` (over those of `secrets_file`).
   #[serde(default)]
   pub secrets: Secrets,
@@ -797,6 +839,7 @@ impl Config {
       }
       let secrets = self.secrets_of(w).map_err(|m| self.invalid(field("secrets_file"), m))?;
       check_bindings(&w.vars, &secrets, w.bindings()).map_err(|m| self.invalid(field("bindings"), m))?;
+      w.triggers.schedules().map_err(|m| self.invalid(field("triggers"), m))?;
     }
     // A service the config names must be one of its workers, unless the
     // admin API may deploy it later (a call to a worker not deployed

@@ -80,7 +80,7 @@ impl Dispatch {
     let Some(w) = self.view.router().by_name(worker).cloned() else {
       return Err(fail(RequestError::NoWorker { name: worker.into() }));
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let (body, body_over) = match crate::exec::body::request_body(Box::pin(body), w.limits.request_body_bytes) {
       Ok(b) => b,
       Err(e) => {
@@ -95,6 +95,9 @@ impl Dispatch {
       url: parts.uri.to_string(),
       headers: parts.headers,
       body,
+      // A cron trigger's run (control/cron.rs) says so in an extension
+      // no client can set.
+      scheduled: parts.extensions.remove::<js_api::Scheduled>(),
     };
     if let Some(peer) = ctx.peer {
       tracing::debug!(worker, %peer, "request from an embedder");

@@ -14,6 +14,7 @@ use js_api::IsolateConfig;
 
 use crate::config::Config;
 use crate::control::admin::AdminServer;
+use crate::control::cron::{CronClock, CronRunner};
 use crate::control::deploy::{Deployed, Deployer, Deployments, Reloaded, WorkerInfo};
 use crate::control::store::Tidy;
 use crate::dispatch::Dispatch;
@@ -39,9 +40,17 @@ pub struct EngineBuilder {
   observer: Option<Arc<dyn RequestObserver>>,
   console: Option<Arc<dyn ConsoleOutput>>,
   supervisor: Option<std::os::unix::net::UnixStream>,
+  cron_clock: CronClock,
 }
 
 impl EngineBuilder {
+  /// The clock cron triggers are read on (default: real time; tests speed
+  /// it up).
+  pub fn cron_clock(mut self, clock: CronClock) -> Self {
+    self.cron_clock = clock;
+    self
+  }
+
   /// Executor threads (0: one per core).
   pub fn threads(mut self, n: usize) -> Self {
     self.config.runtime.threads = n;
@@ -128,6 +137,7 @@ pub struct Engine {
   executors: Arc<Executors>,
   deployer: Arc<Deployer>,
   admin: Option<AdminServer>,
+  cron: Option<CronRunner>,
   http_addr: Option<SocketAddr>,
   https_addr: Option<SocketAddr>,
 }
@@ -170,6 +180,7 @@ impl Engine {
       observer: None,
       console: None,
       supervisor: None,
+      cron_clock: CronClock::real(),
     }
   }
 
@@ -192,6 +203,7 @@ impl Engine {
       observer,
       console,
       supervisor,
+      cron_clock,
     } = b;
     let listeners = listeners.unwrap_or_default();
     config.validate()?;
@@ -237,15 +249,14 @@ impl Engine {
       Some(_) => Tidy::No,
       None => Tidy::Yes,
     };
+    // Cron runs are claimed in the storage folder (one process of a node
+    // fires each).
+    let config_storage_dir = config.storage_dir();
+    let test_scheduled = config.test_scheduled;
     let deployments = Deployments::load(config, data_dir.as_deref().map(|d| (d, tidy)), &stats)?;
-    let view = Arc::new(ServingView::new(
-      deployments.router(),
-      certs,
-      stats.clone(),
-      access_log,
-      dev,
-      door,
-    ));
+    let mut view = ServingView::new(deployments.router(), certs, stats.clone(), access_log, dev, door);
+    view.test_scheduled = test_scheduled;
+    let view = Arc::new(view);
     // Service bindings reach other workers through the same dispatch as
     // an embedder's requests.
     let dispatch = Arc::new(Dispatch::new(id_prefix, view.clone()));
@@ -253,6 +264,9 @@ impl Engine {
     params.isolate_config.services = Some(dispatch.clone());
     let executors = Arc::new(Executors::start(threads, params, view.clone(), &listeners).map_err(StartError::Threads)?);
     dispatch.set_executors(&executors);
+    let claims_dir = Some(config_storage_dir);
+    let cron =
+      CronRunner::start(view.clone(), dispatch.clone(), claims_dir, cron_clock).map_err(StartError::Threads)?;
     let writes = if supervisor.is_some() { None } else { data_dir };
     let deployer = Arc::new(Deployer::new(deployments, writes, view.clone(), executors.clone()));
     if let Some(link) = supervisor {
@@ -270,6 +284,7 @@ impl Engine {
       executors,
       deployer,
       admin,
+      cron: Some(cron),
       http_addr,
       https_addr,
     })
@@ -410,6 +425,7 @@ impl Engine {
   }
 
   fn stop(&mut self) {
+    self.cron = None;
     self.admin = None;
     self.executors.join();
   }

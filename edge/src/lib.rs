@@ -37,7 +37,8 @@ mod worker;
 pub mod config;
 pub mod error;
 
-pub use config::{Config, D1Binding, KvBinding, R2Binding, ServiceBinding};
+pub use config::{Config, D1Binding, KvBinding, R2Binding, ServiceBinding, Triggers};
+pub use control::cron::CronClock;
 pub use control::deploy::{Deployed, LimitsInfo, Reloaded, WorkerInfo};
 pub use edge_core::limits::{Amount, LimitHit, LimitKind, LimitsConfig, Phase};
 pub use edge_core::request_id::RequestId;

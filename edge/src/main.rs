@@ -96,6 +96,10 @@ enum Command {
     /// Reload when the worker's files change.
     #[arg(long)]
     watch: bool,
+    /// Serve /__scheduled?cron=... to run the worker's scheduled() (as
+    /// wrangler dev --test-scheduled).
+    #[arg(long)]
+    test_scheduled: bool,
   },
 }
 
@@ -181,6 +185,7 @@ fn main() -> anyhow::Result<()> {
       env_file,
       threads,
       watch,
+      test_scheduled,
     } => (
       Source::Fixed(Box::new(dev_config(
         &main,
@@ -190,6 +195,7 @@ fn main() -> anyhow::Result<()> {
         (kv, d1, r2),
         env_file,
         threads,
+        test_scheduled,
       )?)),
       watch,
     ),
@@ -337,6 +343,7 @@ fn dev_config(
   (kv, d1, r2): (Vec<edge::KvBinding>, Vec<edge::D1Binding>, Vec<edge::R2Binding>),
   env_file: Option<PathBuf>,
   threads: Option<usize>,
+  test_scheduled: bool,
 ) -> anyhow::Result<Config> {
   let main = main.canonicalize().with_context(|| format!("{}", main.display()))?;
   let secrets_file = env_file.or_else(|| {
@@ -376,6 +383,7 @@ fn dev_config(
     origin: "edge dev".into(),
     base_dir: std::env::current_dir()?,
     dev: true,
+    test_scheduled,
     runtime: edge::config::RuntimeConfig {
       threads: threads.unwrap_or(0),
       ..Default::default()

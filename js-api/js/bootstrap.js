@@ -537,6 +537,42 @@ class FetchEvent extends event.Event {
   passThroughOnException() {}
 }
 
+// A cron trigger's run: `scheduled(controller, env, ctx)`, or a
+// "scheduled" event in service-worker syntax.
+class ScheduledController {
+  #cron;
+  #time;
+  constructor(key, cron, scheduledTime) {
+    if (key !== kScheduled) throw new TypeError("Illegal constructor");
+    this.#cron = cron;
+    this.#time = scheduledTime;
+  }
+  get cron() {
+    return this.#cron;
+  }
+  get scheduledTime() {
+    return this.#time;
+  }
+  // Runs are not retried here: a no-op, as a hint.
+  noRetry() {}
+}
+const kScheduled = Symbol("scheduled");
+
+class ScheduledEvent extends event.Event {
+  #ctx;
+  constructor(key, controller, ctx) {
+    if (key !== kScheduled) throw new TypeError("Illegal constructor");
+    super("scheduled");
+    ObjectDefineProperty(this, "cron", { value: controller.cron, enumerable: true });
+    ObjectDefineProperty(this, "scheduledTime", { value: controller.scheduledTime, enumerable: true });
+    this.#ctx = ctx;
+  }
+  waitUntil(p) {
+    this.#ctx.waitUntil(p);
+  }
+  noRetry() {}
+}
+
 const propNE = core.propNonEnumerable;
 const propW = core.propWritable;
 ObjectDefineProperties(globalThis, {
@@ -792,9 +828,12 @@ function settle(r, state, reqId) {
 // known to be this request's.
 // Called by Rust at the top of an entry, where no request's code runs
 // (the async context is undefined): it is left undefined again.
-function handle(reqId, method, href, bodyLength) {
+// A cron trigger's run passes its cron (a string) and scheduled time; a
+// request passes `undefined` for both.
+function handle(reqId, method, href, bodyLength, cron, scheduledTime) {
   setAsyncContext(reqId);
   try {
+    if (cron !== undefined) return handleScheduled(reqId, href, cron, scheduledTime);
     return handleIn(reqId, method, href, bodyLength);
   } finally {
     setAsyncContext(undefined);
@@ -811,6 +850,8 @@ function handleIn(reqId, method, href, bodyLength) {
     const ctx = new ExecutionContext(state);
     if (handlerFetch !== null) {
       result = handlerFetch.call(handlerObject, req, workerEnv, ctx);
+    } else if (handlerObject !== null) {
+      throw new TypeError("The worker has no fetch handler (its default export has scheduled() only)");
     } else {
       result = dispatchFetchEvent(req, ctx);
     }
@@ -818,6 +859,11 @@ function handleIn(reqId, method, href, bodyLength) {
     dropRequest(reqId);
     return errorTuple(err);
   }
+  return settleResult(result, state, reqId);
+}
+
+// The handler's result (a Response or a promise of one) as the tuple.
+function settleResult(result, state, reqId) {
   if (result !== null && typeof result === "object" && typeof result.then === "function") {
     return PromisePrototypeThen(
       Promise.resolve(result),
@@ -833,6 +879,37 @@ function handleIn(reqId, method, href, bodyLength) {
     );
   }
   return settle(result, state, reqId);
+}
+
+// A cron trigger's run: answered as an empty 200 once scheduled() has
+// settled (its waitUntil work keeps the run going, as a request's does),
+// or as the error it threw.
+function handleScheduled(reqId, href, cron, scheduledTime) {
+  const state = newRequestState();
+  state.href = href;
+  liveRequests.set(reqId, state);
+  let result;
+  try {
+    const ctx = new ExecutionContext(state);
+    const controller = new ScheduledController(kScheduled, cron, scheduledTime);
+    if (handlerObject !== null && typeof handlerObject.scheduled === "function") {
+      result = handlerObject.scheduled(controller, workerEnv, ctx);
+    } else if (handlerObject === null && event.listenerCount(globalThis, "scheduled") > 0) {
+      globalThis.dispatchEvent(new ScheduledEvent(kScheduled, controller, ctx));
+    } else {
+      throw new TypeError(
+        "The worker has no scheduled handler: export default { async scheduled(controller, env, ctx) { ... } }",
+      );
+    }
+  } catch (err) {
+    dropRequest(reqId);
+    return errorTuple(err);
+  }
+  const done = () => new ResponseCtor(null);
+  if (result !== null && typeof result === "object" && typeof result.then === "function") {
+    return settleResult(PromisePrototypeThen(Promise.resolve(result), done), state, reqId);
+  }
+  return settle(done(), state, reqId);
 }
 
 // Called by Rust when a request has ended (answered, and its body and
@@ -899,12 +976,12 @@ function bind(ns, vars, maxSubrequests, longest = undefined, kv = [], d1 = [], s
   for (let i = 0; i < r2.length; i++) bindings[r2[i]] = r2Bucket(i);
   workerEnv = ObjectFreeze(bindings);
   const def = ns.default;
-  if (def !== undefined && def !== null && typeof def.fetch === "function") {
+  if (def !== undefined && def !== null && (typeof def.fetch === "function" || typeof def.scheduled === "function")) {
     handlerObject = def;
-    handlerFetch = def.fetch;
+    handlerFetch = typeof def.fetch === "function" ? def.fetch : null;
     return "module";
   }
-  if (event.listenerCount(globalThis, "fetch") > 0) {
+  if (event.listenerCount(globalThis, "fetch") > 0 || event.listenerCount(globalThis, "scheduled") > 0) {
     // Service-worker syntax: vars are globals, as on Workers.
     for (const k of new SafeArrayIterator(ObjectKeys(bindings))) {
       ObjectDefineProperty(globalThis, k, { value: bindings[k], writable: false, configurable: true });

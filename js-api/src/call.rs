@@ -21,6 +21,18 @@ pub struct JsRequest {
   pub url: String,
   pub headers: HeaderMap,
   pub body: Option<RequestBody>,
+  /// Set for a cron trigger's run: the worker's `scheduled()` is called
+  /// instead of `fetch()`.
+  pub scheduled: Option<Scheduled>,
+}
+
+/// A cron trigger's run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scheduled {
+  /// The trigger's expression, as configured.
+  pub cron: String,
+  /// When it was due, in ms since the epoch (`controller.scheduledTime`).
+  pub time_ms: f64,
 }
 
 /// The response a handler produced.
@@ -63,15 +75,29 @@ impl PendingCall {
 
 /// Calls the bootstrap's `handle(reqId, method, url, bodyLength)`
 /// (`bodyLength`: 0 for no body, -1 for a body of unknown length).
+/// What the bootstrap's `handle()` is called with besides the request's
+/// number.
+pub(crate) struct CallArgs<'a> {
+  pub method: &'a http::Method,
+  pub url: &'a str,
+  /// The body's declared length, -1 if it has none, 0 for no body.
+  pub body_length: f64,
+  pub scheduled: Option<&'a Scheduled>,
+}
+
 pub(crate) fn invoke(
   scope: &mut v8::PinScope,
   handle: &v8::Global<v8::Function>,
   op_state: &Rc<RefCell<OpState>>,
   id: u32,
-  method: &http::Method,
-  url: &str,
-  body_length: f64,
+  args: CallArgs<'_>,
 ) -> Result<CallState, JsApiError> {
+  let CallArgs {
+    method,
+    url,
+    body_length,
+    scheduled,
+  } = args;
   v8::tc_scope!(let tc, scope);
   let f = v8::Local::new(tc, handle);
   let id_n = id;
@@ -84,7 +110,16 @@ pub(crate) fn invoke(
     .into();
   let body_length = v8::Number::new(tc, body_length).into();
   let undefined = v8::undefined(tc).into();
-  let Some(ret) = f.call(tc, undefined, &[id, method, url, body_length]) else {
+  let (cron, time) = match scheduled {
+    Some(s) => (
+      v8::String::new(tc, &s.cron)
+        .ok_or_else(|| JsApiError::Threw(exception("cron too long")))?
+        .into(),
+      v8::Number::new(tc, s.time_ms).into(),
+    ),
+    None => (undefined, undefined),
+  };
+  let Some(ret) = f.call(tc, undefined, &[id, method, url, body_length, cron, time]) else {
     if tc.has_terminated() || tc.is_execution_terminating() {
       return Err(JsApiError::Terminated);
     }

@@ -19,7 +19,9 @@ pub mod runtime;
 pub mod shares;
 pub mod snapshot;
 
-pub use call::{CallState, JsBody, JsRequest, JsResponse, PendingCall, ResponseStream, StreamError, StreamShared};
+pub use call::{
+  CallState, JsBody, JsRequest, JsResponse, PendingCall, ResponseStream, Scheduled, StreamError, StreamShared,
+};
 pub use deno_core::v8;
 pub use error::{JsApiError, JsException};
 pub use ext::body::{BodyTooLarge, BoxError, RequestBody};

@@ -580,9 +580,12 @@ impl Isolate {
       &self.internals.handle,
       &op_state,
       id,
-      &req.method,
-      &req.url,
-      body_length,
+      crate::call::CallArgs {
+        method: &req.method,
+        url: &req.url,
+        body_length,
+        scheduled: req.scheduled.as_ref(),
+      },
     );
     (id, r)
   }

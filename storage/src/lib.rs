@@ -5,6 +5,8 @@
 //! are on SQLite; a shared engine for a fleet implements the same traits).
 
 pub mod cache;
+#[cfg(feature = "sqlite")]
+pub mod claims;
 pub mod kv;
 pub mod objects;
 pub mod sql;

@@ -95,7 +95,7 @@ pub fn logs() -> String {
   String::from_utf8_lossy(&capture_logs().0.lock().unwrap()).into_owned()
 }
 
-fn capture_logs() -> &'static LogBuffer {
+pub fn capture_logs() -> &'static LogBuffer {
   static BUF: OnceLock<LogBuffer> = OnceLock::new();
   BUF.get_or_init(|| {
     let buf = LogBuffer::default();

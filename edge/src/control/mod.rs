@@ -2,12 +2,13 @@
 //! ([`deploy`]), keeping uploads across restarts ([`store`]), and the admin
 //! API that drives both ([`api`], served by [`admin`]); with several server
 //! processes, the supervisor's admin API ([`relay`]) reaches each over its
-//! [`link`]. Nothing here is on the request path: it publishes into the
+//! [`link`]; cron triggers fire from [`cron`]. Nothing here is on the request path: it publishes into the
 //! front door's view and talks to the executors through their job
 //! channels.
 
 pub mod admin;
 pub mod api;
+pub mod cron;
 pub mod deploy;
 pub mod link;
 pub mod relay;

@@ -311,11 +311,17 @@ async fn route_and_run(
     worker: worker.name.to_string(),
     hit: LimitHit::body(worker.limits.request_body_bytes, Phase::DeclaredBody),
   })?;
+  // `edge dev --test-scheduled`: wrangler's way to run scheduled().
+  let scheduled = match door.view.test_scheduled && parts.uri.path() == "/__scheduled" {
+    true => Some(dev_scheduled(parts.uri.query())),
+    false => None,
+  };
   let req = JsRequest {
     method: parts.method,
     url,
     headers: parts.headers,
     body,
+    scheduled,
   };
   let lane = door.view.quarantine();
   let result = match lane {
@@ -369,4 +375,16 @@ async fn quarantined(
     }
     Err(_) => Err(RequestError::ShuttingDown),
   }
+}
+
+/// The run `/__scheduled?cron=...` asks for (wrangler's query; the cron
+/// defaults to every minute), due now.
+fn dev_scheduled(query: Option<&str>) -> js_api::Scheduled {
+  let cron = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+    .find(|(k, _)| k == "cron")
+    .map_or_else(|| "* * * * *".to_string(), |(_, v)| v.into_owned());
+  let time_ms = std::time::SystemTime::now()
+    .duration_since(std::time::UNIX_EPOCH)
+    .map_or(0.0, |d| d.as_millis() as f64);
+  js_api::Scheduled { cron, time_ms }
 }

@@ -36,4 +36,9 @@ impl Router {
   pub fn by_name(&self, name: &str) -> Option<&Arc<Worker>> {
     self.by_name.get(name)
   }
+
+  /// Every worker, in no order.
+  pub fn workers(&self) -> impl Iterator<Item = &Arc<Worker>> {
+    self.by_name.values()
+  }
 }

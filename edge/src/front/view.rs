@@ -21,6 +21,8 @@ pub struct ServingView {
   pub access_log: bool,
   /// Development: error responses carry the exception's stack.
   pub dev: bool,
+  /// Development: `/__scheduled?cron=` runs the worker's `scheduled()`.
+  pub test_scheduled: bool,
   /// The front door's caps and timeouts, and its open connections.
   pub door: super::guard::DoorLimits,
   pub connections: Arc<super::guard::Connections>,
@@ -45,6 +47,7 @@ impl ServingView {
       draining: watch::channel(false).0,
       access_log,
       dev,
+      test_scheduled: false,
       door,
       connections: Arc::default(),
       quarantine: OnceLock::new(),

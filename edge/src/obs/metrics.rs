@@ -210,7 +210,7 @@ pub fn render(stats: &Stats) -> String {
       );
     }
   }
-  let per_worker: [(&str, &str, &str, WorkerValue); 7] = [
+  let per_worker: [(&str, &str, &str, WorkerValue); 9] = [
     (
       "edge_worker_cold_starts_total",
       "counter",
@@ -252,6 +252,18 @@ pub fn render(stats: &Stats) -> String {
       "counter",
       "console.* lines dropped by the rate limit.",
       |w| w.console_dropped.get() as f64,
+    ),
+    (
+      "edge_worker_scheduled_total",
+      "counter",
+      "Cron triggers' runs of the worker's scheduled().",
+      |w| w.scheduled.get() as f64,
+    ),
+    (
+      "edge_worker_scheduled_failed_total",
+      "counter",
+      "Cron triggers' runs that threw or hit a limit.",
+      |w| w.scheduled_failed.get() as f64,
     ),
   ];
   for (metric, kind, help, get) in per_worker {

@@ -146,6 +146,9 @@ pub struct WorkerStats {
   pub abuse: edge_core::abuse::Abuse,
   /// Requests run in the quarantine lane.
   pub quarantined: Counter,
+  /// Cron triggers' runs, and those that failed (threw, hit a limit).
+  pub scheduled: Counter,
+  pub scheduled_failed: Counter,
   console: Mutex<Option<ConsoleBudget>>,
   /// Bytes a second the server compresses for the worker's responses.
   encode: Mutex<Option<edge_core::bucket::TokenBucket>>,

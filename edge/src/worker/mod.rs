@@ -20,7 +20,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::config::{
-  check_bindings, Bindings, Config, D1Binding, KvBinding, R2Binding, Secrets, ServiceBinding, WorkerConfig,
+  check_bindings, Bindings, Config, D1Binding, KvBinding, R2Binding, Secrets, ServiceBinding, Triggers, WorkerConfig,
 };
 use crate::error::ConfigError;
 use crate::obs::stats::WorkerStats;
@@ -74,6 +74,8 @@ pub struct WorkerSpec {
   pub r2: Vec<R2Binding>,
   /// Other workers on `env`, called in process.
   pub services: Vec<ServiceBinding>,
+  /// Cron triggers.
+  pub triggers: Triggers,
   /// Strings on `env` like vars, never listed.
   pub secrets: Secrets,
   pub limits: LimitsConfig,
@@ -97,7 +99,8 @@ impl WorkerSpec {
     if self.vars.keys().any(|k| k.is_empty()) {
       return Err("vars: a var needs a name".into());
     }
-    check_bindings(&self.vars, &self.secrets.0, self.bindings())
+    check_bindings(&self.vars, &self.secrets.0, self.bindings())?;
+    self.triggers.schedules().map(|_| ())
   }
 
   pub fn bindings(&self) -> Bindings<'_> {
@@ -161,6 +164,8 @@ pub struct Worker {
   pub routes: Vec<String>,
   /// The names among `code.vars` that are secrets (not listed).
   pub secrets: Vec<String>,
+  /// Its cron triggers.
+  pub crons: Vec<edge_core::cron::Schedule>,
   pub origin: Origin,
   /// Identifies this version's code and settings.
   pub version: String,
@@ -230,6 +235,7 @@ impl Worker {
       limits,
       routes: w.routes.clone(),
       secrets: secrets.into_keys().collect(),
+      crons: w.triggers.schedules().map_err(|m| invalid_at("triggers", m))?,
       origin: Origin::Config,
       version,
       modules: vec![main.display().to_string()],
@@ -263,6 +269,7 @@ impl Worker {
       limits,
       routes: spec.routes.clone(),
       secrets: spec.secrets.0.keys().cloned().collect(),
+      crons: spec.triggers.schedules()?,
       origin: Origin::Api,
       version: spec.version.clone(),
       modules: spec.modules.clone(),

@@ -11,7 +11,7 @@ use edge_core::names::{check_module_path, check_worker_name};
 use serde::{Deserialize, Serialize};
 
 use super::{MemorySource, WorkerSpec};
-use crate::config::{check_bindings, Bindings, D1Binding, KvBinding, R2Binding, Secrets, ServiceBinding};
+use crate::config::{check_bindings, Bindings, D1Binding, KvBinding, R2Binding, Secrets, ServiceBinding, Triggers};
 
 /// The settings of an uploaded worker (the `metadata` part of an upload).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -35,6 +35,9 @@ pub struct UploadMeta {
   /// Other workers on `env` (`[{"binding": "AUTH", "service": "auth"}]`).
   #[serde(default, skip_serializing_if = "Vec::is_empty")]
   pub services: Vec<ServiceBinding>,
+  /// Cron triggers (`{"crons": ["*/5 * * * *"]}`).
+  #[serde(default, skip_serializing_if = "Triggers::is_empty")]
+  pub triggers: Triggers,
   /// Strings on `env` like vars, never listed (`{"API_KEY": "..."}`).
   #[serde(default, skip_serializing_if = "Secrets::is_empty")]
   pub secrets: Secrets,
@@ -168,6 +171,7 @@ impl Upload {
       d1: self.meta.d1.clone(),
       r2: self.meta.r2.clone(),
       services: self.meta.services.clone(),
+      triggers: self.meta.triggers.clone(),
       secrets: self.meta.secrets.clone(),
       limits: self.meta.limits.clone(),
       allow_private_network: self.meta.allow_private_network,
