@@ -41,6 +41,7 @@ fn request() -> JsRequest {
     headers: http::HeaderMap::new(),
     body: None,
     scheduled: None,
+    cf: None,
   }
 }
 

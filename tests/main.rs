@@ -4,6 +4,7 @@
 mod support;
 
 mod builtins;
+mod client_info;
 mod codec;
 mod concurrency;
 mod config;

@@ -22,6 +22,7 @@
 pub mod abuse;
 pub mod addr;
 pub mod bucket;
+pub mod client;
 pub mod counters;
 pub mod cron;
 pub mod envfile;

@@ -160,6 +160,12 @@ pub struct ServerConfig {
   /// `Content-Encoding` it applies), a second's worth as the burst; past
   /// it they slow down. 0: no limit. Read at start.
   pub encode_bytes_per_s: u64,
+  /// This node's colo, as `request.cf.colo` (a data center code).
+  pub colo: Option<String>,
+  /// Proxies in front of the node (addresses or CIDR ranges) whose
+  /// `CF-Connecting-IP` and `X-Forwarded-For` name the client; from any
+  /// other peer those headers are replaced.
+  pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -179,6 +185,8 @@ impl Default for ServerConfig {
       body_rate_grace_s: d.body_rate_grace.as_secs(),
       allow_bare_lf: !d.strict_lines,
       encode_bytes_per_s: 64 << 20,
+      colo: None,
+      trusted_proxies: Vec::new(),
     }
   }
 }
@@ -229,6 +237,15 @@ impl ServerConfig {
   /// The front door's caps and timeouts. `max_connections` is kept under
   /// the process's open-file limit (less 512 for listeners, upstream
   /// connections and files), so that the cap, not `accept`, says no.
+  /// The trusted proxies, parsed.
+  pub fn trusted_proxies(&self) -> Result<Vec<edge_core::client::Cidr>, String> {
+    self
+      .trusted_proxies
+      .iter()
+      .map(|p| edge_core::client::Cidr::parse(p))
+      .collect()
+  }
+
   pub fn door(&self) -> DoorLimits {
     let mut nofile = libc::rlimit {
       rlim_cur: 0,
@@ -761,6 +778,15 @@ impl Config {
         "server.max_header_line_kb",
         "must be at least 1 and at most server.max_header_kb",
       ));
+    }
+    self
+      .server
+      .trusted_proxies()
+      .map_err(|m| self.invalid("server.trusted_proxies", m))?;
+    if let Some(colo) = &self.server.colo {
+      if colo.is_empty() || colo.len() > 16 || !colo.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(self.invalid("server.colo", "letters, digits and '-', at most 16"));
+      }
     }
     if self.admin.listen.is_some() && self.admin.token_file.is_none() {
       return Err(self.invalid("admin.token_file", "the admin listener needs a token_file"));

@@ -98,6 +98,7 @@ impl Dispatch {
       // A cron trigger's run (control/cron.rs) says so in an extension
       // no client can set.
       scheduled: parts.extensions.remove::<js_api::Scheduled>(),
+      cf: None,
     };
     if let Some(peer) = ctx.peer {
       tracing::debug!(worker, %peer, "request from an embedder");

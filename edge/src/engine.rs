@@ -253,9 +253,14 @@ impl Engine {
     // fires each).
     let config_storage_dir = config.storage_dir();
     let test_scheduled = config.test_scheduled;
+    let client = crate::front::client::ClientSettings {
+      colo: config.server.colo.clone(),
+      trusted: config.server.trusted_proxies().unwrap_or_default(),
+    };
     let deployments = Deployments::load(config, data_dir.as_deref().map(|d| (d, tidy)), &stats)?;
     let mut view = ServingView::new(deployments.router(), certs, stats.clone(), access_log, dev, door);
     view.test_scheduled = test_scheduled;
+    view.client = client;
     let view = Arc::new(view);
     // Service bindings reach other workers through the same dispatch as
     // an embedder's requests.

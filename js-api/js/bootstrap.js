@@ -42,6 +42,7 @@ const {
   ObjectKeys,
   ReflectConstruct,
   RangeError,
+  JSONParse,
 } = primordials;
 
 const {
@@ -51,6 +52,7 @@ const {
   op_edge_hops,
   op_edge_req_body,
   op_edge_req_headers,
+  op_edge_req_cf,
   op_edge_settled,
   op_edge_offthread,
 } = core.ops;
@@ -449,6 +451,17 @@ function installWasmMemoryAccounting() {
 // guards.js.
 installJsonParse(request.Request, response.Response);
 
+// ---- `request.cf` on the requests a worker is handed (undefined on
+// requests it makes).
+ObjectDefineProperty(request.RequestPrototype, "cf", {
+  get() {
+    const inner = request.toInnerRequest(this);
+    return inner instanceof IncomingInnerRequest ? inner.cf : undefined;
+  },
+  enumerable: true,
+  configurable: true,
+});
+
 // ---- Response's `encodeBody` (a Workers extension). By default the server
 // encodes a body in the coding its Content-Encoding names (gzip, br), as
 // workerd does; `encodeBody: "manual"` says the body is encoded already.
@@ -695,12 +708,30 @@ class IncomingInnerRequest {
     this.urlListProcessed = [href];
     this.clientRid = null;
     this.blobUrlEntry = null;
+    this.cfObject = undefined;
   }
   get method() {
     return this.methodInner;
   }
   set method(value) {
     this.methodInner = value;
+  }
+  // `request.cf`: what the server knew of the connection, and the
+  // request's own Accept-Encoding; made once, when first read.
+  get cf() {
+    if (this.cfObject === undefined) {
+      const json = op_edge_req_cf(this.reqId);
+      this.cfObject = json === null ? undefined : JSONParse(json);
+      if (this.cfObject !== undefined) {
+        for (const { 0: name, 1: value } of new SafeArrayIterator(this.headerList)) {
+          if (StringPrototypeToLowerCase(name) === "accept-encoding") {
+            this.cfObject.clientAcceptEncoding = value;
+            break;
+          }
+        }
+      }
+    }
+    return this.cfObject;
   }
   get headerList() {
     if (this.headerListInner === null) {

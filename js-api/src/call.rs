@@ -24,6 +24,9 @@ pub struct JsRequest {
   /// Set for a cron trigger's run: the worker's `scheduled()` is called
   /// instead of `fetch()`.
   pub scheduled: Option<Scheduled>,
+  /// `request.cf`, as JSON (the server's; shared by a connection's
+  /// requests). `None`: `request.cf` is undefined.
+  pub cf: Option<std::sync::Arc<str>>,
 }
 
 /// A cron trigger's run.

@@ -567,6 +567,7 @@ impl Isolate {
         hops: crate::ext::hops_of(&req.headers),
         headers: Some(req.headers),
         body: req.body,
+        cf: req.cf,
         body_rid: None,
         subrequest_limit_hit: false,
         offthread: 0,

@@ -46,6 +46,8 @@ struct Conn {
   tls: Option<Arc<CertEntry>>,
   peer: SocketAddr,
   activity: Rc<Activity>,
+  /// `request.cf` of its requests (JSON).
+  cf: Arc<str>,
 }
 
 /// Serves one accepted connection; `_slot` holds its place under the caps.
@@ -56,6 +58,7 @@ pub async fn serve_tcp(door: Rc<FrontDoor>, tcp: TcpStream, peer: SocketAddr, tl
       tls: None,
       peer,
       activity: activity.clone(),
+      cf: super::client::cf_json(&door.view.client, false, None),
     };
     let mut io = Watched::new(tcp, activity, door.view.door.send_timeout, door.view.stats.clone());
     if door.view.door.strict_lines {
@@ -82,6 +85,7 @@ pub async fn serve_tcp(door: Rc<FrontDoor>, tcp: TcpStream, peer: SocketAddr, tl
         tls: Some(acc.cert.clone()),
         peer,
         activity: activity.clone(),
+        cf: super::client::cf_json(&door.view.client, acc.h2, Some(acc.tls)),
       };
       let mut io = Watched::new(acc.stream, activity, door.view.door.send_timeout, stats);
       if door.view.door.strict_lines && !acc.h2 {
@@ -274,7 +278,7 @@ async fn route_and_run(
   info: &mut RunInfo,
   routed: &mut Option<Arc<Worker>>,
 ) -> Result<Response<EdgeBody>, RequestError> {
-  let (parts, body) = req.into_parts();
+  let (mut parts, body) = req.into_parts();
   let head = super::head::check(&parts, &door.view.door)?;
   let authority = request_authority(&parts.uri, &parts.headers)?;
   if let Head::ServerOptions = head {
@@ -316,12 +320,14 @@ async fn route_and_run(
     true => Some(dev_scheduled(parts.uri.query())),
     false => None,
   };
+  super::client::forwarded(&mut parts.headers, conn.peer, conn.tls.is_some(), &door.view.client);
   let req = JsRequest {
     method: parts.method,
     url,
     headers: parts.headers,
     body,
     scheduled,
+    cf: Some(conn.cf.clone()),
   };
   let lane = door.view.quarantine();
   let result = match lane {

@@ -3,6 +3,7 @@
 //! worker ([`http`], [`routing`]), reading only the [`view::ServingView`].
 
 pub mod accept;
+pub mod client;
 pub mod guard;
 pub mod head;
 pub mod http;

@@ -150,6 +150,7 @@ pub struct Accepted {
   pub stream: TlsStream<TcpStream>,
   pub cert: Arc<CertEntry>,
   pub h2: bool,
+  pub tls: super::client::TlsInfo,
 }
 
 /// Reads the ClientHello, picks the certificate, completes the handshake.
@@ -176,5 +177,6 @@ pub async fn accept(
     .await
     .map_err(HandshakeError::Tls)?;
   let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-  Ok(Accepted { stream, cert, h2 })
+  let tls = super::client::TlsInfo::of(stream.get_ref().1);
+  Ok(Accepted { stream, cert, h2, tls })
 }

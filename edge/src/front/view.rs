@@ -23,6 +23,9 @@ pub struct ServingView {
   pub dev: bool,
   /// Development: `/__scheduled?cron=` runs the worker's `scheduled()`.
   pub test_scheduled: bool,
+  /// The node's colo and the proxies it trusts (`request.cf`, forwarded
+  /// headers).
+  pub client: super::client::ClientSettings,
   /// The front door's caps and timeouts, and its open connections.
   pub door: super::guard::DoorLimits,
   pub connections: Arc<super::guard::Connections>,
@@ -48,6 +51,7 @@ impl ServingView {
       access_log,
       dev,
       test_scheduled: false,
+      client: Default::default(),
       door,
       connections: Arc::default(),
       quarantine: OnceLock::new(),

@@ -31,6 +31,7 @@ deno_core::extension!(
     ops::op_edge_limit_hit,
     ops::op_edge_log,
     ops::op_edge_hops,
+    ops::op_edge_req_cf,
     ops::op_edge_wasm_pages,
     ops::op_edge_req_headers,
     ops::op_edge_req_body,

@@ -50,6 +50,8 @@ pub struct RequestSlot {
   pub offthread: u32,
   /// How many workers' `fetch()` it has come through ([`HOP_HEADER`]).
   pub hops: u32,
+  /// `request.cf`, as JSON.
+  pub cf: Option<std::sync::Arc<str>>,
 }
 
 /// Set on every subrequest a worker makes: one more than the request that
@@ -154,6 +156,16 @@ fn slot_for(state: &mut OpState, id: u32) -> Result<&mut RequestSlot, JsErrorBox
     .try_borrow_mut::<RequestSlots>()
     .and_then(|s| s.live.get_mut(&id))
     .ok_or_else(|| JsErrorBox::type_error("The request is no longer available"))
+}
+
+/// `request.cf` of request `id` (JSON), read when the worker first looks.
+#[op2]
+#[string]
+pub fn op_edge_req_cf(state: &mut OpState, #[smi] id: u32) -> Option<String> {
+  state
+    .try_borrow::<RequestSlots>()
+    .and_then(|s| s.live.get(&id))
+    .and_then(|s| s.cf.as_deref().map(str::to_string))
 }
 
 /// The hop count of request `id`, read by `fetch()` for its subrequest.
