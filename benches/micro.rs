@@ -167,7 +167,7 @@ fn pool(c: &mut Criterion) {
       Arc::default(),
       watchdog.deadline_maker().for_this_thread(Default::default()),
     );
-    pool.prepare(&worker).await.unwrap();
+    pool.prepare(&worker, true).await.unwrap();
     pool
   });
   let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);

@@ -42,24 +42,40 @@ async fn throwing_worker_gets_500_without_stack_and_server_keeps_serving() {
   assert!(logs().contains("at Object.fetch"), "stack trace is logged");
 }
 
-#[tokio::test]
-async fn startup_error_is_500_and_other_workers_serve() {
+// A worker of the config file that cannot start stops the node's start,
+// naming the worker, its file and where it failed (as a deploy is refused).
+#[test]
+fn a_config_worker_that_does_not_start_stops_the_start() {
   let f = Fixture::new();
-  f.file("bad.js", "throw new Error('cannot start');\nexport default {}");
   f.file("good.js", "export default { fetch() { return new Response('good') } }");
-  let engine = f.start(
-    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"bad\"\nmain = \"bad.js\"\nroutes = [\"bad.test\"]\n[[worker]]\nname = \"good\"\nmain = \"good.js\"\nroutes = [\"good.test\"]\n",
-  );
-  let a = engine.http_addr().unwrap();
-  let r = get(a, "bad.test", "/").await;
-  assert_eq!(r.status, 500);
+  let toml = "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"bad\"\nmain = \"bad.js\"\nroutes = [\"bad.test\"]\n[[worker]]\nname = \"good\"\nmain = \"good.js\"\nroutes = [\"good.test\"]\n";
+  let start = |source: &str| {
+    f.file("bad.js", source);
+    let config = f.config(toml).unwrap();
+    match edge::Engine::start(config) {
+      Ok(_) => panic!("started with {source:?}"),
+      Err(e) => e.to_string(),
+    }
+  };
+  let threw = start("const x = 1;\nthrow new Error('cannot start');\nexport default {}");
   assert!(
-    r.body.contains("threw while starting") && r.body.contains("cannot start"),
-    "{}",
-    r.body
+    threw.contains("worker \"bad\"") && threw.contains("cannot start") && threw.contains("bad.js:2:"),
+    "{threw}"
   );
-  assert_eq!(get(a, "good.test", "/").await.body, "good");
-  assert_eq!(get(a, "bad.test", "/").await.status, 500);
+  let syntax = start("export default { fetch( { }");
+  assert!(syntax.contains("SyntaxError") && syntax.contains("bad.js"), "{syntax}");
+  let builtin = start("import { Buffer } from 'node:buffer';\nexport default { fetch() { return new Response('') } }");
+  assert!(
+    builtin.contains("the Node.js built-in \"buffer\" is not available here yet"),
+    "{builtin}"
+  );
+  let package = start("import { Hono } from 'hono';\nexport default { fetch() { return new Response('') } }");
+  assert!(
+    package.contains("is a package, not a file; bundle the worker"),
+    "{package}"
+  );
+  let handler = start("export default {}");
+  assert!(handler.contains("no fetch handler"), "{handler}");
 }
 
 #[tokio::test]
@@ -142,7 +158,14 @@ async fn imports_outside_the_worker_folder_are_refused() {
     "w/main.js",
     "import { s } from '../secret.js'; export default { fetch() { return new Response(String(s)) } }",
   );
-  let engine = one_worker(&f, "w", "w/main.js", "");
+  // At start it stops the start; as a request sees it (checked later):
+  let toml =
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"w\"\nmain = \"w/main.js\"\nroutes = [\"w.test\"]\n";
+  let refused = edge::Engine::start(f.config(toml).unwrap())
+    .err()
+    .map(|e| e.to_string());
+  assert!(refused.is_some_and(|e| e.contains("outside the worker's folder")));
+  let engine = f.start(&toml.replace("[[worker]]", "[runtime]\ncheck_at_start = false\n[[worker]]"));
   let r = get(engine.http_addr().unwrap(), "w.test", "/").await;
   assert_eq!(r.status, 500);
   assert!(r.body.contains("outside the worker's folder"), "{}", r.body);

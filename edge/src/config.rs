@@ -91,6 +91,11 @@ pub struct RuntimeConfig {
   /// A directory where V8's code cache for workers' modules is kept, so
   /// that the first isolate of a worker after a restart skips compiling.
   pub code_cache_dir: Option<PathBuf>,
+  /// Load and evaluate every worker once at start (the isolate is not
+  /// kept): a config worker that fails stops the start. Off: workers are
+  /// first evaluated by their first request (a node with thousands of
+  /// config workers starts at once).
+  pub check_at_start: bool,
   /// `edge serve` processes sharing the listeners under a supervisor that
   /// replaces one that dies, wedges or outgrows its share of
   /// `max_memory_mb`; 1: the server runs in the one process.
@@ -116,6 +121,7 @@ impl Default for RuntimeConfig {
       idle_timeout_s: 300,
       max_queue_ms: 10_000,
       code_cache_dir: None,
+      check_at_start: true,
       processes: 1,
       max_memory_mb: 0,
       heap_slack_mb: js_api::DEFAULT_HEAP_SLACK >> 20,

@@ -253,6 +253,8 @@ impl Engine {
     // fires each).
     let config_storage_dir = config.storage_dir();
     let test_scheduled = config.test_scheduled;
+    let origin = config.origin.clone();
+    let check_at_start = config.runtime.check_at_start;
     let client = crate::front::client::ClientSettings {
       colo: config.server.colo.clone(),
       trusted: config.server.trusted_proxies().unwrap_or_default(),
@@ -269,6 +271,15 @@ impl Engine {
     params.isolate_config.services = Some(dispatch.clone());
     let executors = Arc::new(Executors::start(threads, params, view.clone(), &listeners).map_err(StartError::Threads)?);
     dispatch.set_executors(&executors);
+    let checked = if check_at_start {
+      check_config_workers(&view, &executors, &origin)
+    } else {
+      Ok(())
+    };
+    if let Err(e) = checked {
+      executors.join();
+      return Err(e);
+    }
     let claims_dir = Some(config_storage_dir);
     let cron =
       CronRunner::start(view.clone(), dispatch.clone(), claims_dir, cron_clock).map_err(StartError::Threads)?;
@@ -440,6 +451,50 @@ impl Drop for Engine {
   fn drop(&mut self) {
     self.stop();
   }
+}
+
+/// Loads and evaluates every worker once, as a deploy does, before the
+/// node is handed out: a worker of the config file that fails stops the
+/// start, naming it and where it failed; an uploaded one (kept in the data
+/// directory) that fails is logged and answers 500 as before (one
+/// tenant's upload must not keep the node down). The isolates are dropped
+/// again: the pool starts as it would have.
+fn check_config_workers(view: &ServingView, executors: &Executors, file: &str) -> Result<(), StartError> {
+  let router = view.router();
+  let mut waits = Vec::new();
+  for w in router.workers() {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let job = crate::exec::jobs::Job::Prepare {
+      worker: w.clone(),
+      keep: false,
+      reply,
+    };
+    if executors.send_to(&w.name, job) {
+      waits.push((w.clone(), rx));
+    }
+  }
+  for (w, rx) in waits {
+    // The executors run on their own threads: waiting here (even on an
+    // async caller's thread) cannot hold them up.
+    let Ok(Err(e)) = futures::executor::block_on(rx) else {
+      continue;
+    };
+    let at = e.thrown_at().map(|p| format!(" (at {p})")).unwrap_or_default();
+    let e = match &e {
+      RequestError::Startup { error, .. } => error.to_string(),
+      other => other.to_string(),
+    };
+    if w.origin == crate::worker::Origin::Config {
+      return Err(StartError::Worker {
+        file: file.to_string(),
+        worker: w.name.to_string(),
+        main: w.modules.first().cloned().unwrap_or_default(),
+        message: format!("{e}{at}"),
+      });
+    }
+    tracing::warn!(worker = %w.name, "an uploaded worker does not start: {e}{at}");
+  }
+  Ok(())
 }
 
 fn isolate_config(config: &Config) -> Result<IsolateConfig, StartError> {

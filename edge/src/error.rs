@@ -40,6 +40,14 @@ pub enum StartError {
   },
   #[error("cannot start executor threads: {0}")]
   Threads(std::io::Error),
+  /// A worker of the config file failed to load or evaluate.
+  #[error("{file}: worker {worker:?} ({main}) does not start: {message}")]
+  Worker {
+    file: String,
+    worker: String,
+    main: String,
+    message: String,
+  },
 }
 
 /// Why a request got no response from its worker.
@@ -125,6 +133,17 @@ impl RequestError {
       Self::Limit { hit, .. } => Some(hit.kind),
       _ => None,
     }
+  }
+
+  /// Where the worker's exception was thrown (the first frame of its
+  /// stack: `file:///w/index.js:3:9`), if known.
+  pub fn thrown_at(&self) -> Option<String> {
+    let stack = self.exception()?.stack.as_deref()?;
+    let frame = stack.lines().map(str::trim).find(|l| l.starts_with("at "))?;
+    let place = frame.trim_start_matches("at ");
+    // `at f (file:///x.js:1:2)` or `at file:///x.js:1:2`.
+    let place = place.rsplit_once('(').map_or(place, |(_, p)| p.trim_end_matches(')'));
+    Some(place.to_string())
   }
 
   fn exception(&self) -> Option<&JsException> {

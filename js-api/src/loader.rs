@@ -201,11 +201,7 @@ impl ModuleLoader for WorkerLoader {
     } else {
       match ModuleSpecifier::parse(specifier) {
         Ok(u) if u.scheme() == code.root.scheme() => u,
-        _ => {
-          return Err(JsErrorBox::type_error(format!(
-            "cannot import \"{specifier}\" from {referrer}: workers import only files next to their main module (\"./x.js\")"
-          )))
-        }
+        _ => return Err(JsErrorBox::type_error(refused_import(specifier, referrer))),
       }
     };
     if !url.as_str().starts_with(code.root.as_str()) {
@@ -286,5 +282,28 @@ impl WorkerLoader {
       data: m.code_cache.as_ref().map(|c| Cow::Owned(c.to_vec())),
     });
     Ok(deno_core::ModuleSource::new(module_type, source_code, url, cache))
+  }
+}
+
+/// Why `specifier` cannot be imported: a built-in this runtime does not
+/// have yet, a package (bundle it), or a URL.
+fn refused_import(specifier: &str, referrer: &str) -> String {
+  let (scheme, name) = specifier.split_once(':').unwrap_or(("", specifier));
+  match scheme {
+    "node" => format!(
+      "cannot import \"{specifier}\" from {referrer}: the Node.js built-in \"{name}\" is not available here yet (on Workers it needs compatibility_flags = [\"nodejs_compat\"]; bundle a polyfill meanwhile)"
+    ),
+    "cloudflare" => format!(
+      "cannot import \"{specifier}\" from {referrer}: the Workers built-in module \"{specifier}\" (WorkerEntrypoint, DurableObject, env) is not available here yet"
+    ),
+    "http" | "https" | "data" | "jsr" | "npm" => format!(
+      "cannot import \"{specifier}\" from {referrer}: workers import only their own files; bundle remote and package imports into the worker (esbuild, wrangler's bundler)"
+    ),
+    _ if !specifier.starts_with('/') && !specifier.contains(':') => format!(
+      "cannot import \"{specifier}\" from {referrer}: \"{specifier}\" is a package, not a file; bundle the worker with its dependencies (esbuild) or import a file (\"./x.js\")"
+    ),
+    _ => format!(
+      "cannot import \"{specifier}\" from {referrer}: workers import only files next to their main module (\"./x.js\")"
+    ),
   }
 }

@@ -460,6 +460,7 @@ impl Deployer {
     let (reply, rx) = tokio::sync::oneshot::channel();
     let job = Job::Prepare {
       worker: w.clone(),
+      keep: true,
       reply,
     };
     if !self.executors.send_to(&w.name, job) {

@@ -53,9 +53,11 @@ pub struct RequestJob {
 pub enum Job {
   Request(Box<RequestJob>),
   /// Load and evaluate a new worker version in an isolate, which then stays
-  /// idle (warm) for its first request.
+  /// idle (warm) for its first request if `keep` (a deploy), or is dropped
+  /// (the check of every worker at start).
   Prepare {
     worker: Arc<Worker>,
+    keep: bool,
     reply: oneshot::Sender<Result<(), RequestError>>,
   },
   /// Drop the idle isolates of a replaced or removed worker version.
@@ -106,10 +108,10 @@ pub fn run_job(ctx: &Rc<ThreadContext>, job: Job) {
         let _ = reply.send(out);
       });
     }
-    Job::Prepare { worker, reply } => {
+    Job::Prepare { worker, keep, reply } => {
       let pool = ctx.pool.clone();
       tokio::task::spawn_local(async move {
-        let res = pool.prepare(&worker).await;
+        let res = pool.prepare(&worker, keep).await;
         let _ = reply.send(res);
       });
     }

@@ -299,7 +299,7 @@ impl Pool {
   /// Makes sure `worker` has an isolate on this thread (a deploy's check):
   /// binds one and leaves it idle if it has none. Waits for room as
   /// [`Pool::join`] does.
-  pub async fn prepare(self: &Rc<Self>, worker: &Arc<Worker>) -> Result<(), RequestError> {
+  pub async fn prepare(self: &Rc<Self>, worker: &Arc<Worker>, keep: bool) -> Result<(), RequestError> {
     let until = tokio::time::Instant::now() + self.limits.max_queue;
     loop {
       if self.capacity.live_of(worker) > 0 {
@@ -312,6 +312,12 @@ impl Pool {
       }
     }
     let iso = self.bind_new(worker).await?;
+    if !keep {
+      // Only checked: the pool is as it was.
+      drop(iso);
+      self.drop_isolate_of(worker);
+      return Ok(());
+    }
     let host = Host::new(self, worker, iso, self.deadline.clone());
     self.host_idle(&host);
     Ok(())
