@@ -778,3 +778,41 @@ async fn writes_survive_kill_9(writer: &str, binding: &str) {
     }
   }
 }
+
+// A worker of the config that does not start stops `edge serve`, alone or
+// under a supervisor (which would otherwise replace its processes forever),
+// naming the worker and where it threw.
+#[test]
+fn a_worker_that_does_not_start_stops_serve_and_its_supervisor() {
+  for processes in [1, 2] {
+    let f = Fixture::new();
+    f.file(
+      "a/index.js",
+      "const x = 1;\nnull.boom;\nexport default { fetch() { return new Response('') } }",
+    );
+    f.file(
+      "edge.toml",
+      format!("[listen]\nhttp = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\nprocesses = {processes}\n[[worker]]\nname = \"a\"\nmain = \"a/index.js\"\nroutes = [\"a.test\"]\n"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
+      .args(["serve", "--config"])
+      .arg(f.path("edge.toml"))
+      .stdout(Stdio::null())
+      .stderr(Stdio::piped())
+      .spawn()
+      .expect("start edge");
+    let started = Instant::now();
+    let out = out.wait_with_output().unwrap();
+    assert!(
+      started.elapsed() < Duration::from_secs(30),
+      "took {:?}",
+      started.elapsed()
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{processes}: {err}");
+    assert!(
+      err.contains("worker \"a\"") && err.contains("index.js:2:"),
+      "{processes} processes: {err}"
+    );
+  }
+}

@@ -232,7 +232,16 @@ fn main() -> anyhow::Result<()> {
       if let Some(link) = supervisor::link() {
         b = b.supervisor_link(link);
       }
-      b.start()?
+      match b.start() {
+        Ok(e) => e,
+        // Replacing this process would fail the same way: the supervisor
+        // stops on this code.
+        Err(e @ edge::StartError::Worker { .. }) => {
+          eprintln!("Error: {e}");
+          std::process::exit(supervisor::CANNOT_START);
+        }
+        Err(e) => return Err(e.into()),
+      }
     }
     None => Engine::start(config)?,
   };

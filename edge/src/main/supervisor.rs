@@ -219,6 +219,11 @@ fn signal_child(s: &Slot, sig: i32) {
   }
 }
 
+/// The exit code of a process that cannot start because a worker of the
+/// config does not (a replacement would fail the same way): the supervisor
+/// then stops too.
+pub const CANNOT_START: i32 = 78;
+
 /// Replaces children that exited or outgrew their share.
 fn look(slots: &mut [Slot], share: u64, spawn: &dyn Fn(usize) -> std::io::Result<Child>) {
   for (i, s) in slots.iter_mut().enumerate() {
@@ -230,6 +235,13 @@ fn look(slots: &mut [Slot], share: u64, spawn: &dyn Fn(usize) -> std::io::Result
       continue;
     };
     match child.try_wait() {
+      Ok(Some(status)) if status.code() == Some(CANNOT_START) => {
+        tracing::error!(
+          process = i,
+          "a worker of the config does not start (the error above names it): stopping"
+        );
+        std::process::exit(1);
+      }
       Ok(Some(status)) => {
         tracing::error!(process = i, pid = child.id(), "process ended ({status}): replaced");
         if s.started.elapsed() < QUICK_EXIT {
