@@ -39,7 +39,7 @@ edge=$root/target/release/edge
 
 rm -rf "$work" && mkdir -p "$work"
 cp benches/storage/worker.js "$work/worker.js"
-printf '[listen]\nhttp = "127.0.0.1:9291"\n[runtime]\nthreads = 1\n[log]\naccess = false\n[limits]\ncpu_ms = 600000\nwall_ms = 600000\n[storage]\ndir = "state"\n[[worker]]\nname = "bench"\nmain = "worker.js"\nroutes = ["*"]\n[[worker.kv]]\nbinding = "KV"\n[[worker.r2]]\nbinding = "R2"\n[[worker.services]]\nbinding = "SELF"\nservice = "bench"\n' > "$work/edge.toml"
+printf '[listen]\nhttp = "127.0.0.1:9291"\n[runtime]\nthreads = 1\n[log]\naccess = false\n[limits]\ncpu_ms = 600000\nwall_ms = 600000\nsubrequests = 1000\n[storage]\ndir = "state"\n[[worker]]\nname = "bench"\nmain = "worker.js"\nroutes = ["*"]\n[[worker.kv]]\nbinding = "KV"\n[[worker.r2]]\nbinding = "R2"\n[[worker.services]]\nbinding = "SELF"\nservice = "bench"\n' > "$work/edge.toml"
 printf 'name = "bench"\nmain = "worker.js"\ncompatibility_date = "2025-01-01"\nkv_namespaces = [{ binding = "KV", id = "bench" }]\nr2_buckets = [{ binding = "R2", bucket_name = "bench" }]\nservices = [{ binding = "SELF", service = "bench" }]\n' > "$work/wrangler.toml"
 export WRANGLER_SEND_METRICS=false CI=1
 
@@ -64,7 +64,7 @@ rate() {
   taskset -c 1 wrk -t1 -c8 -d5s "http://127.0.0.1:$PORT/?op=$1&n=1" | awk '/Requests\/sec/ {print $2}'
 }
 
-ops=(kv-get-hot:500 kv-get-cold:500 kv-get-miss:500 kv-put:500 cache-hit:500 cache-put:500 r2-get:200 r2-put:200 svc-call:500)
+ops=(kv-get-hot:500 kv-get-cold:500 kv-get-miss:500 kv-put:500 cache-hit:500 cache-put:500 r2-get:200 r2-put:200 svc-call:200)
 loads=(direct kv-get-hot cache-hit svc-call)
 declare -A us rps
 for server in edge wrangler; do

@@ -4,12 +4,13 @@
 //! run so that one process of a node fires it, once.
 
 use std::path::Path;
-use std::time::Duration;
 
 use rusqlite::{params, Connection};
 
 /// Claims older than this (ms before the newest) are forgotten.
 const KEEP_MS: i64 = 24 * 3600 * 1000;
+/// The file stays small (a day of claims); this bounds it anyway.
+const MAX_BYTES: u64 = 64 << 20;
 
 pub struct Claims {
   conn: Connection,
@@ -21,13 +22,10 @@ impl Claims {
     if let Some(dir) = path.parent() {
       std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let conn = crate::sqlite::open_file(path, MAX_BYTES).map_err(|e| format!("{}: {e}", path.display()))?;
     conn
       .execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         CREATE TABLE IF NOT EXISTS claims (key TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (key, at)) WITHOUT ROWID;",
+        "CREATE TABLE IF NOT EXISTS claims (key TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (key, at)) WITHOUT ROWID;",
       )
       .map_err(|e| e.to_string())?;
     Ok(Self { conn, claimed: 0 })

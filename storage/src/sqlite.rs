@@ -33,22 +33,27 @@ fn backend(e: rusqlite::Error) -> KvError {
   KvError::Backend(e.to_string())
 }
 
+/// Opens a store's file the way every engine here does: WAL (a commit is
+/// in the log before it returns; `synchronous = NORMAL` keeps it across a
+/// killed process), a busy timeout so that several processes' writers take
+/// turns, and at most `max_bytes` of file (a write past it fails full).
+pub(crate) fn open_file(path: &Path, max_bytes: u64) -> rusqlite::Result<Connection> {
+  let conn = Connection::open(path)?;
+  conn.busy_timeout(Duration::from_secs(10))?;
+  let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+  conn.execute_batch(&format!(
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA max_page_count = {};",
+    max_bytes / page_size.max(512)
+  ))?;
+  Ok(conn)
+}
+
 impl SqliteKv {
   pub fn open(path: &Path) -> Result<Self, KvError> {
-    let conn = Connection::open(path).map_err(backend)?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(backend)?;
-    let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(backend)?;
-    conn
-      .execute_batch(&format!(
-        "PRAGMA max_page_count = {};",
-        MAX_NAMESPACE_BYTES / page_size.max(512)
-      ))
-      .map_err(backend)?;
+    let conn = open_file(path, MAX_NAMESPACE_BYTES).map_err(backend)?;
     conn
       .execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         CREATE TABLE IF NOT EXISTS kv (
+        "CREATE TABLE IF NOT EXISTS kv (
            key BLOB PRIMARY KEY NOT NULL,
            value BLOB NOT NULL,
            metadata TEXT,

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
@@ -121,20 +121,10 @@ fn write_object(tx: &Transaction<'_>, o: &ObjectMeta) -> Result<(), ObjectError>
 
 impl SqliteObjects {
   pub fn open(path: &Path) -> Result<Self, ObjectError> {
-    let conn = Connection::open(path).map_err(backend)?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(backend)?;
-    let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(backend)?;
-    conn
-      .execute_batch(&format!(
-        "PRAGMA max_page_count = {};",
-        MAX_BUCKET_BYTES / page_size.max(512)
-      ))
-      .map_err(backend)?;
+    let conn = crate::sqlite::open_file(path, MAX_BUCKET_BYTES).map_err(backend)?;
     conn
       .execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         CREATE TABLE IF NOT EXISTS objects (
+        "CREATE TABLE IF NOT EXISTS objects (
            key BLOB PRIMARY KEY NOT NULL, version TEXT NOT NULL, size INTEGER NOT NULL,
            etag TEXT NOT NULL, uploaded INTEGER NOT NULL, http TEXT NOT NULL,
            custom TEXT NOT NULL, checksums TEXT NOT NULL

@@ -123,20 +123,8 @@ fn sql_error(e: rusqlite::Error) -> SqlError {
 
 impl SqliteDb {
   pub fn open(path: &Path) -> Result<Self, SqlError> {
-    let conn = Connection::open(path).map_err(sql_error)?;
-    conn
-      .busy_timeout(std::time::Duration::from_secs(10))
-      .map_err(sql_error)?;
-    let page_size: u64 = conn
-      .query_row("PRAGMA page_size", [], |r| r.get(0))
-      .map_err(sql_error)?;
-    conn
-      .execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-         PRAGMA max_page_count = {};",
-        MAX_DATABASE_BYTES / page_size.max(512)
-      ))
-      .map_err(sql_error)?;
+    let conn = crate::sqlite::open_file(path, MAX_DATABASE_BYTES).map_err(sql_error)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(sql_error)?;
     for (limit, value) in [
       (Limit::SQLITE_LIMIT_ATTACHED, 0),
       (Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES as i32),
