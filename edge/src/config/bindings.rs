@@ -1,0 +1,197 @@
+//! A worker's bindings as the config and uploads name them: KV, D1, R2,
+//! services, cron triggers and secrets, and the checks they pass.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// A KV namespace on a worker's `env` (`[[worker.kv]]`, as wrangler's
+/// `kv_namespaces`): `binding` is the name on `env`, `namespace` the store
+/// (its file); workers naming the same namespace share it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvBinding {
+  pub binding: String,
+  /// Default: the binding's name.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub namespace: Option<String>,
+}
+
+impl KvBinding {
+  pub fn namespace(&self) -> &str {
+    self.namespace.as_deref().unwrap_or(&self.binding)
+  }
+}
+
+/// A D1 database on a worker's `env` (`[[worker.d1]]`, as wrangler's
+/// `d1_databases`): `binding` is the name on `env`, `database` the store
+/// (its file); workers naming the same database share it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct D1Binding {
+  pub binding: String,
+  /// Default: the binding's name.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub database: Option<String>,
+}
+
+impl D1Binding {
+  pub fn database(&self) -> &str {
+    self.database.as_deref().unwrap_or(&self.binding)
+  }
+}
+
+/// An R2 bucket on a worker's `env` (`[[worker.r2]]`, as wrangler's
+/// `r2_buckets`): `binding` is the name on `env`, `bucket_name` the store
+/// (its file); workers naming the same bucket share it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct R2Binding {
+  pub binding: String,
+  /// Default: the binding's name.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub bucket_name: Option<String>,
+}
+
+impl R2Binding {
+  pub fn bucket(&self) -> &str {
+    self.bucket_name.as_deref().unwrap_or(&self.binding)
+  }
+}
+
+/// A worker's cron triggers (`[worker.triggers] crons = [...]`, as
+/// wrangler's `[triggers]`): five-field expressions in UTC, each calling
+/// the worker's `scheduled()` once a matching minute.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Triggers {
+  #[serde(default)]
+  pub crons: Vec<String>,
+}
+
+/// The most cron triggers one worker may have (Cloudflare's: 5 on the free
+/// plan, 250 on paid accounts).
+pub const MAX_CRONS: usize = 32;
+
+impl Triggers {
+  pub fn is_empty(&self) -> bool {
+    self.crons.is_empty()
+  }
+
+  /// Parses every cron.
+  pub fn schedules(&self) -> Result<Vec<edge_core::cron::Schedule>, String> {
+    if self.crons.len() > MAX_CRONS {
+      return Err(format!(
+        "triggers.crons: {} crons, at most {MAX_CRONS}",
+        self.crons.len()
+      ));
+    }
+    self
+      .crons
+      .iter()
+      .map(|c| edge_core::cron::Schedule::parse(c).map_err(|m| format!("triggers.crons: {m}")))
+      .collect()
+  }
+}
+
+/// Another worker on a worker's `env` (`[[worker.services]]`, as
+/// wrangler's `services`): `env.<binding>.fetch(request)` runs the request
+/// through the worker named `service`, in process.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceBinding {
+  pub binding: String,
+  pub service: String,
+}
+
+/// A worker's bindings to stores and other workers, as its config or
+/// upload names them.
+#[derive(Debug, Clone, Copy)]
+pub struct Bindings<'a> {
+  pub kv: &'a [KvBinding],
+  pub d1: &'a [D1Binding],
+  pub r2: &'a [R2Binding],
+  pub services: &'a [ServiceBinding],
+}
+
+/// Secret values (`[worker.secrets]`, a `secrets_file`, an upload's
+/// `secrets`): on `env` as strings like vars, but never printed (`Debug`
+/// names them only) nor listed by the admin API.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secrets(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for Secrets {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_map().entries(self.0.keys().map(|k| (k, "<secret>"))).finish()
+  }
+}
+
+impl Secrets {
+  pub fn is_empty(&self) -> bool {
+    self.0.is_empty()
+  }
+}
+
+/// Reads an env file of secrets (`NAME=value` lines).
+pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
+  let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+  let pairs = edge_core::envfile::parse(&text).map_err(|(line, m)| format!("{}:{line}: {m}", path.display()))?;
+  Ok(pairs.into_iter().collect())
+}
+
+/// The most bindings (KV, D1 and services) one worker may have.
+pub const MAX_BINDINGS: usize = 64;
+
+/// Checks a worker's bindings: names that are JS identifiers, none given
+/// twice (vars included), namespaces that name files, services that name
+/// workers.
+pub fn check_bindings(
+  vars: &BTreeMap<String, String>,
+  secrets: &BTreeMap<String, String>,
+  bindings: Bindings<'_>,
+) -> Result<(), String> {
+  let Bindings { kv, d1, r2, services } = bindings;
+  for k in secrets.keys() {
+    if k.is_empty() {
+      return Err("secrets: a secret needs a name".into());
+    }
+    if vars.contains_key(k) {
+      return Err(format!("secrets: {k:?} is a var too"));
+    }
+  }
+  let count = kv.len() + d1.len() + r2.len() + services.len();
+  if count > MAX_BINDINGS {
+    return Err(format!(
+      "kv, d1, r2 and services: {count} bindings, at most {MAX_BINDINGS}"
+    ));
+  }
+  let mut seen = std::collections::BTreeSet::new();
+  let all = kv
+    .iter()
+    .map(|b| ("kv", &b.binding, b.namespace()))
+    .chain(d1.iter().map(|b| ("d1", &b.binding, b.database())))
+    .chain(r2.iter().map(|b| ("r2", &b.binding, b.bucket())))
+    .chain(services.iter().map(|b| ("services", &b.binding, b.service.as_str())));
+  for (kind, binding, target) in all {
+    let ident = binding
+      .chars()
+      .enumerate()
+      .all(|(i, c)| c == '_' || c == '$' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    if binding.is_empty() || binding.len() > 64 || !ident {
+      return Err(format!(
+        "{kind}: binding {binding:?} is not a name (letters, digits, '_' and '$', at most 64)"
+      ));
+    }
+    if vars.contains_key(binding) || secrets.contains_key(binding) || !seen.insert(binding.as_str()) {
+      return Err(format!("{kind}: {binding:?} is bound twice"));
+    }
+    if kind == "services" {
+      edge_core::names::check_worker_name(target).map_err(|e| format!("{kind}: {binding}: {e}"))?;
+    } else {
+      edge_storage::check_namespace(target).map_err(|e| format!("{kind}: {e}"))?;
+    }
+  }
+  Ok(())
+}
