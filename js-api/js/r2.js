@@ -210,12 +210,22 @@ class R2Object {
 }
 
 // The body of one version of an object, read a range at a time as it is
-// consumed (an object replaced meanwhile makes the stream error).
-function bodyStream(bucket, version, offset, length) {
+// consumed (an object replaced meanwhile makes the stream error); `first`,
+// a whole small body read with the head, is all of it.
+function bodyStream(bucket, version, offset, length, first) {
   let at = offset;
   const end = offset + length;
   return new ReadableStream({
     type: "bytes",
+    start(c) {
+      if (first === null || first === undefined) return;
+      const { 0: handle, 1: n } = first;
+      const piece = new Uint8Array(n);
+      op_edge_kv_take(handle, piece);
+      at += n;
+      if (n > 0) c.enqueue(piece);
+      if (at >= end) c.close();
+    },
     async pull(c) {
       if (at >= end) {
         c.close();
@@ -237,9 +247,9 @@ function bodyStream(bucket, version, offset, length) {
 
 class R2ObjectBody extends R2Object {
   #body;
-  constructor(key, meta, bucket, range) {
+  constructor(key, meta, bucket, range, first) {
     super(key, meta, range);
-    this.#body = bodyStream(bucket, meta.version, range.offset, range.length);
+    this.#body = bodyStream(bucket, meta.version, range.offset, range.length, first);
   }
 
   get body() {
@@ -417,11 +427,13 @@ class R2Bucket {
 
   async get(key, options = {}) {
     admit("get");
-    const got = await op_edge_r2_get(this.#index, String(key), onlyIfOf(options?.onlyIf));
+    const whole = options?.range === undefined || options?.range === null;
+    const got = await op_edge_r2_get(this.#index, String(key), onlyIfOf(options?.onlyIf), whole);
     if (got === null) return null;
     if (!got.passed) return new R2Object(kKey, got.meta);
+    // A Headers range without a Range header is whole too (read in pieces).
     const range = resolveRange(options?.range, got.meta.size);
-    return new R2ObjectBody(kKey, got.meta, this.#index, range);
+    return new R2ObjectBody(kKey, got.meta, this.#index, range, got.body);
   }
 
   async put(key, value, options = {}) {

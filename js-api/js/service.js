@@ -85,15 +85,15 @@ async function serviceFetch(index, input, init) {
     }
   }
   const url = inner.currentUrl();
-  const { requestRid, cancelHandleRid } = op_edge_service_fetch(
-    index,
-    inner.method,
-    url,
-    inner.headerList,
-    data,
-    rid,
-    length,
-  );
+  let started;
+  try {
+    started = op_edge_service_fetch(index, inner.method, url, inner.headerList, data, rid, length);
+  } catch (err) {
+    // The body's resource was not taken: let it go.
+    if (rid !== null) core.tryClose(rid);
+    throw err;
+  }
+  const { requestRid, cancelHandleRid } = started;
   const onAbort = () => core.tryClose(cancelHandleRid);
   signal[abortSignal.add](onAbort);
   let resp;

@@ -153,8 +153,16 @@ pub struct Got {
   meta: Meta,
   /// Whether `onlyIf` held (else the object comes without its body).
   passed: bool,
+  /// A whole body of at most [`INLINE`] bytes, read with the head (one
+  /// trip to the store, not two): held for `op_edge_kv_take`.
+  body: Option<(u32, u32)>,
 }
 
+/// Bodies up to this size come back with a whole get's head.
+pub const INLINE: u64 = 64 * 1024;
+
+/// The head of `key`, whether `onlyIf` holds, and, for a get of the whole
+/// object (`whole`) of at most [`INLINE`] bytes, its body.
 #[op2]
 #[serde]
 pub async fn op_edge_r2_get(
@@ -162,13 +170,30 @@ pub async fn op_edge_r2_get(
   #[smi] b: u32,
   #[string] key: String,
   #[serde] only_if: OnlyIf,
+  whole: bool,
 ) -> Result<Option<Got>, JsErrorBox> {
   let store = bucket(&state, b, "get")?;
   objects::check_key(&key).map_err(|e| error("get", e))?;
   let conditions = Conditions::from(only_if);
-  let got = blocking(&state, "get", move || store.head(&key)).await?;
-  Ok(got.map(|o| Got {
-    passed: conditions.hold(Some(&o)),
+  let got = blocking(&state, "get", move || {
+    let Some(o) = store.head(&key)? else {
+      return Ok(None);
+    };
+    let passed = conditions.hold(Some(&o));
+    let body = match whole && passed && o.size <= INLINE {
+      // Replaced since the head: the stream reads (and fails) as usual.
+      true => store.read(&o.version, 0, o.size as usize).ok(),
+      false => None,
+    };
+    Ok(Some((o, passed, body)))
+  })
+  .await?;
+  Ok(got.map(|(o, passed, body)| Got {
+    passed,
+    body: body.map(|bytes| {
+      let length = bytes.len() as u32;
+      (hold(&mut state.borrow_mut(), bytes), length)
+    }),
     meta: o.into(),
   }))
 }

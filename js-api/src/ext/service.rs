@@ -180,6 +180,15 @@ pub fn op_edge_service_fetch(
     .as_str()
     .parse()
     .map_err(|_| refused(format!("service binding: invalid URL {url}")))?;
+  // Headers first: nothing is taken from JS for a request refused.
+  let mut map = http::HeaderMap::with_capacity(headers.len());
+  for (k, v) in headers {
+    let name = http::HeaderName::from_bytes(&k).map_err(|e| refused(format!("service binding: {e}")))?;
+    let value = http::HeaderValue::from_bytes(&v).map_err(|e| refused(format!("service binding: {e}")))?;
+    if name != http::header::CONTENT_LENGTH {
+      map.append(name, value);
+    }
+  }
   let body = match (data, resource) {
     (Some(d), _) => ServiceRequestBody::full(Bytes::from(d.to_vec())),
     (None, Some(rid)) => {
@@ -198,13 +207,7 @@ pub fn op_edge_service_fetch(
   let mut req = http::Request::new(body);
   *req.method_mut() = method;
   *req.uri_mut() = uri;
-  for (k, v) in headers {
-    let name = http::HeaderName::from_bytes(&k).map_err(|e| refused(format!("service binding: {e}")))?;
-    let value = http::HeaderValue::from_bytes(&v).map_err(|e| refused(format!("service binding: {e}")))?;
-    if name != http::header::CONTENT_LENGTH {
-      req.headers_mut().append(name, value);
-    }
-  }
+  *req.headers_mut() = map;
   if let Some(n) = length {
     req.headers_mut().insert(http::header::CONTENT_LENGTH, n.into());
   }
