@@ -356,7 +356,18 @@ async fn access_lines_and_rate_limited_console() {
   // the lines dropped before it.
   tokio::time::sleep(Duration::from_millis(60)).await;
   get(public, "chatty.test", "/").await;
+  let unrouted = get(public, "nobody.test", "/").await;
+  assert_eq!(unrouted.status, 404);
+  let unrouted_id = unrouted.headers["edge-request-id"].to_str().unwrap().to_string();
   let log = logs();
+  let line = log
+    .lines()
+    .find(|l| l.contains(&unrouted_id) && l.contains("access"))
+    .unwrap_or_default();
+  assert!(
+    line.contains("start=\"-\""),
+    "a request no worker took started nothing: {line}"
+  );
   // Request ids are unique to this engine: these lines are its own.
   let logged = log
     .lines()
@@ -389,6 +400,16 @@ async fn access_lines_and_rate_limited_console() {
     "cpu_ms=",
   ] {
     assert!(access.contains(field), "{field} in {access}");
+  }
+  // Milliseconds to the microsecond, no float noise.
+  for name in ["wall_ms=", "cpu_ms="] {
+    let value = access
+      .split(name)
+      .nth(1)
+      .and_then(|v| v.split_whitespace().next())
+      .unwrap();
+    let decimals = value.split('.').nth(1).map_or(0, str::len);
+    assert!(decimals <= 3, "{name}{value} in {access}");
   }
   let metrics = admin(engine.admin_addr().unwrap(), "GET", "/metrics", Some(TOKEN), None).await;
   assert!(

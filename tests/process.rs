@@ -814,5 +814,7 @@ fn a_worker_that_does_not_start_stops_serve_and_its_supervisor() {
       err.contains("worker \"a\"") && err.contains("index.js:2:"),
       "{processes} processes: {err}"
     );
+    // The log is not a terminal: no colour codes in it.
+    assert!(err.contains("ERROR") && !err.contains('\u{1b}'), "{err}");
   }
 }

@@ -30,7 +30,12 @@ pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     .lossy(false)
     .finish(std::io::stderr());
   let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-  let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+  // Colours only for a terminal: not in a file or a pipe.
+  let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+  let builder = tracing_subscriber::fmt()
+    .with_env_filter(filter)
+    .with_writer(writer)
+    .with_ansi(ansi);
   let _ = match format {
     LogFormat::Text => builder.try_init(),
     LogFormat::Json => builder.json().try_init(),
@@ -134,9 +139,19 @@ impl AccessLine {
       path = %self.path,
       status = self.status,
       bytes,
-      wall_ms = self.wall.as_secs_f64() * 1e3,
-      cpu_ms = self.cpu.as_secs_f64() * 1e3,
-      start = if self.cold { "cold" } else { "warm" },
+      wall_ms = millis(self.wall),
+      cpu_ms = millis(self.cpu),
+      // A request no worker took started nothing.
+      start = match (&self.worker, self.cold) {
+        (None, _) => "-",
+        (Some(_), true) => "cold",
+        (Some(_), false) => "warm",
+      },
     );
   }
+}
+
+/// Milliseconds to the microsecond (`12.643`, not `12.643288000000001`).
+fn millis(d: std::time::Duration) -> f64 {
+  (d.as_secs_f64() * 1e6).round() / 1e3
 }
