@@ -280,9 +280,8 @@ impl Engine {
       executors.join();
       return Err(e);
     }
-    let claims_dir = Some(config_storage_dir);
     let cron =
-      CronRunner::start(view.clone(), dispatch.clone(), claims_dir, cron_clock).map_err(StartError::Threads)?;
+      CronRunner::start(view.clone(), dispatch.clone(), config_storage_dir, cron_clock).map_err(StartError::Threads)?;
     let writes = if supervisor.is_some() { None } else { data_dir };
     let deployer = Arc::new(Deployer::new(deployments, writes, view.clone(), executors.clone()));
     if let Some(link) = supervisor {
@@ -463,13 +462,7 @@ fn check_config_workers(view: &ServingView, executors: &Executors, file: &str) -
   let router = view.router();
   let mut waits = Vec::new();
   for w in router.workers() {
-    let (reply, rx) = tokio::sync::oneshot::channel();
-    let job = crate::exec::jobs::Job::Prepare {
-      worker: w.clone(),
-      keep: false,
-      reply,
-    };
-    if executors.send_to(&w.name, job) {
+    if let Some(rx) = executors.prepare(w, false) {
       waits.push((w.clone(), rx));
     }
   }

@@ -130,6 +130,23 @@ impl Executors {
     self.jobs[i].send(job).is_ok()
   }
 
+  /// Loads and evaluates `worker` in an isolate of its executor, kept
+  /// warm there if `keep` (a deploy) or dropped (the check at start).
+  /// `None`: the executors have stopped.
+  pub fn prepare(
+    &self,
+    worker: &Arc<crate::worker::Worker>,
+    keep: bool,
+  ) -> Option<tokio::sync::oneshot::Receiver<Result<(), crate::error::RequestError>>> {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let job = Job::Prepare {
+      worker: worker.clone(),
+      keep,
+      reply,
+    };
+    self.send_to(&worker.name, job).then_some(rx)
+  }
+
   /// Sends a job made by `make` to every executor.
   pub fn broadcast(&self, make: impl Fn() -> Job) {
     for tx in &self.jobs {

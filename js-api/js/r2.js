@@ -4,6 +4,7 @@
 // piece at a time, a body is read a range at a time as it is consumed.
 
 import { core, primordials } from "ext:core/mod.js";
+import { bytesOfView } from "ext:edge_runtime/kv.js";
 
 const {
   ArrayBufferIsView,
@@ -11,9 +12,6 @@ const {
   ArrayIsArray,
   ArrayPrototypeIncludes,
   ArrayPrototypeMap,
-  DataViewPrototypeGetBuffer,
-  DataViewPrototypeGetByteLength,
-  DataViewPrototypeGetByteOffset,
   Date,
   DatePrototypeGetTime,
   Error,
@@ -29,10 +27,6 @@ const {
   Symbol,
   SymbolToStringTag,
   TypeError,
-  TypedArrayPrototypeGetBuffer,
-  TypedArrayPrototypeGetByteLength,
-  TypedArrayPrototypeGetByteOffset,
-  TypedArrayPrototypeGetSymbolToStringTag,
   TypedArrayPrototypeSet,
   TypedArrayPrototypeSubarray,
   Uint8Array,
@@ -77,20 +71,7 @@ const kKey = Symbol("R2");
 function bytesOf(value, what) {
   if (typeof value === "string") return new TextEncoder().encode(value);
   if (ObjectPrototypeIsPrototypeOf(ArrayBufferPrototype, value)) return new Uint8Array(value);
-  if (ArrayBufferIsView(value)) {
-    if (TypedArrayPrototypeGetSymbolToStringTag(value) === undefined) {
-      return new Uint8Array(
-        DataViewPrototypeGetBuffer(value),
-        DataViewPrototypeGetByteOffset(value),
-        DataViewPrototypeGetByteLength(value),
-      );
-    }
-    return new Uint8Array(
-      TypedArrayPrototypeGetBuffer(value),
-      TypedArrayPrototypeGetByteOffset(value),
-      TypedArrayPrototypeGetByteLength(value),
-    );
-  }
+  if (ArrayBufferIsView(value)) return bytesOfView(value);
   throw new TypeError(`${what}: expected a string, an ArrayBuffer, a view, a Blob or a ReadableStream`);
 }
 

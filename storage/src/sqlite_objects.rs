@@ -16,8 +16,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::kv::prefix_end;
 use crate::objects::{
-  check_key, multipart_etag, Conditions, ObjectError, ObjectListing, ObjectMeta, ObjectQuery, ObjectStore, PutMeta,
-  Staged, MAX_LIST, MAX_PARTS, MAX_PUT_BYTES, MIN_PART_BYTES,
+  check_key, multipart_etag, now_ms, Conditions, ObjectError, ObjectListing, ObjectMeta, ObjectQuery, ObjectStore,
+  PutMeta, Staged, MAX_LIST, MAX_PARTS, MAX_PUT_BYTES, MIN_PART_BYTES,
 };
 
 /// The largest a bucket's file may grow: a write past it fails.
@@ -41,13 +41,6 @@ fn backend(e: rusqlite::Error) -> ObjectError {
     }
     _ => ObjectError::Backend(e.to_string()),
   }
-}
-
-fn now_ms() -> u64 {
-  SystemTime::now()
-    .duration_since(UNIX_EPOCH)
-    .map(|d| d.as_millis() as u64)
-    .unwrap_or(0)
 }
 
 /// A version or upload id no other write of any process makes.

@@ -8,7 +8,7 @@
 //! not made up, as on Cloudflare.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -57,14 +57,14 @@ impl CronClock {
 /// Minutes one tick makes up at most (a sped-up clock, a slow machine).
 const MAX_CATCH_UP: i64 = 10;
 
-/// Claims of runs: one row per (worker, cron, minute).
-struct Claims(Option<Mutex<edge_storage::claims::Claims>>);
+/// Claims of runs: one row per (worker, cron, minute); none if the file
+/// cannot be opened.
+struct Claims(Option<edge_storage::claims::Claims>);
 
 impl Claims {
-  fn open(dir: Option<&Path>) -> Self {
-    let Some(dir) = dir else { return Self(None) };
+  fn open(dir: &Path) -> Self {
     match edge_storage::claims::Claims::open(&dir.join("cron.sqlite3")) {
-      Ok(db) => Self(Some(Mutex::new(db))),
+      Ok(db) => Self(Some(db)),
       Err(e) => {
         tracing::warn!("cron claims: {e}; every process of this node fires its crons");
         Self(None)
@@ -74,17 +74,13 @@ impl Claims {
 
   /// Whether this process runs `worker`'s `cron` for `minute` (no other
   /// process claimed it).
-  fn claim(&self, worker: &str, cron: &str, minute: i64) -> bool {
-    match &self.0 {
+  fn claim(&mut self, worker: &str, cron: &str, minute: i64) -> bool {
+    match &mut self.0 {
       None => true,
-      Some(db) => db
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .claim(&format!("{worker}\n{cron}"), minute)
-        .unwrap_or_else(|e| {
-          tracing::warn!(worker, cron, "cron claim failed: {e}");
-          false
-        }),
+      Some(db) => db.claim(&format!("{worker}\n{cron}"), minute).unwrap_or_else(|e| {
+        tracing::warn!(worker, cron, "cron claim failed: {e}");
+        false
+      }),
     }
   }
 }
@@ -97,11 +93,11 @@ pub struct CronRunner {
 
 impl CronRunner {
   /// Starts the thread: crons of the workers `view` routes, run through
-  /// `dispatch`, claimed in `claims_dir` (none: no claims).
+  /// `dispatch`, claimed in `claims_dir`.
   pub fn start(
     view: Arc<ServingView>,
     dispatch: Arc<Dispatch>,
-    claims_dir: Option<PathBuf>,
+    claims_dir: PathBuf,
     clock: CronClock,
   ) -> std::io::Result<Self> {
     let (stop, flag) = tokio::sync::watch::channel(false);
@@ -113,7 +109,7 @@ impl CronRunner {
           return;
         }
       };
-      let claims = Claims::open(claims_dir.as_deref());
+      let claims = Claims::open(&claims_dir);
       rt.block_on(run(view, dispatch, claims, clock, flag));
     })?;
     Ok(Self {
@@ -135,7 +131,7 @@ impl Drop for CronRunner {
 async fn run(
   view: Arc<ServingView>,
   dispatch: Arc<Dispatch>,
-  claims: Claims,
+  mut claims: Claims,
   clock: CronClock,
   mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -145,7 +141,7 @@ async fn run(
     let from = (done + 60_000).max(now - (MAX_CATCH_UP - 1) * 60_000);
     let mut minute = from;
     while minute <= now {
-      fire(&view, &dispatch, &claims, minute);
+      fire(&view, &dispatch, &mut claims, minute);
       minute += 60_000;
     }
     done = done.max(now);
@@ -159,7 +155,7 @@ async fn run(
 }
 
 /// Starts every run due in `minute`.
-fn fire(view: &ServingView, dispatch: &Arc<Dispatch>, claims: &Claims, minute: i64) {
+fn fire(view: &ServingView, dispatch: &Arc<Dispatch>, claims: &mut Claims, minute: i64) {
   let router = view.router();
   for w in router.workers() {
     for schedule in &w.crons {

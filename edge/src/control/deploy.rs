@@ -457,15 +457,9 @@ impl Deployer {
   /// Loads and evaluates `w` in an isolate of its executor thread; the
   /// isolate stays there warm for its first request.
   async fn check(&self, w: &Arc<Worker>) -> Result<(), DeployError> {
-    let (reply, rx) = tokio::sync::oneshot::channel();
-    let job = Job::Prepare {
-      worker: w.clone(),
-      keep: true,
-      reply,
-    };
-    if !self.executors.send_to(&w.name, job) {
+    let Some(rx) = self.executors.prepare(w, true) else {
       return Err(DeployError::ShuttingDown);
-    }
+    };
     rx.await
       .map_err(|_| DeployError::ShuttingDown)?
       .map_err(|e| DeployError::Startup(Box::new(e)))

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use deno_core::{op2, OpState};
 use deno_error::JsErrorBox;
-use edge_storage::objects::{self, Conditions, ObjectError, ObjectMeta, ObjectQuery, ObjectStore, PutMeta, Staged};
+use edge_storage::objects::{
+  self, now_ms, Conditions, ObjectError, ObjectMeta, ObjectQuery, ObjectStore, PutMeta, Staged,
+};
 use serde::{Deserialize, Serialize};
 
 use super::kv::{gated, hold, Charged};
@@ -123,13 +125,6 @@ impl From<OnlyIf> for Conditions {
       uploaded_after: c.uploaded_after.map(|t| t.max(0.0) as u64),
     }
   }
-}
-
-fn now_ms() -> u64 {
-  std::time::SystemTime::now()
-    .duration_since(std::time::UNIX_EPOCH)
-    .map(|d| d.as_millis() as u64)
-    .unwrap_or(0)
 }
 
 #[op2]
