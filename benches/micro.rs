@@ -42,6 +42,7 @@ fn request() -> JsRequest {
     body: None,
     scheduled: None,
     cf: None,
+    chain: None,
   }
 }
 

@@ -99,6 +99,26 @@ export default { async fetch(req, env) {
 } };
 "#;
 
+/// Calls itself twice per call, ten levels deep (2,046 calls if nothing
+/// stopped it); answers "<invocations> <refused calls>" of its subtree.
+const FAN: &str = r#"
+export default { async fetch(req, env) {
+  const n = Number(new URL(req.url).searchParams.get("n") ?? 0);
+  if (n === 10) return new Response("1 0");
+  let calls = 1, refused = 0;
+  await Promise.all([0, 1].map(async () => {
+    try {
+      const [c, r] = (await (await env.SELF.fetch(`https://fan.internal/?n=${n + 1}`)).text()).split(" ").map(Number);
+      calls += c; refused += r;
+    } catch (e) {
+      if (!e.message.startsWith("Too many service binding calls")) throw e;
+      refused++;
+    }
+  }));
+  return new Response(`${calls} ${refused}`);
+} };
+"#;
+
 const CONFIG: &str = r#"
 [listen]
 http = "127.0.0.1:0"
@@ -126,11 +146,19 @@ name = "loop"
 main = "loop.js"
 routes = ["loop.test"]
 services = [{ binding = "SELF", service = "loop" }]
+[[worker]]
+name = "fan"
+main = "fan.js"
+routes = ["fan.test"]
+services = [{ binding = "SELF", service = "fan" }]
 "#;
 
 fn fixture() -> Fixture {
   let f = Fixture::new();
-  f.file("auth.js", AUTH).file("front.js", FRONT).file("loop.js", LOOP);
+  f.file("auth.js", AUTH)
+    .file("front.js", FRONT)
+    .file("loop.js", LOOP)
+    .file("fan.js", FAN);
   f
 }
 
@@ -204,6 +232,21 @@ async fn service_calls_count_as_subrequests_and_loops_end() {
   assert_eq!(got.body, "stopped at 15 with 508");
   // The node still serves after the loop.
   assert_eq!(c.get("front.test", "/limit").await.body, "ok\nok\nok\nok\nok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_chain_makes_at_most_32_service_calls_however_wide() {
+  let f = fixture();
+  let e = f.start(CONFIG);
+  let mut c = H1::connect(e.http_addr().unwrap()).await;
+  for _ in 0..2 {
+    // Each client request is a chain of its own, with a budget of its own.
+    let got = c.get("fan.test", "/").await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let (calls, refused) = got.body.split_once(' ').unwrap();
+    assert_eq!(calls, (js_api::MAX_SERVICE_CALLS + 1).to_string(), "{}", got.body);
+    assert!(refused.parse::<u32>().unwrap() > 0, "{}", got.body);
+  }
 }
 
 #[test]

@@ -99,6 +99,8 @@ impl Dispatch {
       // no client can set.
       scheduled: parts.extensions.remove::<js_api::Scheduled>(),
       cf: None,
+      // A service binding's request shares its caller's budget of calls.
+      chain: parts.extensions.remove::<js_api::ServiceChain>(),
     };
     if let Some(peer) = ctx.peer {
       tracing::debug!(worker, %peer, "request from an embedder");

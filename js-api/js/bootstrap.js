@@ -412,10 +412,14 @@ function fetch(input, init = undefined) {
   return fetchMod.fetch(req);
 }
 
-// A service binding's fetch() (service.js) passes the same checks.
+// A service binding's fetch() (service.js) passes the same checks; the
+// request's number goes to the op (its chain's budget of calls).
 setServiceAdmission(() => {
   const id = admitSubrequest();
-  return (innerReq, source) => void prepareSubrequest(id, innerReq, source);
+  return (innerReq, source) => {
+    prepareSubrequest(id, innerReq, source);
+    return id;
+  };
 });
 
 const HOP_HEADER = "edge-via";

@@ -25,7 +25,8 @@ const { fromInnerResponse, nullBodyStatus } = core.loadExtScript("ext:deno_fetch
 // Set by the bootstrap: `admit()` checks that a subrequest may start (a
 // live request, the subrequest limit; throws if not) and returns
 // `prepare(inner, source)`, which stamps the request's hop count on the
-// inner request's headers, as fetch() does.
+// inner request's headers, as fetch() does, and returns the request's
+// number.
 let admit = null;
 export function setServiceAdmission(fn) {
   admit = fn;
@@ -63,7 +64,7 @@ async function serviceFetch(index, input, init) {
   const source = init?.body ?? (ObjectPrototypeIsPrototypeOf(requestMod.RequestPrototype, input) ? input.body : null);
   const req = new requestMod.Request(input, init);
   const inner = requestMod.toInnerRequest(req);
-  prepare(inner, source);
+  const id = prepare(inner, source);
   const signal = req.signal;
   if (signal.aborted) throw signal.reason;
   let data = null;
@@ -87,7 +88,7 @@ async function serviceFetch(index, input, init) {
   const url = inner.currentUrl();
   let started;
   try {
-    started = op_edge_service_fetch(index, inner.method, url, inner.headerList, data, rid, length);
+    started = op_edge_service_fetch(id, index, inner.method, url, inner.headerList, data, rid, length);
   } catch (err) {
     // The body's resource was not taken: let it go.
     if (rid !== null) core.tryClose(rid);

@@ -27,6 +27,8 @@ pub struct JsRequest {
   /// `request.cf`, as JSON (the server's; shared by a connection's
   /// requests). `None`: `request.cf` is undefined.
   pub cf: Option<std::sync::Arc<str>>,
+  /// For a service binding's request: its chain's budget of calls.
+  pub chain: Option<crate::ServiceChain>,
 }
 
 /// A cron trigger's run.

@@ -568,6 +568,7 @@ impl Isolate {
         headers: Some(req.headers),
         body: req.body,
         cf: req.cf,
+        chain: req.chain,
         body_rid: None,
         subrequest_limit_hit: false,
         offthread: 0,

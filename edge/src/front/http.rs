@@ -328,6 +328,7 @@ async fn route_and_run(
     body,
     scheduled,
     cf: Some(conn.cf.clone()),
+    chain: None,
   };
   let lane = door.view.quarantine();
   let result = match lane {

@@ -52,6 +52,9 @@ pub struct RequestSlot {
   pub hops: u32,
   /// `request.cf`, as JSON.
   pub cf: Option<std::sync::Arc<str>>,
+  /// The service-binding calls its chain may still make (made at the
+  /// chain's first call; a callee's request is given its caller's).
+  pub chain: Option<super::service::ServiceChain>,
 }
 
 /// Set on every subrequest a worker makes: one more than the request that

@@ -46,6 +46,39 @@ pub trait ServiceCaller: Send + Sync {
   ) -> Pin<Box<dyn Future<Output = Result<http::Response<ServiceResponseBody>, String>>>>;
 }
 
+/// How many service-binding calls a request chain may make in all: the
+/// request a client sent and every request its workers make of each other
+/// through service bindings, however deep or wide (Cloudflare's limit is
+/// 32 Worker invocations per request). The hop count bounds depth only: a
+/// worker calling itself twice per call would otherwise make 2^16 calls
+/// from one client request.
+pub const MAX_SERVICE_CALLS: u32 = 32;
+
+/// The budget of service-binding calls a request chain shares (see
+/// [`MAX_SERVICE_CALLS`]). Made at the chain's first call, carried on each
+/// call's `http::Request` as an extension (no client can set one) and
+/// handed to the callee's request.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceChain(Arc<std::sync::atomic::AtomicU32>);
+
+impl ServiceChain {
+  /// Takes one call from the budget; false when it is spent.
+  pub fn admit(&self) -> bool {
+    use std::sync::atomic::Ordering;
+    self
+      .0
+      .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        (n < MAX_SERVICE_CALLS).then_some(n + 1)
+      })
+      .is_ok()
+  }
+
+  /// The calls made so far.
+  pub fn calls(&self) -> u32 {
+    self.0.load(std::sync::atomic::Ordering::Relaxed)
+  }
+}
+
 /// The service bindings of the isolate's worker: the callee's name, in the
 /// order the bindings are given to JS, and the node's caller.
 pub struct ServiceBindings {
@@ -142,14 +175,16 @@ fn refused(message: String) -> JsErrorBox {
   JsErrorBox::type_error(message)
 }
 
-/// Starts `env.<binding>.fetch()` for binding number `index`: JS has
-/// checked the request and stamped its hop count; the body is `data`
-/// (whole) or the stream resource `resource` (of `length` bytes if known).
+/// Starts `env.<binding>.fetch()` for binding number `index` made by
+/// request `id`: JS has checked the request and stamped its hop count; the
+/// body is `data` (whole) or the stream resource `resource` (of `length`
+/// bytes if known).
 #[op2]
 #[serde]
 #[allow(clippy::too_many_arguments)]
 pub fn op_edge_service_fetch(
   state: &mut OpState,
+  #[smi] id: u32,
   #[smi] index: u32,
   #[scoped] method: ByteString,
   #[string] url: String,
@@ -180,6 +215,23 @@ pub fn op_edge_service_fetch(
     .as_str()
     .parse()
     .map_err(|_| refused(format!("service binding: invalid URL {url}")))?;
+  // The chain's budget (made at its first call), before anything is taken
+  // from JS.
+  let chain = {
+    let slot = state
+      .try_borrow_mut::<super::RequestSlots>()
+      .and_then(|s| s.live.get_mut(&id))
+      .ok_or_else(|| refused("service binding: a call from code whose request has ended".into()))?;
+    let chain = slot.chain.get_or_insert_with(ServiceChain::default).clone();
+    if !chain.admit() {
+      slot.subrequest_limit_hit = true;
+      return Err(refused(format!(
+        "Too many service binding calls: a request and the workers it reaches through service bindings \
+         may make at most {MAX_SERVICE_CALLS} in all (edge-limit: subrequests)"
+      )));
+    }
+    chain
+  };
   // Headers first: nothing is taken from JS for a request refused.
   let mut map = http::HeaderMap::with_capacity(headers.len());
   for (k, v) in headers {
@@ -211,6 +263,7 @@ pub fn op_edge_service_fetch(
   if let Some(n) = length {
     req.headers_mut().insert(http::header::CONTENT_LENGTH, n.into());
   }
+  req.extensions_mut().insert(chain);
   let cancel = deno_core::CancelHandle::new_rc();
   let cancel_ = cancel.clone();
   let fut = async move {
