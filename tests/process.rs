@@ -1,5 +1,5 @@
-//! The `edge` binary as operators run it: SIGHUP and `--watch` reloads, a
-//! broken config refused, SIGTERM draining a slow request before exit 0, a
+//! The `edge` binary as operators run it: SIGHUP and `--watch` reloads
+//! (workers and renewed certificates), a broken config refused, SIGTERM draining a slow request before exit 0, a
 //! second signal ending the drain at once.
 
 use std::io::{BufRead, BufReader};
@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{get, Fixture};
+use crate::support::{get, self_signed, tls_connect, Fixture};
 
 /// A running `edge serve`, its log lines collected.
 struct Server {
@@ -177,6 +177,75 @@ async fn watch_reloads_when_a_module_changes() {
   // Modification times can be coarse: change the size too.
   f.file("a/index.js", worker("w2-longer"));
   eventually(s.addr, "a.test", "w2-longer").await;
+}
+
+const TLS: &str = "[listen]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n[runtime]\nthreads = 1\n\
+  [[tls]]\nhosts = [\"a.test\"]\ncert = \"a.pem\"\nkey = \"a.key\"\n\
+  [[worker]]\nname = \"a\"\nmain = \"a/index.js\"\nroutes = [\"a.test\"]\n";
+
+/// Writes a new certificate for a.test and returns it.
+fn renew(f: &Fixture) -> String {
+  let (cert, key, _) = self_signed(&["a.test"]);
+  f.file("a.key", key);
+  f.file("a.pem", &cert);
+  cert
+}
+
+/// Whether a client trusting only `cert` gets through to a.test.
+async fn trusted(addr: SocketAddr, cert: &str) -> bool {
+  tls_connect(addr, Some("a.test"), &[cert.to_string()], &[b"http/1.1"])
+    .await
+    .is_ok()
+}
+
+async fn served_within(addr: SocketAddr, cert: &str) {
+  let until = Instant::now() + Duration::from_secs(20);
+  while !trusted(addr, cert).await {
+    assert!(Instant::now() < until, "the renewed certificate is not served");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+  }
+}
+
+fn https_addr(s: &mut Server) -> SocketAddr {
+  let line = s.wait_for("listening on https://");
+  line.split("https://").nth(1).unwrap().trim().parse().unwrap()
+}
+
+// A certificate renewed on disk (same config, same file names) is served
+// after SIGHUP; connections made before keep theirs.
+#[tokio::test]
+async fn a_renewed_certificate_is_served_after_sighup() {
+  let f = Fixture::new();
+  f.file("a/index.js", worker("a1"));
+  f.file("edge.toml", TLS);
+  let first = renew(&f);
+  let mut s = Server::start(&f, &[]);
+  let addr = https_addr(&mut s);
+  assert!(trusted(addr, &first).await);
+  let second = renew(&f);
+  assert!(!trusted(addr, &second).await, "served before the reload");
+  s.signal(libc::SIGHUP);
+  let line = s.wait_for("config reloaded");
+  assert!(line.contains("tls_changed=true"), "{line}");
+  served_within(addr, &second).await;
+  assert!(!trusted(addr, &first).await);
+  // A reload with the same files keeps them (and says so).
+  s.signal(libc::SIGHUP);
+  let line = s.wait_for("config reloaded");
+  assert!(line.contains("tls_changed=false"), "{line}");
+}
+
+#[tokio::test]
+async fn watch_serves_a_renewed_certificate() {
+  let f = Fixture::new();
+  f.file("a/index.js", worker("a1"));
+  f.file("edge.toml", TLS);
+  let first = renew(&f);
+  let mut s = Server::start(&f, &["--watch"]);
+  let addr = https_addr(&mut s);
+  assert!(trusted(addr, &first).await);
+  let second = renew(&f);
+  served_within(addr, &second).await;
 }
 
 // With processes > 1 the supervisor follows --watch: every process

@@ -212,6 +212,7 @@ impl Engine {
     edge_storage::cache::HttpCache::configure(config.storage.cache_mb << 20);
     let stats = Arc::new(Stats::default());
     let data_dir = config.admin.data_dir.as_ref().map(|d| config.resolve(d));
+    let tls_stamp = crate::control::deploy::TlsStamp::of(&config);
     let certs = if config.tls.is_empty() {
       None
     } else {
@@ -259,7 +260,7 @@ impl Engine {
       colo: config.server.colo.clone(),
       trusted: config.server.trusted_proxies().unwrap_or_default(),
     };
-    let deployments = Deployments::load(config, data_dir.as_deref().map(|d| (d, tidy)), &stats)?;
+    let deployments = Deployments::load(config, tls_stamp, data_dir.as_deref().map(|d| (d, tidy)), &stats)?;
     let mut view = ServingView::new(deployments.router(), certs, stats.clone(), access_log, dev, door);
     view.test_scheduled = test_scheduled;
     view.client = client;

@@ -152,12 +152,21 @@ impl Source {
     })
   }
 
-  /// Changes when the config file or a worker's folder changes.
+  /// Changes when the config file, a worker's folder or a certificate or
+  /// key file changes.
   fn stamp(&self, config: &Config) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    if let Self::File { path, .. } = self {
+    let file = |path: &std::path::Path, h: &mut std::collections::hash_map::DefaultHasher| {
       let md = std::fs::metadata(path).ok();
-      md.map(|m| (m.len(), m.modified().ok())).hash(&mut h);
+      md.map(|m| (m.len(), m.modified().ok())).hash(h);
+    };
+    if let Self::File { path, .. } = self {
+      file(path, &mut h);
+    }
+    for t in &config.tls {
+      for p in [&t.cert, &t.key].into_iter().flatten() {
+        file(&config.resolve(p), &mut h);
+      }
     }
     for w in &config.workers {
       if let Some(root) = config.resolve(&w.main).parent() {

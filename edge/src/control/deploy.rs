@@ -28,14 +28,21 @@ pub struct Deployments {
   /// The config of record: the config file's workers came from it, and
   /// deployed workers take their default limits from it.
   config: Config,
+  /// The `[[tls]]` section and its files as the serving certificates were
+  /// read from them: a reload reads the certificates again when this
+  /// changes.
+  tls: TlsStamp,
   from_config: BTreeMap<String, Arc<Worker>>,
   from_api: BTreeMap<String, Arc<Worker>>,
 }
 
 impl Deployments {
-  /// The config's workers, then the uploads kept in `data_dir`.
+  /// The config's workers, then the uploads kept in `data_dir`; `tls` is
+  /// the stamp of the certificates serving now (taken before they were
+  /// read).
   pub fn load(
     config: Config,
+    tls: TlsStamp,
     data_dir: Option<(&Path, Tidy)>,
     stats: &Stats,
   ) -> Result<Self, crate::error::ConfigError> {
@@ -46,6 +53,7 @@ impl Deployments {
     }
     let mut d = Self {
       config,
+      tls,
       from_config,
       from_api: BTreeMap::new(),
     };
@@ -393,7 +401,10 @@ impl Deployer {
     for w in &to_check {
       self.check(w).await?;
     }
-    let tls_changed = tls_stamp(&config) != tls_stamp(&d.config);
+    // Before the files are read: a file changed after this is read again
+    // at the next reload.
+    let stamp = TlsStamp::of(&config);
+    let tls_changed = stamp != d.tls;
     let certs = if tls_changed && !config.tls.is_empty() {
       Some(CertStore::from_config(&config).map_err(|e| DeployError::Config(e.to_string()))?)
     } else {
@@ -432,6 +443,7 @@ impl Deployer {
       self.view.publish_certs(c);
     }
     report.tls_changed = tls_changed;
+    d.tls = stamp;
     self.publish(&d);
     for (name, w) in old {
       match d.from_config.get(&name) {
@@ -473,14 +485,25 @@ enum Apply {
   No,
 }
 
-/// What identifies the `[[tls]]` section: the entries and their files.
-fn tls_stamp(config: &Config) -> String {
-  let mut s = format!("{:?}", config.tls);
-  for t in &config.tls {
-    for p in [&t.cert, &t.key].into_iter().flatten() {
-      let md = std::fs::metadata(config.resolve(p)).ok();
-      s.push_str(&format!("{:?}", md.map(|m| (m.len(), m.modified().ok()))));
+/// What identifies the `[[tls]]` section: its entries and their files'
+/// contents (a renewal may keep a file's length, and land within its
+/// mtime's granularity).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TlsStamp(u64);
+
+impl TlsStamp {
+  pub fn of(config: &Config) -> Self {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    format!("{:?}", config.tls).hash(&mut h);
+    for t in &config.tls {
+      for p in [&t.cert, &t.key].into_iter().flatten() {
+        match std::fs::read(config.resolve(p)) {
+          Ok(bytes) => bytes.hash(&mut h),
+          Err(e) => e.kind().hash(&mut h),
+        }
+      }
     }
+    Self(h.finish())
   }
-  s
 }
