@@ -13,6 +13,7 @@ mod cron;
 mod fetch;
 mod front_door;
 mod head;
+mod html;
 mod isolates;
 mod library;
 mod limits;

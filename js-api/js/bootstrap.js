@@ -15,6 +15,7 @@ import { d1Database, setD1Admission } from "ext:edge_runtime/d1.js";
 import { Cache, CacheStorage, caches, setCacheZone } from "ext:edge_runtime/cache.js";
 import { fetcher, setServiceAdmission } from "ext:edge_runtime/service.js";
 import { r2Bucket, setR2Admission } from "ext:edge_runtime/r2.js";
+import { HTMLRewriter } from "ext:edge_runtime/html.js";
 
 const {
   ObjectDefineProperties,
@@ -615,6 +616,7 @@ ObjectDefineProperties(globalThis, {
   File: propNE(file.File),
   FormData: propNE(formData.FormData),
   Headers: propNE(headers.Headers),
+  HTMLRewriter: propNE(HTMLRewriter),
   MessageChannel: propNE(messagePort.MessageChannel),
   MessageEvent: propNE(event.MessageEvent),
   MessagePort: propNE(messagePort.MessagePort),

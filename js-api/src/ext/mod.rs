@@ -8,6 +8,7 @@ pub mod body;
 pub mod cache;
 pub mod codec;
 pub mod d1;
+pub mod html;
 pub mod json;
 pub mod kv;
 pub mod list;
@@ -65,6 +66,12 @@ deno_core::extension!(
     codec::op_edge_codec_new,
     codec::op_edge_codec_pump,
     codec::op_edge_codec_close,
+    html::op_edge_html_selector,
+    html::op_edge_html_new,
+    html::op_edge_html_write,
+    html::op_edge_html_end,
+    html::op_edge_html_reply,
+    html::op_edge_html_close,
     json::op_edge_json_plan,
     json::op_edge_json_take_plan,
     json::op_edge_json_check,
@@ -72,5 +79,5 @@ deno_core::extension!(
     json::op_edge_json_constants,
   ],
   esm_entry_point = "ext:edge_runtime/bootstrap.js",
-  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js", "d1.js", "cache.js", "service.js", "r2.js"],
+  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js", "d1.js", "cache.js", "service.js", "r2.js", "html.js"],
 );
