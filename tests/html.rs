@@ -1,6 +1,7 @@
 //! HTMLRewriter: every handler kind rewrites as Workers does (sync and
 //! async handlers, end tags, the document's doctype, comments and end), a
-//! bad selector throws at `on()`, a throwing handler errors the body and
+//! bad selector throws at `on()` (and so does one nested or chained past
+//! the bounds that keep the parser's recursion on its stack), a throwing handler errors the body and
 //! the worker answers the next request, a body four times the isolate's
 //! memory streams through at the reader's pace, and rewriters a worker
 //! makes and never reads end at its memory limit.
@@ -97,6 +98,37 @@ export default {
         .transform(new Response(PAGE)).text();
       return new Response(`${out.slice(0, 19)} ${seen} ${refused}`);
     }
+    if (u.pathname === "/bounds") {
+      // Nesting and chains at the bounds work; one more is refused (past
+      // them the parser's recursion could overflow a stack).
+      const tries = {
+        parens16: ":not(".repeat(16) + "b" + ")".repeat(16),
+        parens17: ":not(".repeat(17) + "b" + ")".repeat(17),
+        chain64: "a ".repeat(33) + "a > ".repeat(31) + "b",
+        chain65: "a ".repeat(34) + "a > ".repeat(31) + "b",
+        long: "a" + ".c".repeat(2048),
+      };
+      const got = [];
+      for (const [name, sel] of Object.entries(tries)) {
+        try {
+          const out = await new HTMLRewriter()
+            .on(sel, { element(e) { e.setAttribute("hit", ""); } })
+            .transform(new Response("<a>".repeat(70) + "<b></b>")).text();
+          got.push(`${name} ${out.split("hit").length - 1}`);
+        } catch (e) {
+          got.push(`${name} ${e.name}: ${e.message}`);
+        }
+      }
+      let many = new HTMLRewriter().on("i, b", { element() {} });
+      for (let i = 0; i < 254; i++) many = many.on("a", { element() {} });
+      many.transform(new Response("<a>"));
+      try {
+        many.on("p", { element() {} }).transform(new Response("<a>"));
+      } catch (e) {
+        got.push(`${e.name}: ${e.message}`);
+      }
+      return new Response(got.join("\n"));
+    }
     if (u.pathname === "/throws") {
       return new HTMLRewriter()
         .on("p", { element() { throw new Error("handler broke"); } })
@@ -182,6 +214,16 @@ async fn every_handler_kind_rewrites_as_on_workers() {
   );
   let got = c.get("html.test", "/doctype").await;
   assert_eq!(got.body, "<html><head><title> true TypeError");
+  let got = c.get("html.test", "/bounds").await;
+  assert_eq!(
+    got.body,
+    "parens16 1\n\
+     parens17 TypeError: Invalid selector: more than 16 parentheses\n\
+     chain64 1\n\
+     chain65 TypeError: Invalid selector: more than 64 combinators\n\
+     long TypeError: Invalid selector: 4097 bytes, more than the 4096 taken\n\
+     TypeError: HTMLRewriter: 257 selectors, more than the 256 taken"
+  );
   let got = c.get("html.test", "/stale").await;
   assert_eq!(
     got.body, "TypeError: This content token is no longer valid. 179",

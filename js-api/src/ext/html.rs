@@ -362,7 +362,57 @@ fn doctype_event(h: u32, d: &Doctype) -> Event {
   }
 }
 
+/// The longest selector taken. Parsing and compiling cost memory the
+/// budget is charged for by length (`SELECTOR_CHARGE`).
+pub const MAX_SELECTOR: usize = 4096;
+/// The most `(` a selector may have. The selector parser and lol_html's
+/// compiler recurse once per nested function (`:not(:not(...))`): 1,000
+/// levels overflowed an executor thread's stack and ended the process.
+/// Every level of nesting needs a literal `(` (escapes and strings never
+/// open one), so counting them all, quoted or not, bounds the depth.
+pub const MAX_SELECTOR_PARENS: usize = 16;
+/// The most combinators a selector may have. lol_html's compiler recurses
+/// once per compound selector of a chain: 300 descendant combinators
+/// overflowed the coroutine's stack (debug build; 200 did not). A
+/// combinator needs at least one whitespace, `>`, `+` or `~` byte, so
+/// the number of runs of those bytes, quoted or not, bounds the chain.
+pub const MAX_SELECTOR_COMBINATORS: usize = 64;
+/// The most selectors a rewriter takes, counting each item of a
+/// comma-separated list. lol_html compares each selector it adds with all
+/// before it, in one uninterruptible op: 16,000 took 1.4 s of CPU and
+/// 100,000 took 50 s (debug build), past any `cpu_ms`.
+pub const MAX_SELECTORS: usize = 256;
+/// Native memory charged per selector byte for its parsed and compiled
+/// form (measured: see ARCHITECTURE.md).
+const SELECTOR_CHARGE: usize = 64;
+
+/// Runs of bytes a combinator is made of (at least the selector's
+/// combinators).
+fn combinator_runs(s: &str) -> usize {
+  let is = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' | b'>' | b'+' | b'~');
+  let b = s.as_bytes();
+  (0..b.len())
+    .filter(|&i| is(&b[i]) && (i == 0 || !is(&b[i - 1])))
+    .count()
+}
+
 fn parse_selector(s: &str) -> Result<Selector, JsErrorBox> {
+  if s.len() > MAX_SELECTOR {
+    return Err(JsErrorBox::type_error(format!(
+      "Invalid selector: {} bytes, more than the {MAX_SELECTOR} taken",
+      s.len()
+    )));
+  }
+  if s.bytes().filter(|&b| b == b'(').count() > MAX_SELECTOR_PARENS {
+    return Err(JsErrorBox::type_error(format!(
+      "Invalid selector: more than {MAX_SELECTOR_PARENS} parentheses"
+    )));
+  }
+  if combinator_runs(s) > MAX_SELECTOR_COMBINATORS {
+    return Err(JsErrorBox::type_error(format!(
+      "Invalid selector: more than {MAX_SELECTOR_COMBINATORS} combinators"
+    )));
+  }
   s.parse::<Selector>()
     .map_err(|e| JsErrorBox::type_error(format!("Invalid selector {s:?}: {e}")))
 }
@@ -492,11 +542,28 @@ pub fn op_edge_html_new(
   #[serde] handlers: Vec<HandlerSpec>,
   #[string] charset: &str,
 ) -> Result<Rewriter, JsErrorBox> {
+  // Each comma may separate two selectors (or sit in a string: counted
+  // anyway, which only errs on the side of refusing).
+  let count: usize = handlers
+    .iter()
+    .filter_map(|spec| spec.selector.as_ref())
+    .map(|s| 1 + s.bytes().filter(|&b| b == b',').count())
+    .sum();
+  if count > MAX_SELECTORS {
+    return Err(JsErrorBox::type_error(format!(
+      "HTMLRewriter: {count} selectors, more than the {MAX_SELECTORS} taken"
+    )));
+  }
   let mut specs = Vec::with_capacity(handlers.len());
   for spec in handlers {
     let sel = spec.selector.as_deref().map(parse_selector).transpose()?;
     specs.push((sel, spec));
   }
+  let selectors: usize = specs
+    .iter()
+    .filter_map(|(_, spec)| spec.selector.as_ref())
+    .map(String::len)
+    .sum();
   let encoding = encoding_rs::Encoding::for_label(charset.as_bytes())
     .and_then(AsciiCompatibleEncoding::new)
     .unwrap_or_else(AsciiCompatibleEncoding::utf_8);
@@ -507,7 +574,7 @@ pub fn op_edge_html_new(
     run(y, first, specs, encoding, sink)
   });
   let budget = state.try_borrow::<Budget>().cloned();
-  let charged = MAX_BUFFER + STACK;
+  let charged = MAX_BUFFER + STACK + selectors * SELECTOR_CHARGE;
   if let Some(b) = &budget {
     b.charge(charged);
   }
