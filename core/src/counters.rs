@@ -31,35 +31,61 @@ impl Gauge {
   }
 }
 
-/// A histogram of durations with fixed buckets (10 µs, then ×1.25 apart),
-/// with the sum and count Prometheus wants.
+/// A histogram of durations with fixed buckets on a round grid (ten a
+/// decade, 10 µs to 80 s, about ×1.25 apart), with the sum and count
+/// Prometheus wants.
 #[derive(Debug)]
 pub struct Histogram {
   buckets: Vec<AtomicU64>,
   sum_ns: AtomicU64,
 }
 
-pub const BUCKETS: usize = 64;
+/// Bounds a decade, times its power of ten: about ×1.25 apart, and 1, 2.5
+/// and 5 among them (the exported ones).
+const MANTISSAS: [f64; 10] = [1.0, 1.25, 1.6, 2.0, 2.5, 3.2, 4.0, 5.0, 6.4, 8.0];
+/// Ten bounds a decade for seven decades, then the bucket of everything
+/// larger.
+pub const BUCKETS: usize = 71;
 
-/// The upper bound of bucket `i`, in microseconds.
+const BOUNDS_US: [f64; BUCKETS] = {
+  let mut a = [0.0; BUCKETS];
+  let (mut i, mut decade) = (0, 10.0);
+  while i < BUCKETS {
+    a[i] = MANTISSAS[i % 10] * decade;
+    i += 1;
+    if i % 10 == 0 {
+      decade *= 10.0;
+    }
+  }
+  a
+};
+
+/// The upper bound of bucket `i`, in microseconds (the last bucket's is
+/// 100 s, though it holds anything larger).
 pub fn bucket_bound_us(i: usize) -> f64 {
-  10.0 * 1.25f64.powi(i as i32)
+  BOUNDS_US[i]
 }
 
 /// The bucket a duration of `us` microseconds falls in: the first whose
 /// bound is at least `us` (the last for anything larger).
 pub fn bucket_of(us: f64) -> usize {
-  if us <= 10.0 {
-    return 0;
+  BOUNDS_US.partition_point(|&b| b < us).min(BUCKETS - 1)
+}
+
+/// The bound of bucket `i` in seconds, written exactly (`0.000025`), for
+/// the buckets that are exported: 1, 2.5 and 5 of each decade.
+pub fn exported_bound_s(i: usize) -> Option<String> {
+  if i + 1 >= BUCKETS {
+    return None;
   }
-  let mut i = ((us / 10.0).ln() / 1.25f64.ln()).ceil() as usize;
-  while i > 0 && bucket_bound_us(i - 1) >= us {
-    i -= 1;
-  }
-  while i < BUCKETS - 1 && bucket_bound_us(i) < us {
-    i += 1;
-  }
-  i.min(BUCKETS - 1)
+  let tens = [10u64, 25, 50][[0, 4, 7].iter().position(|&m| m == i % 10)?];
+  let us = tens * 10u64.pow((i / 10) as u32);
+  let (whole, frac) = (us / 1_000_000, us % 1_000_000);
+  Some(if frac == 0 {
+    whole.to_string()
+  } else {
+    format!("{whole}.{}", format!("{frac:06}").trim_end_matches('0'))
+  })
 }
 
 impl Default for Histogram {
@@ -128,6 +154,24 @@ mod tests {
   fn bounds_are_exact_members() {
     for i in 0..BUCKETS - 1 {
       assert_eq!(bucket_of(bucket_bound_us(i)), i);
+    }
+  }
+
+  #[test]
+  fn exported_bounds_are_round_seconds_and_match_the_buckets() {
+    let got: Vec<String> = (0..BUCKETS).filter_map(exported_bound_s).collect();
+    assert_eq!(got.len(), 21);
+    assert_eq!(&got[..4], ["0.00001", "0.000025", "0.00005", "0.0001"]);
+    assert_eq!(&got[got.len() - 3..], ["10", "25", "50"]);
+    for i in 0..BUCKETS {
+      if let Some(s) = exported_bound_s(i) {
+        let secs: f64 = s.parse().unwrap();
+        assert!(
+          (secs * 1e6 - bucket_bound_us(i)).abs() < 1e-6,
+          "{s} vs {}",
+          bucket_bound_us(i)
+        );
+      }
     }
   }
 

@@ -3,11 +3,8 @@
 
 use std::fmt::Write;
 
-use crate::obs::stats::{bucket_bound_us, Histogram, Stats, BUCKETS};
+use crate::obs::stats::{exported_bound_s, Histogram, Stats};
 use edge_core::limits::LimitKind;
-
-/// Every 4th bucket of [`Histogram`] (10 µs to ~6.5 s, ×2.44 apart).
-const EXPORTED_EVERY: usize = 4;
 
 /// Reads one value of a worker's counters.
 type WorkerValue = fn(&crate::obs::stats::WorkerStats) -> f64;
@@ -302,8 +299,8 @@ fn histogram(o: &mut String, name: &str, worker: &str, h: &Histogram) {
   let mut cumulative = 0;
   for (i, c) in counts.iter().enumerate() {
     cumulative += c;
-    if i % EXPORTED_EVERY == 0 && i + 1 < BUCKETS {
-      let le = bucket_bound_us(i) / 1e6;
+    // 1, 2.5 and 5 of each decade, 10 µs to 50 s.
+    if let Some(le) = exported_bound_s(i) {
       let _ = writeln!(o, "{name}_bucket{{worker=\"{worker}\",le=\"{le}\"}} {cumulative}");
     }
   }

@@ -9,7 +9,7 @@ use dashmap::DashMap;
 use edge_core::bucket::{ConsoleBudget, Verdict};
 
 use crate::config::ConsoleLimits;
-pub use edge_core::counters::{bucket_bound_us, Counter, Gauge, Histogram, BUCKETS};
+pub use edge_core::counters::{exported_bound_s, Counter, Gauge, Histogram};
 use edge_core::limits::LimitKind;
 
 /// Why TLS handshakes failed (a label of the metrics).
