@@ -221,6 +221,36 @@ async fn deployed_workers_survive_a_restart_through_the_data_dir() {
 }
 
 #[tokio::test]
+async fn refused_and_deleted_deploys_leave_no_metric_series() {
+  let f = fixture();
+  let engine = f.start(&admin_toml(""));
+  let a = engine.admin_addr().unwrap();
+  let series = |name: &'static str| async move {
+    let got = admin(a, "GET", "/metrics", Some(TOKEN), None).await;
+    let label = format!("worker=\"{name}\"");
+    got.body.lines().filter(|l| l.contains(&label)).count()
+  };
+  // A script that does not compile, and one that throws at the top level.
+  assert_eq!(deploy(a, "broken", "broken.test", "export default {").await.status, 400);
+  assert_eq!(
+    deploy(a, "throws", "throws.test", "throw new Error('no')").await.status,
+    400
+  );
+  assert_eq!(series("broken").await, 0);
+  assert_eq!(series("throws").await, 0);
+  // A deployed worker has series; once deleted it has none.
+  assert_eq!(deploy(a, "kept", "kept.test", &version_worker(1)).await.status, 200);
+  assert_eq!(get(engine.http_addr().unwrap(), "kept.test", "/").await.body, "v1");
+  assert!(series("kept").await > 0);
+  // A refused replacement keeps the running worker and its series.
+  assert_eq!(deploy(a, "kept", "kept.test", "export default {").await.status, 400);
+  assert!(series("kept").await > 0);
+  assert_eq!(get(engine.http_addr().unwrap(), "kept.test", "/").await.body, "v1");
+  assert_eq!(admin(a, "DELETE", "/workers/kept", Some(TOKEN), None).await.status, 204);
+  assert_eq!(series("kept").await, 0);
+}
+
+#[tokio::test]
 async fn metrics_parse_and_move_with_requests() {
   let f = fixture();
   f.file("limited.js", "export default { fetch() { for (;;) {} } }");

@@ -95,7 +95,10 @@ impl Deployments {
         Ok(w) => {
           self.from_api.insert(upload.name.clone(), w);
         }
-        Err(e) => tracing::error!(worker = %upload.name, "stored worker not loaded: {e}"),
+        Err(e) => {
+          stats.workers.remove(upload.name.as_str());
+          tracing::error!(worker = %upload.name, "stored worker not loaded: {e}");
+        }
       }
     }
   }
@@ -271,6 +274,27 @@ impl Deployer {
 
   async fn install(&self, spec: WorkerSpec, upload: Option<&Upload>, apply: Apply) -> Result<Deployed, DeployError> {
     let mut d = self.deployments.lock().await;
+    let r = self.install_locked(&mut d, spec, upload, apply).await;
+    self.forget_dead(&d);
+    r
+  }
+
+  /// Drops the counters of names no worker runs under: those a refused or
+  /// dry-run deploy made (each would be a series in /metrics forever).
+  fn forget_dead(&self, d: &Deployments) {
+    self
+      .stats
+      .workers
+      .retain(|name, _| d.from_api.contains_key(&**name) || d.from_config.contains_key(&**name));
+  }
+
+  async fn install_locked(
+    &self,
+    d: &mut Deployments,
+    spec: WorkerSpec,
+    upload: Option<&Upload>,
+    apply: Apply,
+  ) -> Result<Deployed, DeployError> {
     let name = spec.name.clone();
     if d.from_config.contains_key(&name) {
       return Err(DeployError::ConfigOwned { name });
@@ -301,7 +325,7 @@ impl Deployer {
       super::store::store(dir, upload).map_err(|e| DeployError::Storage(format!("{}: {e}", dir.display())))?;
     }
     let old = d.from_api.insert(name.clone(), worker);
-    self.publish(&d);
+    self.publish(d);
     if let Some(old) = old {
       self.retire(&old);
     }
@@ -363,6 +387,12 @@ impl Deployer {
   pub async fn reload(&self, config: Config) -> Result<Reloaded, DeployError> {
     config.validate().map_err(|e| DeployError::Config(e.to_string()))?;
     let mut d = self.deployments.lock().await;
+    let r = self.reload_locked(&mut d, config).await;
+    self.forget_dead(&d);
+    r
+  }
+
+  async fn reload_locked(&self, d: &mut Deployments, config: Config) -> Result<Reloaded, DeployError> {
     let mut next = BTreeMap::new();
     let mut report = Reloaded::default();
     let mut to_check = Vec::new();
@@ -444,7 +474,7 @@ impl Deployer {
     }
     report.tls_changed = tls_changed;
     d.tls = stamp;
-    self.publish(&d);
+    self.publish(d);
     for (name, w) in old {
       match d.from_config.get(&name) {
         Some(new) if Arc::ptr_eq(new, &w) => {}
