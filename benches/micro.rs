@@ -40,7 +40,7 @@ fn request() -> JsRequest {
     url: "http://bench.example/".into(),
     headers: http::HeaderMap::new(),
     body: None,
-    scheduled: None,
+    trigger: None,
     cf: None,
     chain: None,
   }

@@ -138,6 +138,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     r2: vec![],
     services: vec![],
     triggers: Default::default(),
+    queues: Default::default(),
     secrets: Default::default(),
     limits: edge::LimitsConfig {
       cpu_ms: Some(2000),
@@ -218,6 +219,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
     r2: vec![],
     services: vec![],
     triggers: Default::default(),
+    queues: Default::default(),
     secrets: Default::default(),
     limits: edge::LimitsConfig {
       cpu_ms: Some(20),

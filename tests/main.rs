@@ -21,6 +21,7 @@ mod objects;
 mod operations;
 mod pool;
 mod process;
+mod queues;
 mod routing;
 mod services;
 mod storage;

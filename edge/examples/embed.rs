@@ -42,6 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     r2: vec![],
     services: vec![],
     triggers: Default::default(),
+    queues: Default::default(),
     secrets: Default::default(),
     limits: Default::default(),
     allow_private_network: false,

@@ -95,9 +95,15 @@ impl Dispatch {
       url: parts.uri.to_string(),
       headers: parts.headers,
       body,
-      // A cron trigger's run (control/cron.rs) says so in an extension
-      // no client can set.
-      scheduled: parts.extensions.remove::<js_api::Scheduled>(),
+      // A cron trigger's run (control/cron.rs) or a queue's delivery
+      // (control/queues.rs) says so in an extension no client can set.
+      trigger: match parts.extensions.remove::<js_api::Scheduled>() {
+        Some(s) => Some(js_api::Trigger::Scheduled(s)),
+        None => parts
+          .extensions
+          .remove::<js_api::QueueDelivery>()
+          .map(js_api::Trigger::Queue),
+      },
       cf: None,
       // A service binding's request shares its caller's budget of calls.
       chain: parts.extensions.remove::<js_api::ServiceChain>(),

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::control::admin::AdminServer;
 use crate::control::cron::{CronClock, CronRunner};
 use crate::control::deploy::{Deployed, Deployer, Deployments, Reloaded, WorkerInfo};
+use crate::control::queues::QueueRunner;
 use crate::control::store::Tidy;
 use crate::dispatch::Dispatch;
 use crate::error::{DeployError, RequestError, StartError};
@@ -138,6 +139,7 @@ pub struct Engine {
   deployer: Arc<Deployer>,
   admin: Option<AdminServer>,
   cron: Option<CronRunner>,
+  queues: Option<QueueRunner>,
   http_addr: Option<SocketAddr>,
   https_addr: Option<SocketAddr>,
 }
@@ -283,6 +285,7 @@ impl Engine {
     }
     let cron =
       CronRunner::start(view.clone(), dispatch.clone(), config_storage_dir, cron_clock).map_err(StartError::Threads)?;
+    let queues = QueueRunner::start(view.clone(), dispatch.clone()).map_err(StartError::Threads)?;
     let writes = if supervisor.is_some() { None } else { data_dir };
     let deployer = Arc::new(Deployer::new(deployments, writes, view.clone(), executors.clone()));
     if let Some(link) = supervisor {
@@ -301,6 +304,7 @@ impl Engine {
       deployer,
       admin,
       cron: Some(cron),
+      queues: Some(queues),
       http_addr,
       https_addr,
     })
@@ -442,6 +446,7 @@ impl Engine {
 
   fn stop(&mut self) {
     self.cron = None;
+    self.queues = None;
     self.admin = None;
     self.executors.join();
   }

@@ -16,6 +16,7 @@ import { Cache, CacheStorage, caches, setCacheZone } from "ext:edge_runtime/cach
 import { fetcher, setServiceAdmission } from "ext:edge_runtime/service.js";
 import { r2Bucket, setR2Admission } from "ext:edge_runtime/r2.js";
 import { HTMLRewriter } from "ext:edge_runtime/html.js";
+import { openBatch, queueBinding, setQueueAdmission } from "ext:edge_runtime/queue.js";
 
 const {
   ObjectDefineProperties,
@@ -44,6 +45,8 @@ const {
   ReflectConstruct,
   RangeError,
   JSONParse,
+  JSONStringify,
+  String,
 } = primordials;
 
 const {
@@ -866,11 +869,12 @@ function settle(r, state, reqId) {
 // Called by Rust at the top of an entry, where no request's code runs
 // (the async context is undefined): it is left undefined again.
 // A cron trigger's run passes its cron (a string) and scheduled time; a
-// request passes `undefined` for both.
-function handle(reqId, method, href, bodyLength, cron, scheduledTime) {
+// queue's delivery the queue's name; a request passes `undefined` for all.
+function handle(reqId, method, href, bodyLength, cron, scheduledTime, queue) {
   setAsyncContext(reqId);
   try {
     if (cron !== undefined) return handleScheduled(reqId, href, cron, scheduledTime);
+    if (queue !== undefined) return handleQueue(reqId, method, href, bodyLength);
     return handleIn(reqId, method, href, bodyLength);
   } finally {
     setAsyncContext(undefined);
@@ -949,6 +953,43 @@ function handleScheduled(reqId, href, cron, scheduledTime) {
   return settle(done(), state, reqId);
 }
 
+// A queue's delivery: the batch is the request's body; `queue(batch, env,
+// ctx)` runs on it, and the answer is each message's decision as JSON
+// (status 500 and the error too if queue() threw).
+function handleQueue(reqId, method, href, bodyLength) {
+  const state = newRequestState();
+  state.href = href;
+  liveRequests.set(reqId, state);
+  let result;
+  try {
+    if (handlerObject === null || typeof handlerObject.queue !== "function") {
+      throw new TypeError(
+        "The worker has no queue handler: export default { async queue(batch, env, ctx) { ... } }",
+      );
+    }
+    const req = makeRequest(reqId, method, href, bodyLength, state);
+    const ctx = new ExecutionContext(state);
+    result = PromisePrototypeThen(req.arrayBuffer(), async (buf) => {
+      const { batch, decisions } = openBatch(buf);
+      let error = null;
+      try {
+        await handlerObject.queue(batch, workerEnv, ctx);
+      } catch (err) {
+        error = err;
+      }
+      const body = JSONStringify({
+        decisions: decisions(error !== null),
+        error: error === null ? null : String(error?.stack ?? error),
+      });
+      return new ResponseCtor(body, { status: error === null ? 200 : 500 });
+    });
+  } catch (err) {
+    dropRequest(reqId);
+    return errorTuple(err);
+  }
+  return settleResult(result, state, reqId);
+}
+
 // Called by Rust when a request has ended (answered, and its body and
 // waitUntil work done, or given up on).
 function finish(reqId) {
@@ -992,6 +1033,7 @@ function admitStorage(what, failed) {
 setKvAdmission((op) => admitStorage(`KV ${op}`, `KV ${op} failed: 429`));
 setD1Admission(() => admitStorage("D1", "D1_ERROR:"));
 setR2Admission((op) => admitStorage(`R2 ${op}`, `${op}: 429`));
+setQueueAdmission((what) => admitStorage(what, `${what} failed: 429`));
 // The Cache API's zone: the host of the request a call belongs to.
 setCacheZone(() => {
   admitStorage("Cache API", "Cache API:");
@@ -1000,10 +1042,11 @@ setCacheZone(() => {
 });
 
 // Called once per isolate, after its main module evaluated. `ns` is the main
-// module's namespace; `vars` the worker's vars; `kv`, `d1`, `services`
-// and `r2` the names of its KV, D1, service and R2 bindings, in the order
-// of the isolate's tables.
-function bind(ns, vars, maxSubrequests, longest = undefined, kv = [], d1 = [], services = [], r2 = []) {
+// module's namespace; `vars` the worker's vars; `kv`, `d1`, `services`,
+// `r2` and `queues` the names of its KV, D1, service, R2 and queue
+// bindings, in the order of the isolate's tables; `consumer` whether it
+// consumes a queue.
+function bind(ns, vars, maxSubrequests, longest = undefined, kv = [], d1 = [], services = [], r2 = [], queues = [], consumer = false) {
   subrequestLimit = maxSubrequests;
   if (longest !== undefined) setLongestArray(longest);
   const bindings = { ...vars };
@@ -1011,9 +1054,15 @@ function bind(ns, vars, maxSubrequests, longest = undefined, kv = [], d1 = [], s
   for (let i = 0; i < d1.length; i++) bindings[d1[i]] = d1Database(i);
   for (let i = 0; i < services.length; i++) bindings[services[i]] = fetcher(i);
   for (let i = 0; i < r2.length; i++) bindings[r2[i]] = r2Bucket(i);
+  for (let i = 0; i < queues.length; i++) bindings[queues[i]] = queueBinding(i);
   workerEnv = ObjectFreeze(bindings);
   const def = ns.default;
-  if (def !== undefined && def !== null && (typeof def.fetch === "function" || typeof def.scheduled === "function")) {
+  if (consumer && (def === undefined || def === null || typeof def.queue !== "function")) {
+    throw new TypeError(
+      "The worker consumes a queue but has no queue handler: export default { async queue(batch, env, ctx) { ... } }",
+    );
+  }
+  if (def !== undefined && def !== null && (typeof def.fetch === "function" || typeof def.scheduled === "function" || typeof def.queue === "function")) {
     handlerObject = def;
     handlerFetch = typeof def.fetch === "function" ? def.fetch : null;
     return "module";

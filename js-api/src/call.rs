@@ -21,9 +21,9 @@ pub struct JsRequest {
   pub url: String,
   pub headers: HeaderMap,
   pub body: Option<RequestBody>,
-  /// Set for a cron trigger's run: the worker's `scheduled()` is called
-  /// instead of `fetch()`.
-  pub scheduled: Option<Scheduled>,
+  /// Set for a cron trigger's run or a queue's delivery: the worker's
+  /// `scheduled()` or `queue()` is called instead of `fetch()`.
+  pub trigger: Option<Trigger>,
   /// `request.cf`, as JSON (the server's; shared by a connection's
   /// requests). `None`: `request.cf` is undefined.
   pub cf: Option<std::sync::Arc<str>>,
@@ -38,6 +38,21 @@ pub struct Scheduled {
   pub cron: String,
   /// When it was due, in ms since the epoch (`controller.scheduledTime`).
   pub time_ms: f64,
+}
+
+/// What calls a handler other than `fetch()`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Trigger {
+  Scheduled(Scheduled),
+  /// The batch is the request's body.
+  Queue(QueueDelivery),
+}
+
+/// A queue's delivery of a batch to its consumer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueDelivery {
+  /// The queue's name (`batch.queue`).
+  pub queue: String,
 }
 
 /// The response a handler produced.
@@ -87,7 +102,7 @@ pub(crate) struct CallArgs<'a> {
   pub url: &'a str,
   /// The body's declared length, -1 if it has none, 0 for no body.
   pub body_length: f64,
-  pub scheduled: Option<&'a Scheduled>,
+  pub trigger: Option<&'a Trigger>,
 }
 
 pub(crate) fn invoke(
@@ -101,7 +116,7 @@ pub(crate) fn invoke(
     method,
     url,
     body_length,
-    scheduled,
+    trigger,
   } = args;
   v8::tc_scope!(let tc, scope);
   let f = v8::Local::new(tc, handle);
@@ -115,16 +130,22 @@ pub(crate) fn invoke(
     .into();
   let body_length = v8::Number::new(tc, body_length).into();
   let undefined = v8::undefined(tc).into();
-  let (cron, time) = match scheduled {
-    Some(s) => (
+  let (cron, time) = match trigger {
+    Some(Trigger::Scheduled(s)) => (
       v8::String::new(tc, &s.cron)
         .ok_or_else(|| JsApiError::Threw(exception("cron too long")))?
         .into(),
       v8::Number::new(tc, s.time_ms).into(),
     ),
-    None => (undefined, undefined),
+    _ => (undefined, undefined),
   };
-  let Some(ret) = f.call(tc, undefined, &[id, method, url, body_length, cron, time]) else {
+  let queue = match trigger {
+    Some(Trigger::Queue(q)) => v8::String::new(tc, &q.queue)
+      .ok_or_else(|| JsApiError::Threw(exception("queue name too long")))?
+      .into(),
+    _ => undefined,
+  };
+  let Some(ret) = f.call(tc, undefined, &[id, method, url, body_length, cron, time, queue]) else {
     if tc.has_terminated() || tc.is_execution_terminating() {
       return Err(JsApiError::Terminated);
     }

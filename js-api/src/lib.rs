@@ -20,14 +20,17 @@ pub mod shares;
 pub mod snapshot;
 
 pub use call::{
-  CallState, JsBody, JsRequest, JsResponse, PendingCall, ResponseStream, Scheduled, StreamError, StreamShared,
+  CallState, JsBody, JsRequest, JsResponse, PendingCall, QueueDelivery, ResponseStream, Scheduled, StreamError,
+  StreamShared, Trigger,
 };
 pub use deno_core::v8;
 pub use error::{JsApiError, JsException};
 pub use ext::body::{BodyTooLarge, BoxError, RequestBody};
 pub use ext::service::{ServiceCaller, ServiceChain, ServiceRequestBody, ServiceResponseBody, MAX_SERVICE_CALLS};
 pub use ext::{hops_of, LogSink, WorkerLogContext, HOP_HEADER, MAX_LOG_LINE};
-pub use loader::{CodeCacheStore, D1Databases, KvNamespaces, ModuleSource, R2Buckets, ServiceNames, WorkerCode};
+pub use loader::{
+  CodeCacheStore, D1Databases, KvNamespaces, ModuleSource, QueueProducers, R2Buckets, ServiceNames, WorkerCode,
+};
 pub use net::NetPolicy;
 pub use runtime::{Isolate, IsolateConfig, IsolateStopper, DEFAULT_HEAP_SLACK};
 pub use shares::CpuShares;

@@ -40,6 +40,8 @@ pub type D1Databases = Vec<(String, Arc<dyn edge_storage::SqlDatabase>)>;
 pub type R2Buckets = Vec<(String, Arc<dyn edge_storage::ObjectStore>)>;
 /// A worker's service bindings: the name on `env`, the worker it calls.
 pub type ServiceNames = Vec<(String, String)>;
+/// A worker's queue producers: the name on `env`, the queue.
+pub type QueueProducers = Vec<(String, Arc<dyn edge_storage::MessageQueue>)>;
 
 /// A worker's code: where its modules live and which one is the entry.
 /// Shared by all isolates of the worker, on every thread.
@@ -61,6 +63,10 @@ pub struct WorkerCode {
   pub r2: R2Buckets,
   /// Its service bindings: name on `env`, the worker called.
   pub services: ServiceNames,
+  /// Its queue producers: name on `env`, queue.
+  pub queues: QueueProducers,
+  /// Whether it consumes a queue (then its default export needs `queue()`).
+  pub queue_consumer: bool,
   /// Module texts read so far and the V8 code cache made for them.
   cache: Mutex<HashMap<ModuleSpecifier, CachedModule>>,
   store: Option<Arc<dyn CodeCacheStore>>,
@@ -92,6 +98,8 @@ impl WorkerCode {
       d1: Vec::new(),
       r2: Vec::new(),
       services: Vec::new(),
+      queues: Vec::new(),
+      queue_consumer: false,
       cache: Mutex::new(HashMap::new()),
       store: None,
     }
@@ -118,6 +126,12 @@ impl WorkerCode {
   /// The same code with these service bindings (name on `env`, worker).
   pub fn with_services(mut self, services: ServiceNames) -> Self {
     self.services = services;
+    self
+  }
+
+  /// The same code with these queue producers (name on `env`, queue).
+  pub fn with_queues(mut self, queues: QueueProducers) -> Self {
+    self.queues = queues;
     self
   }
 

@@ -414,6 +414,9 @@ impl Isolate {
       state.put(crate::ext::r2::R2Bindings(
         code.r2.iter().map(|(_, b)| b.clone()).collect(),
       ));
+      state.put(crate::ext::queue::QueueBindings(
+        code.queues.iter().map(|(_, q)| q.clone()).collect(),
+      ));
       state.put(crate::ext::service::ServiceBindings {
         services: code.services.iter().map(|(_, s)| s.clone()).collect(),
         caller: self.config.services.clone(),
@@ -492,14 +495,15 @@ impl Isolate {
     // index without checking for termination.
     let longest = (self.stopper.memory.limit() / 4).min(u32::MAX as usize) as u32;
     let longest = v8::Integer::new_from_unsigned(tc, longest).into();
-    // The names of the KV, D1, service and R2 bindings, in the order of
+    // The names of the KV, D1, service, R2 and queue bindings, in the order of
     // their tables.
     let kv_names: Vec<&String> = code.kv.iter().map(|(n, _)| n).collect();
     let d1_names: Vec<&String> = code.d1.iter().map(|(n, _)| n).collect();
     let service_names: Vec<&String> = code.services.iter().map(|(n, _)| n).collect();
     let r2_names: Vec<&String> = code.r2.iter().map(|(n, _)| n).collect();
-    let mut arrays = Vec::with_capacity(4);
-    for list in [kv_names, d1_names, service_names, r2_names] {
+    let queue_names: Vec<&String> = code.queues.iter().map(|(n, _)| n).collect();
+    let mut arrays = Vec::with_capacity(5);
+    for list in [kv_names, d1_names, service_names, r2_names, queue_names] {
       let array = v8::Array::new(tc, list.len() as i32);
       for (i, name) in list.into_iter().enumerate() {
         let Some(name) = v8::String::new(tc, name) else {
@@ -522,6 +526,8 @@ impl Isolate {
           arrays[1],
           arrays[2],
           arrays[3],
+          arrays[4],
+          v8::Boolean::new(tc, code.queue_consumer).into(),
         ],
       )
       .is_none()
@@ -586,7 +592,7 @@ impl Isolate {
         method: &req.method,
         url: &req.url,
         body_length,
-        scheduled: req.scheduled.as_ref(),
+        trigger: req.trigger.as_ref(),
       },
     );
     (id, r)

@@ -1,5 +1,5 @@
 //! Storage for the bindings workers see: [`Storage`] opens a node's KV
-//! namespaces, D1 databases and R2 buckets under one folder (each its own file) and
+//! namespaces, D1 databases, R2 buckets and queues under one folder (each its own file) and
 //! hands each worker only the ones its config names; [`kv::KvStore`] and
 //! [`sql::SqlDatabase`] are what an engine implements (the embedded ones
 //! are on SQLite; a shared engine for a fleet implements the same traits).
@@ -9,11 +9,14 @@ pub mod cache;
 pub mod claims;
 pub mod kv;
 pub mod objects;
+pub mod queues;
 pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "sqlite")]
 pub mod sqlite_objects;
+#[cfg(feature = "sqlite")]
+pub mod sqlite_queues;
 #[cfg(feature = "sqlite")]
 pub mod sqlite_sql;
 
@@ -24,6 +27,7 @@ pub use registry::Storage;
 
 pub use kv::{KvEntry, KvError, KvKey, KvListing, KvStore, ListQuery, PutOptions};
 pub use objects::{ObjectError, ObjectMeta, ObjectStore};
+pub use queues::{MessageQueue, QueueError};
 pub use sql::{SqlDatabase, SqlError, SqlResult, SqlValue, Statement};
 
 /// Why a namespace could not be opened.

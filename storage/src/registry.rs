@@ -1,4 +1,4 @@
-//! [`Storage`]: the KV namespaces, D1 databases and R2 buckets of one data folder. A
+//! [`Storage`]: the KV namespaces, D1 databases, R2 buckets and queues of one data folder. A
 //! file is opened once per process while anything holds it, and shared by
 //! every worker that names it.
 
@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::kv::KvStore;
 use crate::objects::ObjectStore;
+use crate::queues::MessageQueue;
 use crate::sql::SqlDatabase;
-use crate::{check_namespace, sqlite, sqlite_objects, sqlite_sql, StorageError};
+use crate::{check_namespace, sqlite, sqlite_objects, sqlite_queues, sqlite_sql, StorageError};
 
 /// The namespaces kept in one folder.
 #[derive(Clone, Debug)]
@@ -22,6 +23,7 @@ struct Open {
   kv: HashMap<PathBuf, Weak<dyn KvStore>>,
   sql: HashMap<PathBuf, Weak<dyn SqlDatabase>>,
   objects: HashMap<PathBuf, Weak<dyn ObjectStore>>,
+  queues: HashMap<PathBuf, Weak<dyn MessageQueue>>,
 }
 
 fn open_files() -> std::sync::MutexGuard<'static, Open> {
@@ -32,6 +34,7 @@ fn open_files() -> std::sync::MutexGuard<'static, Open> {
         kv: HashMap::new(),
         sql: HashMap::new(),
         objects: HashMap::new(),
+        queues: HashMap::new(),
       })
     })
     .lock()
@@ -88,6 +91,16 @@ impl Storage {
     shared(&mut open_files().objects, path, |p| {
       sqlite_objects::SqliteObjects::open(p)
         .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+        .map_err(|e| e.to_string())
+    })
+  }
+
+  /// The queue `name` (its file `queues/<name>.sqlite3`, made if new).
+  pub fn queue(&self, name: &str) -> Result<Arc<dyn MessageQueue>, StorageError> {
+    let path = self.file("queues", name)?;
+    shared(&mut open_files().queues, path, |p| {
+      sqlite_queues::SqliteQueue::open(p)
+        .map(|s| Arc::new(s) as Arc<dyn MessageQueue>)
         .map_err(|e| e.to_string())
     })
   }

@@ -1,5 +1,5 @@
 //! A worker's bindings as the config and uploads name them: KV, D1, R2,
-//! services, cron triggers and secrets, and the checks they pass.
+//! services, queues, cron triggers and secrets, and the checks they pass.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -95,6 +95,133 @@ impl Triggers {
   }
 }
 
+/// A worker's queues (`[[worker.queues.producers]]` and
+/// `[[worker.queues.consumers]]`, as wrangler's `[[queues.*]]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Queues {
+  #[serde(default, skip_serializing_if = "Vec::is_empty")]
+  pub producers: Vec<QueueProducer>,
+  #[serde(default, skip_serializing_if = "Vec::is_empty")]
+  pub consumers: Vec<QueueConsumer>,
+}
+
+/// A queue on a worker's `env`: `env.<binding>.send(body)` stores a message
+/// in the queue `queue` (its file).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueProducer {
+  pub binding: String,
+  pub queue: String,
+}
+
+/// The worker's `queue(batch, env, ctx)` consumes `queue`: batches of up to
+/// `max_batch_size` messages, handed over once that many are waiting or
+/// the oldest has waited `max_batch_timeout` seconds. A message retried
+/// more than `max_retries` times goes to `dead_letter_queue` (or is
+/// dropped); a retry without its own delay waits `retry_delay` seconds,
+/// doubled at each further attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConsumer {
+  pub queue: String,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub max_batch_size: Option<u32>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub max_batch_timeout: Option<u32>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub max_retries: Option<u32>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub dead_letter_queue: Option<String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub retry_delay: Option<u32>,
+}
+
+/// The most retries a consumer may ask for (Cloudflare's).
+pub const MAX_RETRIES: u32 = 100;
+/// The longest batch timeout, in seconds (Cloudflare's).
+pub const MAX_BATCH_TIMEOUT_S: u32 = 60;
+
+impl QueueConsumer {
+  pub fn batch_size(&self) -> usize {
+    self.max_batch_size.unwrap_or(10) as usize
+  }
+  pub fn batch_timeout_ms(&self) -> i64 {
+    i64::from(self.max_batch_timeout.unwrap_or(5)) * 1000
+  }
+  pub fn retries(&self) -> u32 {
+    self.max_retries.unwrap_or(3)
+  }
+  pub fn retry_delay_s(&self) -> u32 {
+    self.retry_delay.unwrap_or(0)
+  }
+
+  /// Checks the settings; `Err` names the field.
+  pub fn check(&self) -> Result<(), String> {
+    edge_storage::check_namespace(&self.queue).map_err(|e| format!("queues.consumers: {e}"))?;
+    let size = self.batch_size();
+    if size == 0 || size > edge_storage::queues::MAX_CONSUMER_BATCH {
+      return Err(format!(
+        "queues.consumers: {}: max_batch_size {size}, from 1 to {}",
+        self.queue,
+        edge_storage::queues::MAX_CONSUMER_BATCH
+      ));
+    }
+    if self.max_batch_timeout.unwrap_or(0) > MAX_BATCH_TIMEOUT_S {
+      return Err(format!(
+        "queues.consumers: {}: max_batch_timeout at most {MAX_BATCH_TIMEOUT_S} seconds",
+        self.queue
+      ));
+    }
+    if self.retries() > MAX_RETRIES {
+      return Err(format!(
+        "queues.consumers: {}: max_retries at most {MAX_RETRIES}",
+        self.queue
+      ));
+    }
+    if self.retry_delay_s() > edge_storage::queues::MAX_DELAY_S {
+      return Err(format!(
+        "queues.consumers: {}: retry_delay at most {} seconds",
+        self.queue,
+        edge_storage::queues::MAX_DELAY_S
+      ));
+    }
+    if let Some(dlq) = &self.dead_letter_queue {
+      edge_storage::check_namespace(dlq).map_err(|e| format!("queues.consumers: dead_letter_queue: {e}"))?;
+      if *dlq == self.queue {
+        return Err(format!(
+          "queues.consumers: {dlq}: a queue cannot be its own dead_letter_queue"
+        ));
+      }
+    }
+    Ok(())
+  }
+}
+
+/// The most queues one worker may consume.
+pub const MAX_CONSUMERS: usize = 16;
+
+impl Queues {
+  pub fn is_empty(&self) -> bool {
+    self.producers.is_empty() && self.consumers.is_empty()
+  }
+
+  /// Checks the consumers (producers are checked as bindings).
+  pub fn check(&self) -> Result<(), String> {
+    if self.consumers.len() > MAX_CONSUMERS {
+      return Err(format!("queues.consumers: at most {MAX_CONSUMERS}"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &self.consumers {
+      c.check()?;
+      if !seen.insert(&c.queue) {
+        return Err(format!("queues.consumers: {:?} is consumed twice", c.queue));
+      }
+    }
+    Ok(())
+  }
+}
+
 /// Another worker on a worker's `env` (`[[worker.services]]`, as
 /// wrangler's `services`): `env.<binding>.fetch(request)` runs the request
 /// through the worker named `service`, in process.
@@ -113,6 +240,8 @@ pub struct Bindings<'a> {
   pub d1: &'a [D1Binding],
   pub r2: &'a [R2Binding],
   pub services: &'a [ServiceBinding],
+  /// Queue producers.
+  pub queues: &'a [QueueProducer],
 }
 
 /// Secret values (`[worker.secrets]`, a `secrets_file`, an upload's
@@ -141,7 +270,7 @@ pub fn read_secrets_file(path: &Path) -> Result<BTreeMap<String, String>, String
   Ok(pairs.into_iter().collect())
 }
 
-/// The most bindings (KV, D1 and services) one worker may have.
+/// The most bindings (KV, D1, R2, services and queues) one worker may have.
 pub const MAX_BINDINGS: usize = 64;
 
 /// Checks a worker's bindings: names that are JS identifiers, none given
@@ -152,7 +281,13 @@ pub fn check_bindings(
   secrets: &BTreeMap<String, String>,
   bindings: Bindings<'_>,
 ) -> Result<(), String> {
-  let Bindings { kv, d1, r2, services } = bindings;
+  let Bindings {
+    kv,
+    d1,
+    r2,
+    services,
+    queues,
+  } = bindings;
   for k in secrets.keys() {
     if k.is_empty() {
       return Err("secrets: a secret needs a name".into());
@@ -161,10 +296,10 @@ pub fn check_bindings(
       return Err(format!("secrets: {k:?} is a var too"));
     }
   }
-  let count = kv.len() + d1.len() + r2.len() + services.len();
+  let count = kv.len() + d1.len() + r2.len() + services.len() + queues.len();
   if count > MAX_BINDINGS {
     return Err(format!(
-      "kv, d1, r2 and services: {count} bindings, at most {MAX_BINDINGS}"
+      "kv, d1, r2, services and queues: {count} bindings, at most {MAX_BINDINGS}"
     ));
   }
   let mut seen = std::collections::BTreeSet::new();
@@ -173,7 +308,12 @@ pub fn check_bindings(
     .map(|b| ("kv", &b.binding, b.namespace()))
     .chain(d1.iter().map(|b| ("d1", &b.binding, b.database())))
     .chain(r2.iter().map(|b| ("r2", &b.binding, b.bucket())))
-    .chain(services.iter().map(|b| ("services", &b.binding, b.service.as_str())));
+    .chain(services.iter().map(|b| ("services", &b.binding, b.service.as_str())))
+    .chain(
+      queues
+        .iter()
+        .map(|b| ("queues.producers", &b.binding, b.queue.as_str())),
+    );
   for (kind, binding, target) in all {
     let ident = binding
       .chars()

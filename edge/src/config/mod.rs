@@ -413,6 +413,9 @@ pub struct WorkerConfig {
   /// Cron triggers.
   #[serde(default)]
   pub triggers: Triggers,
+  /// Queues it sends to and consumes.
+  #[serde(default)]
+  pub queues: Queues,
   /// Secrets on `env` (over those of `secrets_file`).
   #[serde(default)]
   pub secrets: Secrets,
@@ -434,6 +437,7 @@ impl WorkerConfig {
       d1: &self.d1,
       r2: &self.r2,
       services: &self.services,
+      queues: &self.queues.producers,
     }
   }
 }
@@ -685,6 +689,7 @@ impl Config {
       let secrets = self.secrets_of(w).map_err(|m| self.invalid(field("secrets_file"), m))?;
       check_bindings(&w.vars, &secrets, w.bindings()).map_err(|m| self.invalid(field("bindings"), m))?;
       w.triggers.schedules().map_err(|m| self.invalid(field("triggers"), m))?;
+      w.queues.check().map_err(|m| self.invalid(field("queues"), m))?;
     }
     // A service the config names must be one of its workers, unless the
     // admin API may deploy it later (a call to a worker not deployed

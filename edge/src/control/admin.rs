@@ -14,9 +14,9 @@ use std::sync::Arc;
 use http::{HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::watch;
 
 use super::api::{self, text, Reply};
+use super::background::Background;
 use super::deploy::Deployer;
 use super::relay::Relay;
 use crate::obs::stats::Stats;
@@ -24,8 +24,7 @@ use crate::obs::stats::Stats;
 /// The running admin listener.
 pub struct AdminServer {
   pub addr: std::net::SocketAddr,
-  stop: watch::Sender<bool>,
-  thread: Option<std::thread::JoinHandle<()>>,
+  _thread: Background,
 }
 
 impl AdminServer {
@@ -46,65 +45,42 @@ impl AdminServer {
   fn serve(control: Control, listener: std::net::TcpListener, token: String) -> std::io::Result<Self> {
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
-    let (stop, mut stopped) = watch::channel(false);
     let token: Arc<[u8]> = Arc::from(token.into_bytes());
-    let thread = std::thread::Builder::new().name("edge-admin".into()).spawn(move || {
-      let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
+    let thread = Background::start("edge-admin", "admin API", move |mut stopped| async move {
+      let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
         Err(e) => {
-          tracing::error!("admin: cannot build its runtime: {e}");
+          tracing::error!("admin: cannot use its listener: {e}");
           return;
         }
       };
-      rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-          Ok(l) => l,
-          Err(e) => {
-            tracing::error!("admin: cannot use its listener: {e}");
-            return;
-          }
+      loop {
+        let (tcp, _) = tokio::select! {
+          a = listener.accept() => match a {
+            Ok(a) => a,
+            Err(e) => {
+              tracing::warn!("admin: accept failed: {e}");
+              tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+              continue;
+            }
+          },
+          _ = stopped.wait_for(|s| *s) => return,
         };
-        loop {
-          let (tcp, _) = tokio::select! {
-            a = listener.accept() => match a {
-              Ok(a) => a,
-              Err(e) => {
-                tracing::warn!("admin: accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-              }
-            },
-            _ = stopped.wait_for(|s| *s) => return,
-          };
-          let api = Api {
-            control: control.clone(),
-            token: token.clone(),
-          };
-          tokio::spawn(async move {
-            let api = Arc::new(api);
-            let svc = hyper::service::service_fn(move |req| serve(api.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-              .timer(TokioTimer::new())
-              .serve_connection(TokioIo::new(tcp), svc)
-              .await;
-          });
-        }
-      });
+        let api = Api {
+          control: control.clone(),
+          token: token.clone(),
+        };
+        tokio::spawn(async move {
+          let api = Arc::new(api);
+          let svc = hyper::service::service_fn(move |req| serve(api.clone(), req));
+          let _ = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .serve_connection(TokioIo::new(tcp), svc)
+            .await;
+        });
+      }
     })?;
-    Ok(Self {
-      addr,
-      stop,
-      thread: Some(thread),
-    })
-  }
-}
-
-impl Drop for AdminServer {
-  fn drop(&mut self) {
-    let _ = self.stop.send(true);
-    if let Some(t) = self.thread.take() {
-      let _ = t.join();
-    }
+    Ok(Self { addr, _thread: thread })
   }
 }
 

@@ -9,11 +9,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use edge_core::cron::minute_of;
 
+use super::background::Background;
 use crate::dispatch::{Dispatch, RequestContext};
 use crate::front::view::ServingView;
 
@@ -87,8 +87,7 @@ impl Claims {
 
 /// The running trigger thread; stopped when dropped.
 pub struct CronRunner {
-  stop: tokio::sync::watch::Sender<bool>,
-  thread: Option<JoinHandle<()>>,
+  _thread: Background,
 }
 
 impl CronRunner {
@@ -100,31 +99,11 @@ impl CronRunner {
     claims_dir: PathBuf,
     clock: CronClock,
   ) -> std::io::Result<Self> {
-    let (stop, flag) = tokio::sync::watch::channel(false);
-    let thread = std::thread::Builder::new().name("edge-cron".into()).spawn(move || {
-      let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-          tracing::error!("cron triggers not started: {e}");
-          return;
-        }
-      };
+    Background::start("edge-cron", "cron triggers", move |stop| {
       let claims = Claims::open(&claims_dir);
-      rt.block_on(run(view, dispatch, claims, clock, flag));
-    })?;
-    Ok(Self {
-      stop,
-      thread: Some(thread),
+      run(view, dispatch, claims, clock, stop)
     })
-  }
-}
-
-impl Drop for CronRunner {
-  fn drop(&mut self) {
-    let _ = self.stop.send(true);
-    if let Some(t) = self.thread.take() {
-      let _ = t.join();
-    }
+    .map(|t| Self { _thread: t })
   }
 }
 

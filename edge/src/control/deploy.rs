@@ -482,7 +482,6 @@ impl Deployer {
         None => {
           report.removed.push(name.clone());
           self.retire(&w);
-          self.stats.workers.remove(name.as_str());
         }
       }
     }

@@ -317,7 +317,7 @@ async fn route_and_run(
   })?;
   // `edge dev --test-scheduled`: wrangler's way to run scheduled().
   let scheduled = match door.view.test_scheduled && parts.uri.path() == "/__scheduled" {
-    true => Some(dev_scheduled(parts.uri.query())),
+    true => Some(js_api::Trigger::Scheduled(dev_scheduled(parts.uri.query()))),
     false => None,
   };
   super::client::forwarded(&mut parts.headers, conn.peer, conn.tls.is_some(), &door.view.client);
@@ -326,7 +326,7 @@ async fn route_and_run(
     url,
     headers: parts.headers,
     body,
-    scheduled,
+    trigger: scheduled,
     cf: Some(conn.cf.clone()),
     chain: None,
   };

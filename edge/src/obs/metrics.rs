@@ -207,7 +207,7 @@ pub fn render(stats: &Stats) -> String {
       );
     }
   }
-  let per_worker: [(&str, &str, &str, WorkerValue); 9] = [
+  let per_worker: [(&str, &str, &str, WorkerValue); 13] = [
     (
       "edge_worker_cold_starts_total",
       "counter",
@@ -261,6 +261,30 @@ pub fn render(stats: &Stats) -> String {
       "counter",
       "Cron triggers' runs that threw or hit a limit.",
       |w| w.scheduled_failed.get() as f64,
+    ),
+    (
+      "edge_worker_queue_messages_total",
+      "counter",
+      "Queue messages handed to the worker's queue().",
+      |w| w.queue_delivered.get() as f64,
+    ),
+    (
+      "edge_worker_queue_retries_total",
+      "counter",
+      "Queue messages the worker's queue() retried (or failed on).",
+      |w| w.queue_retried.get() as f64,
+    ),
+    (
+      "edge_worker_queue_dead_total",
+      "counter",
+      "Queue messages past their retries: moved to the dead-letter queue, or dropped.",
+      |w| w.queue_dead.get() as f64,
+    ),
+    (
+      "edge_worker_queue_failed_total",
+      "counter",
+      "Queue batches whose queue() threw, hit a limit or timed out.",
+      |w| w.queue_failed.get() as f64,
     ),
   ];
   for (metric, kind, help, get) in per_worker {

@@ -149,6 +149,13 @@ pub struct WorkerStats {
   /// Cron triggers' runs, and those that failed (threw, hit a limit).
   pub scheduled: Counter,
   pub scheduled_failed: Counter,
+  /// Queue messages handed to its `queue()`, retried, and moved to the
+  /// dead-letter queue or dropped after their retries; batches that failed
+  /// (threw, hit a limit, timed out).
+  pub queue_delivered: Counter,
+  pub queue_retried: Counter,
+  pub queue_dead: Counter,
+  pub queue_failed: Counter,
   console: Mutex<Option<ConsoleBudget>>,
   /// Bytes a second the server compresses for the worker's responses.
   encode: Mutex<Option<edge_core::bucket::TokenBucket>>,

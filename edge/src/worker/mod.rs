@@ -20,7 +20,8 @@ use serde::Serialize;
 use url::Url;
 
 use crate::config::{
-  check_bindings, Bindings, Config, D1Binding, KvBinding, R2Binding, Secrets, ServiceBinding, Triggers, WorkerConfig,
+  check_bindings, Bindings, Config, D1Binding, KvBinding, QueueConsumer, Queues, R2Binding, Secrets, ServiceBinding,
+  Triggers, WorkerConfig,
 };
 use crate::error::ConfigError;
 use crate::obs::stats::WorkerStats;
@@ -76,6 +77,8 @@ pub struct WorkerSpec {
   pub services: Vec<ServiceBinding>,
   /// Cron triggers.
   pub triggers: Triggers,
+  /// Queues it sends to and consumes.
+  pub queues: Queues,
   /// Strings on `env` like vars, never listed.
   pub secrets: Secrets,
   pub limits: LimitsConfig,
@@ -100,6 +103,7 @@ impl WorkerSpec {
       return Err("vars: a var needs a name".into());
     }
     check_bindings(&self.vars, &self.secrets.0, self.bindings())?;
+    self.queues.check()?;
     self.triggers.schedules().map(|_| ())
   }
 
@@ -109,6 +113,7 @@ impl WorkerSpec {
       d1: &self.d1,
       r2: &self.r2,
       services: &self.services,
+      queues: &self.queues.producers,
     }
   }
 }
@@ -144,12 +149,51 @@ fn with_bindings(code: WorkerCode, config: &Config, b: Bindings<'_>) -> Result<W
     .map(|r| Ok((r.binding.clone(), storage.objects(r.bucket())?)))
     .collect::<Result<_, edge_storage::StorageError>>()
     .map_err(|e| ("r2", format!("r2: {e}")))?;
+  let queues = b
+    .queues
+    .iter()
+    .map(|q| Ok((q.binding.clone(), storage.queue(&q.queue)?)))
+    .collect::<Result<_, edge_storage::StorageError>>()
+    .map_err(|e| ("queues", format!("queues: {e}")))?;
   let services = b
     .services
     .iter()
     .map(|s| (s.binding.clone(), s.service.clone()))
     .collect();
-  Ok(code.with_kv(kv).with_d1(d1).with_r2(r2).with_services(services))
+  Ok(
+    code
+      .with_kv(kv)
+      .with_d1(d1)
+      .with_r2(r2)
+      .with_services(services)
+      .with_queues(queues),
+  )
+}
+
+/// A queue a worker consumes: its settings and stores.
+pub struct Consumer {
+  pub settings: QueueConsumer,
+  pub queue: Arc<dyn edge_storage::MessageQueue>,
+  pub dead_letter: Option<Arc<dyn edge_storage::MessageQueue>>,
+}
+
+/// The consumers `queues` names, their queues opened in the config's
+/// storage folder.
+fn consumers(config: &Config, queues: &Queues) -> Result<Vec<Consumer>, String> {
+  queues.check()?;
+  let storage = edge_storage::Storage::at(&config.storage_dir());
+  let open = |name: &str| storage.queue(name).map_err(|e| format!("queues: {e}"));
+  queues
+    .consumers
+    .iter()
+    .map(|c| {
+      Ok(Consumer {
+        settings: c.clone(),
+        queue: open(&c.queue)?,
+        dead_letter: c.dead_letter_queue.as_deref().map(open).transpose()?,
+      })
+    })
+    .collect()
 }
 
 /// One version of a worker, immutable once built; a new deploy makes a new
@@ -166,6 +210,8 @@ pub struct Worker {
   pub secrets: Vec<String>,
   /// Its cron triggers.
   pub crons: Vec<edge_core::cron::Schedule>,
+  /// The queues its `queue()` consumes.
+  pub consumers: Vec<Consumer>,
   pub origin: Origin,
   /// Identifies this version's code and settings.
   pub version: String,
@@ -223,7 +269,9 @@ impl Worker {
       }),
       env_strings(&w.vars, &secrets),
     );
-    let code = with_bindings(code, config, w.bindings()).map_err(|(field, m)| invalid_at(field, m))?;
+    let mut code = with_bindings(code, config, w.bindings()).map_err(|(field, m)| invalid_at(field, m))?;
+    let consumers = consumers(config, &w.queues).map_err(|m| invalid_at("queues", m))?;
+    code.queue_consumer = !consumers.is_empty();
     let code = code_cache::with_code_cache_dir(code, config, &stats);
     Ok(Arc::new(Self {
       id: WorkerId::next(),
@@ -236,6 +284,7 @@ impl Worker {
       routes: w.routes.clone(),
       secrets: secrets.into_keys().collect(),
       crons: w.triggers.schedules().map_err(|m| invalid_at("triggers", m))?,
+      consumers,
       origin: Origin::Config,
       version,
       modules: vec![main.display().to_string()],
@@ -257,7 +306,9 @@ impl Worker {
       Box::new(source::SharedSource(spec.source.clone())),
       env_strings(&spec.vars, &spec.secrets.0),
     );
-    let code = with_bindings(code, config, spec.bindings()).map_err(|(_, m)| m)?;
+    let mut code = with_bindings(code, config, spec.bindings()).map_err(|(_, m)| m)?;
+    let consumers = consumers(config, &spec.queues)?;
+    code.queue_consumer = !consumers.is_empty();
     let code = code_cache::with_code_cache_dir(code, config, &stats);
     Ok(Arc::new(Self {
       id: WorkerId::next(),
@@ -270,6 +321,7 @@ impl Worker {
       routes: spec.routes.clone(),
       secrets: spec.secrets.0.keys().cloned().collect(),
       crons: spec.triggers.schedules()?,
+      consumers,
       origin: Origin::Api,
       version: spec.version.clone(),
       modules: spec.modules.clone(),

@@ -11,7 +11,9 @@ use edge_core::names::{check_module_path, check_worker_name};
 use serde::{Deserialize, Serialize};
 
 use super::{MemorySource, WorkerSpec};
-use crate::config::{check_bindings, Bindings, D1Binding, KvBinding, R2Binding, Secrets, ServiceBinding, Triggers};
+use crate::config::{
+  check_bindings, Bindings, D1Binding, KvBinding, Queues, R2Binding, Secrets, ServiceBinding, Triggers,
+};
 
 /// The settings of an uploaded worker (the `metadata` part of an upload).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -38,6 +40,10 @@ pub struct UploadMeta {
   /// Cron triggers (`{"crons": ["*/5 * * * *"]}`).
   #[serde(default, skip_serializing_if = "Triggers::is_empty")]
   pub triggers: Triggers,
+  /// Queues (`{"producers": [{"binding": "JOBS", "queue": "jobs"}],
+  /// "consumers": [{"queue": "jobs"}]}`).
+  #[serde(default, skip_serializing_if = "Queues::is_empty")]
+  pub queues: Queues,
   /// Strings on `env` like vars, never listed (`{"API_KEY": "..."}`).
   #[serde(default, skip_serializing_if = "Secrets::is_empty")]
   pub secrets: Secrets,
@@ -140,6 +146,7 @@ impl Upload {
         d1: &self.meta.d1,
         r2: &self.meta.r2,
         services: &self.meta.services,
+        queues: &self.meta.queues.producers,
       },
     )
   }
@@ -172,6 +179,7 @@ impl Upload {
       r2: self.meta.r2.clone(),
       services: self.meta.services.clone(),
       triggers: self.meta.triggers.clone(),
+      queues: self.meta.queues.clone(),
       secrets: self.meta.secrets.clone(),
       limits: self.meta.limits.clone(),
       allow_private_network: self.meta.allow_private_network,

@@ -13,6 +13,7 @@ pub mod json;
 pub mod kv;
 pub mod list;
 pub mod ops;
+pub mod queue;
 pub mod r2;
 pub mod rsa;
 pub mod service;
@@ -50,6 +51,7 @@ deno_core::extension!(
     cache::op_edge_cache_match,
     cache::op_edge_cache_delete,
     service::op_edge_service_fetch,
+    queue::op_edge_queue_send,
     r2::op_edge_r2_head,
     r2::op_edge_r2_get,
     r2::op_edge_r2_read,
@@ -79,5 +81,5 @@ deno_core::extension!(
     json::op_edge_json_constants,
   ],
   esm_entry_point = "ext:edge_runtime/bootstrap.js",
-  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js", "d1.js", "cache.js", "service.js", "r2.js", "html.js"],
+  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js", "d1.js", "cache.js", "service.js", "r2.js", "html.js", "queue.js"],
 );
