@@ -111,3 +111,52 @@ fn the_bundled_example_config_is_valid() {
   let c = edge::Config::load(&crate::support::examples_dir().join("edge.toml"));
   assert!(c.is_ok(), "{:?}", c.err());
 }
+
+#[test]
+fn a_worker_from_a_wrangler_config_names_what_it_ignores() {
+  let f = crate::support::Fixture::new();
+  f.file(
+    "app/src/index.js",
+    "export default { fetch(req, env) { return new Response(env.GREETING); } };",
+  );
+  f.file(
+    "app/wrangler.jsonc",
+    r#"{
+      // comments and trailing commas, as wrangler reads them
+      "name": "app", "main": "src/index.js", "compatibility_date": "2025-01-01",
+      "vars": { "GREETING": "hi", "N": 3 },
+      "routes": [{ "pattern": "app.example/*", "zone_name": "example" }, "*shop.example/*"],
+      "kv_namespaces": [{ "binding": "CACHE", "id": "abc123", "preview_id": "x" }],
+      "queues": { "producers": [{ "binding": "JOBS", "queue": "jobs" }] },
+      "durable_objects": { "bindings": [] },
+      "env": { "staging": { "vars": { "GREETING": "staging" } } },
+    }"#,
+  );
+  let text = std::fs::read_to_string(f.path("app/wrangler.jsonc")).unwrap();
+  let from = edge::config::wrangler::load(&f.path("app/wrangler.jsonc"), None).unwrap();
+  let w = &from.worker;
+  assert_eq!(w.name, "app");
+  assert!(w.main.ends_with("app/src/index.js"));
+  assert_eq!(w.vars["N"], "3");
+  assert_eq!(w.routes, ["app.example", "shop.example", "*.shop.example"]);
+  assert_eq!(w.kv[0].namespace(), "abc123");
+  assert_eq!(w.queues.producers[0].queue, "jobs");
+  let notes = from.notes.join("\n");
+  for n in ["vars.N", "kv_namespaces[0].preview_id", "durable_objects: not provided"] {
+    assert!(notes.contains(n), "{n} not in {notes}");
+  }
+  assert!(!notes.contains("compatibility_date"), "{notes}");
+  let staging = edge::config::wrangler::load(&f.path("app/wrangler.jsonc"), Some("staging")).unwrap();
+  assert_eq!(staging.worker.name, "app-staging");
+  assert_eq!(staging.worker.vars["GREETING"], "staging");
+  assert!(staging.worker.kv.is_empty(), "bindings are not inherited");
+  assert!(text.contains("//"));
+  // In edge.toml: the wrangler config fills the worker; edge.toml's routes win.
+  let c = f
+    .config("[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nwrangler = \"app\"\nroutes = [\"local.test\"]\n")
+    .unwrap();
+  assert_eq!(
+    (c.workers[0].name.as_str(), c.workers[0].routes.clone()),
+    ("app", vec!["local.test".to_string()])
+  );
+}

@@ -55,6 +55,17 @@ impl Limits {
 }
 
 impl LimitsConfig {
+  /// These settings with the fields `over` sets replaced.
+  pub fn with_overrides(self, over: &LimitsConfig) -> Self {
+    Self {
+      cpu_ms: over.cpu_ms.or(self.cpu_ms),
+      memory_mb: over.memory_mb.or(self.memory_mb),
+      wall_ms: over.wall_ms.or(self.wall_ms),
+      request_body_mb: over.request_body_mb.or(self.request_body_mb),
+      subrequests: over.subrequests.or(self.subrequests),
+    }
+  }
+
   /// The first field outside its range (no operator means a day of CPU or
   /// a terabyte of memory): its name and why.
   pub fn check(&self) -> Result<(), (&'static str, String)> {

@@ -64,8 +64,12 @@ enum Command {
   },
   /// Serve one worker on plain HTTP for any host (development).
   Dev {
-    /// The worker's main module.
+    /// The worker's main module, or its wrangler config (wrangler.toml,
+    /// wrangler.json, wrangler.jsonc, or a folder holding one).
     main: PathBuf,
+    /// The wrangler config's [env.<name>] to use.
+    #[arg(long = "env")]
+    wrangler_env: Option<String>,
     #[arg(long, default_value_t = 8787)]
     port: u16,
     #[arg(long, default_value = "127.0.0.1")]
@@ -169,6 +173,9 @@ impl Source {
       }
     }
     for w in &config.workers {
+      if let Some(path) = &w.wrangler {
+        file(path, &mut h);
+      }
       if let Some(root) = config.resolve(&w.main).parent() {
         edge::internals::worker::folder_stamp(root, &mut h);
       }
@@ -185,6 +192,7 @@ fn main() -> anyhow::Result<()> {
     Command::Serve { config, threads, watch } => (Source::File { path: config, threads }, watch),
     Command::Dev {
       main,
+      wrangler_env,
       port,
       host,
       vars,
@@ -198,6 +206,7 @@ fn main() -> anyhow::Result<()> {
     } => (
       Source::Fixed(Box::new(dev_config(
         &main,
+        wrangler_env.as_deref(),
         port,
         host,
         vars,
@@ -355,6 +364,7 @@ async fn reload(engine: &Engine, source: &Source) -> Option<Config> {
 #[allow(clippy::too_many_arguments)]
 fn dev_config(
   main: &Path,
+  wrangler_env: Option<&str>,
   port: u16,
   host: std::net::IpAddr,
   vars: Vec<(String, String)>,
@@ -364,9 +374,30 @@ fn dev_config(
   test_scheduled: bool,
 ) -> anyhow::Result<Config> {
   let main = main.canonicalize().with_context(|| format!("{}", main.display()))?;
+  // A wrangler project: the worker as its config says, on every host.
+  let from_wrangler = match edge::config::wrangler::find(&main) {
+    Some(file) => {
+      let w = edge::config::wrangler::load(&file, wrangler_env).map_err(anyhow::Error::msg)?;
+      for n in &w.notes {
+        tracing::warn!("{}: {n}", file.display());
+      }
+      Some((file, w.worker))
+    }
+    None if wrangler_env.is_some() => anyhow::bail!("--env needs a wrangler config"),
+    None => None,
+  };
+  let main = match &from_wrangler {
+    Some((_, w)) => w.main.clone(),
+    None => main,
+  };
   let secrets_file = env_file.or_else(|| {
     let here = Path::new(".dev.vars");
-    let beside = main.parent().map(|d| d.join(".dev.vars"));
+    // Beside the wrangler config, as wrangler reads it, else the module.
+    let beside = match &from_wrangler {
+      Some((file, _)) => file.parent(),
+      None => main.parent(),
+    }
+    .map(|d| d.join(".dev.vars"));
     if here.is_file() {
       Some(here.to_path_buf())
     } else {
@@ -381,23 +412,30 @@ fn dev_config(
     .chars()
     .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
     .collect();
+  let mut worker = match from_wrangler {
+    Some((file, w)) => WorkerConfig {
+      wrangler: Some(file),
+      ..w
+    },
+    None => WorkerConfig {
+      name,
+      main,
+      ..Default::default()
+    },
+  };
+  worker.routes = vec!["*".into()];
+  worker.vars.extend(vars);
+  worker.kv.extend(kv);
+  worker.d1.extend(d1);
+  worker.r2.extend(r2);
+  worker.secrets_file = secrets_file;
+  worker.allow_private_network = true;
   let config = Config {
     listen: Listen {
       http: Some(SocketAddr::new(host, port)),
       https: None,
     },
-    workers: vec![WorkerConfig {
-      name,
-      main,
-      routes: vec!["*".into()],
-      vars: vars.into_iter().collect(),
-      kv,
-      d1,
-      r2,
-      secrets_file,
-      allow_private_network: true,
-      ..Default::default()
-    }],
+    workers: vec![worker],
     origin: "edge dev".into(),
     base_dir: std::env::current_dir()?,
     dev: true,

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::error::ConfigError;
 
 mod bindings;
+pub mod wrangler;
 pub use bindings::*;
 use edge_core::host::check_host_pattern;
 use edge_core::limits::{Limits, LimitsConfig};
@@ -389,9 +390,22 @@ pub struct TlsEntry {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
+  /// Required unless `wrangler` names it.
+  #[serde(default)]
   pub name: String,
-  /// Main module, relative to the config file.
+  /// Main module, relative to the config file (required unless `wrangler`
+  /// names it).
+  #[serde(default)]
   pub main: PathBuf,
+  /// A wrangler config (`wrangler.toml`, `.json`, `.jsonc`, or a folder
+  /// holding one), relative to the config file: the worker's name, main
+  /// module, vars, bindings, triggers, queues and CPU limit come from it.
+  /// `name` and `routes` set here win; `limits` here are over its.
+  #[serde(default)]
+  pub wrangler: Option<PathBuf>,
+  /// The wrangler config's `[env.<name>]` to use.
+  #[serde(default)]
+  pub wrangler_env: Option<String>,
   /// Host names routed to this worker: `a.example`, `*.a.example`, or `*`
   /// (every host no other route claims).
   #[serde(default)]
@@ -455,8 +469,67 @@ impl Config {
     if config.base_dir.as_os_str().is_empty() {
       config.base_dir = PathBuf::from(".");
     }
+    config.expand_wrangler()?;
     config.validate()?;
     Ok(config)
+  }
+
+  /// Fills each `[[worker]]` that names a `wrangler` config from it (its
+  /// notes logged: what of it edge ignores).
+  pub fn expand_wrangler(&mut self) -> Result<(), ConfigError> {
+    for i in 0..self.workers.len() {
+      let Some(path) = self.workers[i].wrangler.clone() else {
+        continue;
+      };
+      let field = |f: &str| format!("worker[{i}].{f}");
+      let at = self.resolve(&path);
+      let file = wrangler::find(&at).ok_or_else(|| {
+        self.invalid(
+          field("wrangler"),
+          format!(
+            "{}: no wrangler.toml, wrangler.json or wrangler.jsonc there",
+            at.display()
+          ),
+        )
+      })?;
+      let w = &self.workers[i];
+      let own = [
+        ("main", w.main.as_os_str().is_empty()),
+        ("vars", w.vars.is_empty()),
+        ("kv", w.kv.is_empty()),
+        ("d1", w.d1.is_empty()),
+        ("r2", w.r2.is_empty()),
+        ("services", w.services.is_empty()),
+        ("triggers", w.triggers.is_empty()),
+        ("queues", w.queues.is_empty()),
+      ];
+      if let Some((f, _)) = own.iter().find(|(_, unset)| !unset) {
+        return Err(self.invalid(
+          field(f),
+          format!("set in {} (this worker's wrangler config)", file.display()),
+        ));
+      }
+      let from = wrangler::load(&file, w.wrangler_env.as_deref()).map_err(|m| self.invalid(field("wrangler"), m))?;
+      for n in &from.notes {
+        tracing::warn!(worker = from.worker.name, "{}: {n}", file.display());
+      }
+      let w = &mut self.workers[i];
+      let mut next = from.worker;
+      if !w.name.is_empty() {
+        next.name = std::mem::take(&mut w.name);
+      }
+      if !w.routes.is_empty() {
+        next.routes = std::mem::take(&mut w.routes);
+      }
+      next.limits = next.limits.with_overrides(&w.limits);
+      next.secrets = std::mem::take(&mut w.secrets);
+      next.secrets_file = w.secrets_file.take();
+      next.allow_private_network = w.allow_private_network;
+      next.wrangler = Some(file);
+      next.wrangler_env = w.wrangler_env.take();
+      *w = next;
+    }
+    Ok(())
   }
 
   /// Parses TOML text; `origin` names it in errors.
@@ -663,6 +736,12 @@ impl Config {
     for (i, w) in self.workers.iter().enumerate() {
       let field = |f: &str| format!("worker[{i}].{f}");
       edge_core::names::check_worker_name(&w.name).map_err(|m| self.invalid(field("name"), m))?;
+      if w.main.as_os_str().is_empty() {
+        return Err(self.invalid(
+          field("main"),
+          "the worker's main module, or wrangler = \"<its wrangler config>\"",
+        ));
+      }
       if !names.insert(w.name.as_str()) {
         return Err(self.invalid(field("name"), format!("two workers are named {:?}", w.name)));
       }
