@@ -697,8 +697,11 @@ let handlerFetch = null;
 let workerEnv = null;
 
 // Request state of the one request this isolate runs at a time.
-function newRequestState() {
-  return { pending: 0, idle: null, subrequests: 0, storageOps: 0, timers: null, incomingBody: null, href: null };
+// The state of request `reqId` (its URL `href`), live from now on.
+function openRequest(reqId, href) {
+  const state = { pending: 0, idle: null, subrequests: 0, storageOps: 0, timers: null, incomingBody: null, href };
+  liveRequests.set(reqId, state);
+  return state;
 }
 
 // The inner request of a Request made from an incoming request. A class
@@ -882,9 +885,7 @@ function handle(reqId, method, href, bodyLength, cron, scheduledTime, queue) {
 }
 
 function handleIn(reqId, method, href, bodyLength) {
-  const state = newRequestState();
-  state.href = href;
-  liveRequests.set(reqId, state);
+  const state = openRequest(reqId, href);
   let result;
   try {
     const req = makeRequest(reqId, method, href, bodyLength, state);
@@ -926,9 +927,7 @@ function settleResult(result, state, reqId) {
 // settled (its waitUntil work keeps the run going, as a request's does),
 // or as the error it threw.
 function handleScheduled(reqId, href, cron, scheduledTime) {
-  const state = newRequestState();
-  state.href = href;
-  liveRequests.set(reqId, state);
+  const state = openRequest(reqId, href);
   let result;
   try {
     const ctx = new ExecutionContext(state);
@@ -957,9 +956,7 @@ function handleScheduled(reqId, href, cron, scheduledTime) {
 // ctx)` runs on it, and the answer is each message's decision as JSON
 // (status 500 and the error too if queue() threw).
 function handleQueue(reqId, method, href, bodyLength) {
-  const state = newRequestState();
-  state.href = href;
-  liveRequests.set(reqId, state);
+  const state = openRequest(reqId, href);
   let result;
   try {
     if (handlerObject === null || typeof handlerObject.queue !== "function") {

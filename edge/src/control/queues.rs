@@ -13,12 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use edge_storage::queues::{backoff, Message, MessageQueue, NewMessage, MAX_DELAY_S};
+use edge_storage::queues::{backoff, Message, NewMessage, MAX_DELAY_S};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 
 use super::background::Background;
-use crate::config::QueueConsumer;
 use crate::dispatch::{Dispatch, RequestContext};
 use crate::front::view::ServingView;
 use crate::obs::stats::WorkerStats;
@@ -92,9 +91,7 @@ async fn run(view: Arc<ServingView>, dispatch: Arc<Dispatch>, mut stop: tokio::s
         busy.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone());
         let delivery = Delivery {
           worker: w.name.to_string(),
-          settings: c.settings.clone(),
-          queue: c.queue.clone(),
-          dead_letter: c.dead_letter.clone(),
+          consumer: c.clone(),
           stats: w.stats.clone(),
           timeout: lease - LEASE_MARGIN / 2,
         };
@@ -129,19 +126,9 @@ fn take_batch(c: &Consumer, max_bytes: usize, lease: Duration) -> Result<Vec<Mes
 /// A message past its retries: into the dead-letter queue if there is one,
 /// then out of its queue.
 fn dead_letter(worker: &str, c: &Consumer, stats: &WorkerStats, m: Message) {
-  move_dead(worker, &c.settings, &c.queue, c.dead_letter.as_deref(), stats, m);
-}
-
-fn move_dead(
-  worker: &str,
-  settings: &QueueConsumer,
-  queue: &Arc<dyn MessageQueue>,
-  dead: Option<&dyn MessageQueue>,
-  stats: &WorkerStats,
-  m: Message,
-) {
+  let settings = &c.settings;
   stats.queue_dead.inc();
-  if let Some(dlq) = dead {
+  if let Some(dlq) = &c.dead_letter {
     let moved = NewMessage {
       body: m.body,
       content_type: m.content_type,
@@ -161,7 +148,7 @@ fn move_dead(
       "message dropped after its retries (no dead_letter_queue)"
     );
   }
-  if let Err(e) = queue.ack(&[m.id]) {
+  if let Err(e) = c.queue.ack(&[m.id]) {
     tracing::warn!(worker, queue = settings.queue, "queue write failed: {e}");
   }
 }
@@ -169,9 +156,7 @@ fn move_dead(
 /// One batch's trip to its consumer.
 struct Delivery {
   worker: String,
-  settings: QueueConsumer,
-  queue: Arc<dyn MessageQueue>,
-  dead_letter: Option<Arc<dyn MessageQueue>>,
+  consumer: Consumer,
   stats: Arc<WorkerStats>,
   timeout: Duration,
 }
@@ -192,72 +177,49 @@ enum Decision {
 
 impl Delivery {
   async fn run(self, dispatch: &Dispatch, batch: Vec<Message>) {
+    let (c, settings) = (&self.consumer, &self.consumer.settings);
     self.stats.queue_delivered.add(batch.len() as u64);
-    let decisions = match tokio::time::timeout(self.timeout, self.call(dispatch, &batch)).await {
-      Ok(Ok(d)) => d,
-      Ok(Err(e)) => {
-        self.stats.queue_failed.inc();
-        tracing::warn!(
-          worker = self.worker,
-          queue = self.settings.queue,
-          "queue() failed: {e}; batch retried"
-        );
-        batch.iter().map(|_| Decision::Retry(None)).collect()
-      }
-      Err(_) => {
-        self.stats.queue_failed.inc();
-        tracing::warn!(
-          worker = self.worker,
-          queue = self.settings.queue,
-          "queue() timed out; batch retried"
-        );
-        batch.iter().map(|_| Decision::Retry(None)).collect()
-      }
-    };
+    let answered = tokio::time::timeout(self.timeout, self.call(dispatch, &batch))
+      .await
+      .unwrap_or_else(|_| Err("timed out".into()));
+    let decisions = answered.unwrap_or_else(|e| {
+      self.stats.queue_failed.inc();
+      tracing::warn!(
+        worker = self.worker,
+        queue = settings.queue,
+        "queue() failed: {e}; batch retried"
+      );
+      batch.iter().map(|_| Decision::Retry(None)).collect()
+    });
     let mut acks = Vec::new();
     for (m, d) in batch.into_iter().zip(decisions) {
       match d {
         Decision::Ack => acks.push(m.id),
-        Decision::Retry(_) if m.attempts > self.settings.retries() => move_dead(
-          &self.worker,
-          &self.settings,
-          &self.queue,
-          self.dead_letter.as_deref(),
-          &self.stats,
-          m,
-        ),
+        Decision::Retry(_) if m.attempts > settings.retries() => dead_letter(&self.worker, c, &self.stats, m),
         Decision::Retry(delay) => {
           self.stats.queue_retried.inc();
-          let delay = delay.unwrap_or_else(|| backoff(self.settings.retry_delay_s(), m.attempts));
-          if let Err(e) = self.queue.retry(&m.id, now_ms() + i64::from(delay) * 1000) {
-            tracing::warn!(
-              worker = self.worker,
-              queue = self.settings.queue,
-              "queue write failed: {e}"
-            );
+          let delay = delay.unwrap_or_else(|| backoff(settings.retry_delay_s(), m.attempts));
+          if let Err(e) = c.queue.retry(&m.id, now_ms() + i64::from(delay) * 1000) {
+            tracing::warn!(worker = self.worker, queue = settings.queue, "queue write failed: {e}");
           }
         }
       }
     }
-    if let Err(e) = self.queue.ack(&acks) {
-      tracing::warn!(
-        worker = self.worker,
-        queue = self.settings.queue,
-        "queue write failed: {e}"
-      );
+    if let Err(e) = c.queue.ack(&acks) {
+      tracing::warn!(worker = self.worker, queue = settings.queue, "queue write failed: {e}");
     }
   }
 
   /// Runs `queue()` on `batch`: each message's decision, or why there are
   /// none.
   async fn call(&self, dispatch: &Dispatch, batch: &[Message]) -> Result<Vec<Decision>, String> {
-    let body = encode_batch(&self.settings.queue, batch);
+    let body = encode_batch(&self.consumer.settings.queue, batch);
     let query: String = url::form_urlencoded::Serializer::new(String::new())
-      .append_pair("queue", &self.settings.queue)
+      .append_pair("queue", &self.consumer.settings.queue)
       .finish();
     let req = http::Request::post(format!("http://{}/__queue?{query}", self.worker))
       .extension(js_api::QueueDelivery {
-        queue: self.settings.queue.clone(),
+        queue: self.consumer.settings.queue.clone(),
       })
       .body(http_body_util::Full::new(Bytes::from(body)))
       .map_err(|e| e.to_string())?;
@@ -278,7 +240,7 @@ impl Delivery {
       self.stats.queue_failed.inc();
       tracing::warn!(
         worker = self.worker,
-        queue = self.settings.queue,
+        queue = self.consumer.settings.queue,
         "queue() threw: {error}"
       );
     }

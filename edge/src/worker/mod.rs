@@ -171,6 +171,7 @@ fn with_bindings(code: WorkerCode, config: &Config, b: Bindings<'_>) -> Result<W
 }
 
 /// A queue a worker consumes: its settings and stores.
+#[derive(Clone)]
 pub struct Consumer {
   pub settings: QueueConsumer,
   pub queue: Arc<dyn edge_storage::MessageQueue>,

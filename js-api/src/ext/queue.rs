@@ -50,11 +50,6 @@ pub async fn op_edge_queue_send(
       .and_then(|b| b.0.get(index as usize).cloned())
       .ok_or_else(|| JsErrorBox::type_error("Queue send failed: no such queue binding"))?
   };
-  if messages.len() > queues::MAX_BATCH_MESSAGES {
-    return Err(JsErrorBox::type_error(
-      queues::QueueError::TooMany(messages.len()).to_string(),
-    ));
-  }
   let mut batch = Vec::with_capacity(messages.len());
   let mut at = 0usize;
   for m in messages {
