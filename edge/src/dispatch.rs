@@ -130,7 +130,8 @@ impl Dispatch {
 }
 
 /// A service binding's request: run like any other request of the callee
-/// (its own limits, counters and access line); a failure that is an answer
+/// (its own limits and counters; requests from inside the node write no
+/// access line, only the front door does); a failure that is an answer
 /// over HTTP (the callee threw, hit a limit, a loop) is the same answer
 /// here. The callee is asked for no content coding (the caller reads the
 /// body as it would a decoded `fetch()` answer).
