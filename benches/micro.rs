@@ -43,6 +43,7 @@ fn request() -> JsRequest {
     trigger: None,
     cf: None,
     chain: None,
+    entrypoint: None,
   }
 }
 

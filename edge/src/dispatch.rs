@@ -97,13 +97,14 @@ impl Dispatch {
       body,
       // A cron trigger's run (control/cron.rs) or a queue's delivery
       // (control/queues.rs) says so in an extension no client can set.
-      trigger: match parts.extensions.remove::<js_api::Scheduled>() {
-        Some(s) => Some(js_api::Trigger::Scheduled(s)),
-        None => parts
-          .extensions
-          .remove::<js_api::QueueDelivery>()
-          .map(js_api::Trigger::Queue),
+      trigger: if let Some(s) = parts.extensions.remove::<js_api::Scheduled>() {
+        Some(js_api::Trigger::Scheduled(s))
+      } else if let Some(q) = parts.extensions.remove::<js_api::QueueDelivery>() {
+        Some(js_api::Trigger::Queue(q))
+      } else {
+        parts.extensions.remove::<js_api::RpcCall>().map(js_api::Trigger::Rpc)
       },
+      entrypoint: parts.extensions.remove::<js_api::Entrypoint>().map(|e| e.0),
       cf: None,
       // A service binding's request shares its caller's budget of calls.
       chain: parts.extensions.remove::<js_api::ServiceChain>(),

@@ -17,6 +17,9 @@ import { fetcher, setServiceAdmission } from "ext:edge_runtime/service.js";
 import { r2Bucket, setR2Admission } from "ext:edge_runtime/r2.js";
 import { HTMLRewriter } from "ext:edge_runtime/html.js";
 import { openBatch, queueBinding, setQueueAdmission } from "ext:edge_runtime/queue.js";
+// Imports "cloudflare:workers" (so that it is in the snapshot for workers
+// to import).
+import { isEntrypointClass, rpcMethod, workersModule } from "ext:edge_runtime/entrypoints.js";
 
 const {
   ObjectDefineProperties,
@@ -47,6 +50,7 @@ const {
   JSONParse,
   JSONStringify,
   String,
+  Uint8Array,
 } = primordials;
 
 const {
@@ -515,22 +519,35 @@ class ExecutionContext {
     this.#state = state;
   }
   waitUntil(promise) {
-    const state = this.#state;
-    state.pending++;
-    const done = () => {
-      state.pending--;
-      if (state.pending === 0 && state.idle !== null) {
-        state.idle.resolve();
-        state.idle = null;
-      }
-    };
-    PromisePrototypeThen(Promise.resolve(promise), done, (err) => {
-      reportRejection(err);
-      done();
-    });
+    extendRequest(this.#state, promise);
   }
   passThroughOnException() {}
 }
+
+// Keeps request `state` going until `promise` settles (`ctx.waitUntil`).
+function extendRequest(state, promise) {
+  state.pending++;
+  const done = () => {
+    state.pending--;
+    if (state.pending === 0 && state.idle !== null) {
+      state.idle.resolve();
+      state.idle = null;
+    }
+  };
+  PromisePrototypeThen(Promise.resolve(promise), done, (err) => {
+    reportRejection(err);
+    done();
+  });
+}
+
+// `waitUntil` of `cloudflare:workers`: the request whose code calls it.
+workersModule.setWaitUntil((promise) => {
+  const state = liveRequests.get(currentRequest());
+  if (state === undefined) {
+    throw new TypeError("waitUntil() from code whose request has ended (or outside any request)");
+  }
+  extendRequest(state, promise);
+});
 
 class FetchEvent extends event.Event {
   #ctx;
@@ -692,9 +709,47 @@ function formatError(err) {
 }
 
 // The worker, once bound: set by `bind()` after its main module evaluated.
+// `handlerEntry` is its default export (an object of handlers, or a class
+// extending WorkerEntrypoint; null in service-worker syntax);
+// `handlerObject` and `handlerFetch` the object and its fetch, for the
+// common case's short path; `workerNamespace` its main module's exports,
+// where named entrypoints are found.
+let handlerEntry = null;
 let handlerObject = null;
 let handlerFetch = null;
+let workerNamespace = null;
+// Set by `prepare()` before the main module evaluates.
 let workerEnv = null;
+
+// Returned by runHandler() for an entrypoint without that handler.
+const NO_HANDLER = Symbol("no handler");
+
+// The entrypoint a request names (a service binding's `entrypoint`), or
+// the default export for `undefined`.
+function entryOf(entrypoint) {
+  if (entrypoint === undefined) return handlerEntry;
+  const entry = workerNamespace === null ? undefined : workerNamespace[entrypoint];
+  if (!isEntrypointClass(entry)) {
+    throw new TypeError(
+      `The worker has no entrypoint named "${entrypoint}": export class ${entrypoint} extends WorkerEntrypoint { ... }`,
+    );
+  }
+  return entry;
+}
+
+// Runs handler `name` (fetch, scheduled, queue) of `entry` with `arg`: an
+// object's as `name(arg, env, ctx)`, a WorkerEntrypoint class's as
+// `new entry(ctx, env)[name](arg)`. NO_HANDLER if it has none.
+function runHandler(entry, name, arg, ctx) {
+  if (entry === null || entry === undefined) return NO_HANDLER;
+  if (isEntrypointClass(entry)) {
+    const instance = new entry(ctx, workerEnv);
+    const f = instance[name];
+    return typeof f === "function" ? FunctionPrototypeCall(f, instance, arg) : NO_HANDLER;
+  }
+  const f = entry[name];
+  return typeof f === "function" ? FunctionPrototypeCall(f, entry, arg, workerEnv, ctx) : NO_HANDLER;
+}
 
 // Request state of the one request this isolate runs at a time.
 // The state of request `reqId` (its URL `href`), live from now on.
@@ -873,27 +928,37 @@ function settle(r, state, reqId) {
 // (the async context is undefined): it is left undefined again.
 // A cron trigger's run passes its cron (a string) and scheduled time; a
 // queue's delivery the queue's name; a request passes `undefined` for all.
-function handle(reqId, method, href, bodyLength, cron, scheduledTime, queue) {
+// A service binding's request may name an entrypoint (a named export),
+// and an RPC call the method to call on it.
+function handle(reqId, method, href, bodyLength, cron, scheduledTime, queue, entrypoint, rpc) {
   setAsyncContext(reqId);
   try {
     if (cron !== undefined) return handleScheduled(reqId, href, cron, scheduledTime);
     if (queue !== undefined) return handleQueue(reqId, method, href, bodyLength);
-    return handleIn(reqId, method, href, bodyLength);
+    if (rpc !== undefined) return handleRpc(reqId, method, href, bodyLength, entrypoint, rpc);
+    return handleIn(reqId, method, href, bodyLength, entrypoint);
   } finally {
     setAsyncContext(undefined);
   }
 }
 
-function handleIn(reqId, method, href, bodyLength) {
+function handleIn(reqId, method, href, bodyLength, entrypoint) {
   const state = openRequest(reqId, href);
   let result;
   try {
     const req = makeRequest(reqId, method, href, bodyLength, state);
     const ctx = new ExecutionContext(state);
-    if (handlerFetch !== null) {
+    if (handlerFetch !== null && entrypoint === undefined) {
       result = handlerFetch.call(handlerObject, req, workerEnv, ctx);
-    } else if (handlerObject !== null) {
-      throw new TypeError("The worker has no fetch handler (its default export has scheduled() only)");
+    } else if (handlerEntry !== null || entrypoint !== undefined) {
+      result = runHandler(entryOf(entrypoint), "fetch", req, ctx);
+      if (result === NO_HANDLER) {
+        throw new TypeError(
+          entrypoint === undefined
+            ? "The worker has no fetch handler (its default export has no fetch())"
+            : `The worker's entrypoint "${entrypoint}" has no fetch() method`,
+        );
+      }
     } else {
       result = dispatchFetchEvent(req, ctx);
     }
@@ -932,11 +997,9 @@ function handleScheduled(reqId, href, cron, scheduledTime) {
   try {
     const ctx = new ExecutionContext(state);
     const controller = new ScheduledController(kScheduled, cron, scheduledTime);
-    if (handlerObject !== null && typeof handlerObject.scheduled === "function") {
-      result = handlerObject.scheduled(controller, workerEnv, ctx);
-    } else if (handlerObject === null && event.listenerCount(globalThis, "scheduled") > 0) {
+    if (handlerEntry === null && event.listenerCount(globalThis, "scheduled") > 0) {
       globalThis.dispatchEvent(new ScheduledEvent(kScheduled, controller, ctx));
-    } else {
+    } else if ((result = runHandler(handlerEntry, "scheduled", controller, ctx)) === NO_HANDLER) {
       throw new TypeError(
         "The worker has no scheduled handler: export default { async scheduled(controller, env, ctx) { ... } }",
       );
@@ -959,7 +1022,7 @@ function handleQueue(reqId, method, href, bodyLength) {
   const state = openRequest(reqId, href);
   let result;
   try {
-    if (handlerObject === null || typeof handlerObject.queue !== "function") {
+    if (handlerEntry === null) {
       throw new TypeError(
         "The worker has no queue handler: export default { async queue(batch, env, ctx) { ... } }",
       );
@@ -970,7 +1033,9 @@ function handleQueue(reqId, method, href, bodyLength) {
       const { batch, decisions } = openBatch(buf);
       let error = null;
       try {
-        await handlerObject.queue(batch, workerEnv, ctx);
+        if ((await runHandler(handlerEntry, "queue", batch, ctx)) === NO_HANDLER) {
+          throw new TypeError("The worker has no queue handler: its default export has no queue()");
+        }
       } catch (err) {
         error = err;
       }
@@ -979,6 +1044,55 @@ function handleQueue(reqId, method, href, bodyLength) {
         error: error === null ? null : String(error?.stack ?? error),
       });
       return new ResponseCtor(body, { status: error === null ? 200 : 500 });
+    });
+  } catch (err) {
+    dropRequest(reqId);
+    return errorTuple(err);
+  }
+  return settleResult(result, state, reqId);
+}
+
+// An RPC call through a service binding (`env.SVC.method(...args)`): the
+// body is the arguments, structured-cloned; the answer is the method's
+// value or what it threw, cloned the same way and marked by the
+// `edge-rpc` header ("value" or "error"). Only a class extending
+// WorkerEntrypoint takes calls, as on Workers; each call gets its own
+// instance.
+function handleRpc(reqId, method, href, bodyLength, entrypoint, name) {
+  const state = openRequest(reqId, href);
+  let result;
+  try {
+    const req = makeRequest(reqId, method, href, bodyLength, state);
+    const ctx = new ExecutionContext(state);
+    result = PromisePrototypeThen(req.arrayBuffer(), async (buf) => {
+      let value;
+      let failed = false;
+      try {
+        const entry = entryOf(entrypoint);
+        if (!isEntrypointClass(entry)) {
+          throw new TypeError(
+            "The worker's default export is not a class that extends WorkerEntrypoint: only such a class takes RPC calls",
+          );
+        }
+        const args = core.deserialize(new Uint8Array(buf), { forStorage: true });
+        const instance = new entry(ctx, workerEnv);
+        value = await ReflectApply(rpcMethod(instance, name), instance, args);
+      } catch (err) {
+        value = err;
+        failed = true;
+      }
+      let bytes;
+      try {
+        bytes = core.serialize(value, { forStorage: true });
+      } catch (err) {
+        const what = failed ? "thrown by" : "returned by";
+        failed = true;
+        bytes = core.serialize(
+          new TypeError(`The value ${what} ${name}() cannot be sent over RPC: ${err?.message ?? err}`),
+          { forStorage: true },
+        );
+      }
+      return new ResponseCtor(bytes, { status: failed ? 500 : 200, headers: { "edge-rpc": failed ? "error" : "value" } });
     });
   } catch (err) {
     dropRequest(reqId);
@@ -1038,12 +1152,11 @@ setCacheZone(() => {
   return new url.URL(state.href).hostname;
 });
 
-// Called once per isolate, after its main module evaluated. `ns` is the main
-// module's namespace; `vars` the worker's vars; `kv`, `d1`, `services`,
-// `r2` and `queues` the names of its KV, D1, service, R2 and queue
-// bindings, in the order of the isolate's tables; `consumer` whether it
-// consumes a queue.
-function bind(ns, vars, maxSubrequests, longest = undefined, kv = [], d1 = [], services = [], r2 = [], queues = [], consumer = false) {
+// Called once per isolate, before its main module evaluates: the worker's
+// env (also `env` of `cloudflare:workers`). `vars` are the worker's vars;
+// `kv`, `d1`, `services`, `r2` and `queues` the names of its KV, D1,
+// service, R2 and queue bindings, in the order of the isolate's tables.
+function prepare(vars, maxSubrequests, longest = undefined, kv = [], d1 = [], services = [], r2 = [], queues = []) {
   subrequestLimit = maxSubrequests;
   if (longest !== undefined) setLongestArray(longest);
   const bindings = { ...vars };
@@ -1053,21 +1166,39 @@ function bind(ns, vars, maxSubrequests, longest = undefined, kv = [], d1 = [], s
   for (let i = 0; i < r2.length; i++) bindings[r2[i]] = r2Bucket(i);
   for (let i = 0; i < queues.length; i++) bindings[queues[i]] = queueBinding(i);
   workerEnv = ObjectFreeze(bindings);
+  workersModule.setEnv(workerEnv);
+}
+
+// Called once per isolate, after its main module evaluated. `ns` is the main
+// module's namespace; `consumer` whether the worker consumes a queue.
+function bind(ns, consumer = false) {
   const def = ns.default;
+  workerNamespace = ns;
+  if (isEntrypointClass(def)) {
+    // Handlers are found on each request's instance (class fields too).
+    handlerEntry = def;
+    return "module";
+  }
   if (consumer && (def === undefined || def === null || typeof def.queue !== "function")) {
     throw new TypeError(
       "The worker consumes a queue but has no queue handler: export default { async queue(batch, env, ctx) { ... } }",
     );
   }
   if (def !== undefined && def !== null && (typeof def.fetch === "function" || typeof def.scheduled === "function" || typeof def.queue === "function")) {
+    handlerEntry = def;
     handlerObject = def;
     handlerFetch = typeof def.fetch === "function" ? def.fetch : null;
     return "module";
   }
+  if (typeof def === "function") {
+    throw new TypeError(
+      "The worker's default export is a class that does not extend WorkerEntrypoint: import { WorkerEntrypoint } from \"cloudflare:workers\" and export default class extends WorkerEntrypoint { ... }",
+    );
+  }
   if (event.listenerCount(globalThis, "fetch") > 0 || event.listenerCount(globalThis, "scheduled") > 0) {
     // Service-worker syntax: vars are globals, as on Workers.
-    for (const k of new SafeArrayIterator(ObjectKeys(bindings))) {
-      ObjectDefineProperty(globalThis, k, { value: bindings[k], writable: false, configurable: true });
+    for (const k of new SafeArrayIterator(ObjectKeys(workerEnv))) {
+      ObjectDefineProperty(globalThis, k, { value: workerEnv[k], writable: false, configurable: true });
     }
     return "service-worker";
   }
@@ -1117,23 +1248,29 @@ function warmup() {
       return new Response("warm " + url.href, { status: 201, headers: h });
     },
   };
-  bind({ default: { fetch: () => new Response("warm") } }, {}, 1);
+  prepare({}, 1);
+  bind({ default: { fetch: () => new Response("warm") } });
   for (let i = 0; i < 3; i++) {
     handle(0, "GET", "http://warm.example/", false);
   }
-  bind({ default: worker }, { A: "a" }, 1);
+  prepare({ A: "a" }, 1);
+  bind({ default: worker });
   for (let i = 0; i < 3; i++) {
     handle(0, "POST", "http://warm.example/path?q=1", false);
     void JSON.stringify({ a: [1, "b"] });
     void new TextDecoder().decode(new TextEncoder().encode("warm"));
   }
-  bind({ default: { fetch: () => Response.json({ ok: true, n: 1 }) } }, {}, 1);
+  prepare({}, 1);
+  bind({ default: { fetch: () => Response.json({ ok: true, n: 1 }) } });
   for (let i = 0; i < 3; i++) {
     handle(0, "GET", "http://warm.example/json", false);
   }
+  handlerEntry = null;
   handlerObject = null;
   handlerFetch = null;
+  workerNamespace = null;
   workerEnv = null;
+  workersModule.setEnv({});
   liveRequests.clear();
   keepLiveRequestsRoomy();
   subrequestLimit = 50;
@@ -1149,7 +1286,7 @@ function registerCryptoSymbols() {
 }
 
 ObjectDefineProperty(globalThis, "__edgeInternal", {
-  value: { init, bind, handle, finish, formatError, registerCryptoSymbols },
+  value: { init, prepare, bind, handle, finish, formatError, registerCryptoSymbols },
   enumerable: false,
   configurable: true,
   writable: false,

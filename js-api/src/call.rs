@@ -29,6 +29,9 @@ pub struct JsRequest {
   pub cf: Option<std::sync::Arc<str>>,
   /// For a service binding's request: its chain's budget of calls.
   pub chain: Option<crate::ServiceChain>,
+  /// For a service binding's request: the named entrypoint (a class the
+  /// main module exports) it calls instead of the default export.
+  pub entrypoint: Option<String>,
 }
 
 /// A cron trigger's run.
@@ -46,6 +49,8 @@ pub enum Trigger {
   Scheduled(Scheduled),
   /// The batch is the request's body.
   Queue(QueueDelivery),
+  /// An RPC call over a service binding; the arguments are the body.
+  Rpc(crate::ext::service::RpcCall),
 }
 
 /// A queue's delivery of a batch to its consumer.
@@ -103,6 +108,7 @@ pub(crate) struct CallArgs<'a> {
   /// The body's declared length, -1 if it has none, 0 for no body.
   pub body_length: f64,
   pub trigger: Option<&'a Trigger>,
+  pub entrypoint: Option<&'a str>,
 }
 
 pub(crate) fn invoke(
@@ -117,6 +123,7 @@ pub(crate) fn invoke(
     url,
     body_length,
     trigger,
+    entrypoint,
   } = args;
   v8::tc_scope!(let tc, scope);
   let f = v8::Local::new(tc, handle);
@@ -145,7 +152,23 @@ pub(crate) fn invoke(
       .into(),
     _ => undefined,
   };
-  let Some(ret) = f.call(tc, undefined, &[id, method, url, body_length, cron, time, queue]) else {
+  let rpc = match trigger {
+    Some(Trigger::Rpc(r)) => v8::String::new(tc, &r.method)
+      .ok_or_else(|| JsApiError::Threw(exception("RPC method name too long")))?
+      .into(),
+    _ => undefined,
+  };
+  let entrypoint = match entrypoint {
+    Some(e) => v8::String::new(tc, e)
+      .ok_or_else(|| JsApiError::Threw(exception("entrypoint name too long")))?
+      .into(),
+    None => undefined,
+  };
+  let Some(ret) = f.call(
+    tc,
+    undefined,
+    &[id, method, url, body_length, cron, time, queue, entrypoint, rpc],
+  ) else {
     if tc.has_terminated() || tc.is_execution_terminating() {
       return Err(JsApiError::Terminated);
     }

@@ -26,7 +26,10 @@ pub use call::{
 pub use deno_core::v8;
 pub use error::{JsApiError, JsException};
 pub use ext::body::{BodyTooLarge, BoxError, RequestBody};
-pub use ext::service::{ServiceCaller, ServiceChain, ServiceRequestBody, ServiceResponseBody, MAX_SERVICE_CALLS};
+pub use ext::service::{
+  Entrypoint, RpcCall, ServiceCaller, ServiceChain, ServiceRequestBody, ServiceResponseBody, ServiceTarget,
+  MAX_SERVICE_CALLS,
+};
 pub use ext::{hops_of, LogSink, WorkerLogContext, HOP_HEADER, MAX_LOG_LINE};
 pub use loader::{
   CodeCacheStore, D1Databases, KvNamespaces, ModuleSource, QueueProducers, R2Buckets, ServiceNames, WorkerCode,

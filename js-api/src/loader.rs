@@ -38,8 +38,8 @@ pub type KvNamespaces = Vec<(String, Arc<dyn edge_storage::KvStore>)>;
 pub type D1Databases = Vec<(String, Arc<dyn edge_storage::SqlDatabase>)>;
 /// A worker's R2 bindings: the name on `env`, the bucket.
 pub type R2Buckets = Vec<(String, Arc<dyn edge_storage::ObjectStore>)>;
-/// A worker's service bindings: the name on `env`, the worker it calls.
-pub type ServiceNames = Vec<(String, String)>;
+/// A worker's service bindings: the name on `env`, what it calls.
+pub type ServiceNames = Vec<(String, crate::ServiceTarget)>;
 /// A worker's queue producers: the name on `env`, the queue.
 pub type QueueProducers = Vec<(String, Arc<dyn edge_storage::MessageQueue>)>;
 
@@ -206,6 +206,10 @@ impl ModuleLoader for WorkerLoader {
     _kind: ResolutionKind,
   ) -> Result<ModuleSpecifier, ModuleLoaderError> {
     let code = self.code()?;
+    // Built into the snapshot (js/workers.js): found there, never loaded.
+    if specifier == WORKERS_MODULE {
+      return Ok(ModuleSpecifier::parse(WORKERS_MODULE).expect("a URL"));
+    }
     let is_relative = specifier.starts_with("./") || specifier.starts_with("../") || specifier.starts_with('/');
     let url = if is_relative {
       let base = ModuleSpecifier::parse(referrer).unwrap_or_else(|_| code.main.clone());
@@ -299,6 +303,10 @@ impl WorkerLoader {
   }
 }
 
+/// The Workers built-in module this runtime has (WorkerEntrypoint, env,
+/// waitUntil; js/workers.js).
+const WORKERS_MODULE: &str = "cloudflare:workers";
+
 /// Why `specifier` cannot be imported: a built-in this runtime does not
 /// have yet, a package (bundle it), or a URL.
 fn refused_import(specifier: &str, referrer: &str) -> String {
@@ -308,7 +316,7 @@ fn refused_import(specifier: &str, referrer: &str) -> String {
       "cannot import \"{specifier}\" from {referrer}: the Node.js built-in \"{name}\" is not available here yet (on Workers it needs compatibility_flags = [\"nodejs_compat\"]; bundle a polyfill meanwhile)"
     ),
     "cloudflare" => format!(
-      "cannot import \"{specifier}\" from {referrer}: the Workers built-in module \"{specifier}\" (WorkerEntrypoint, DurableObject, env) is not available here yet"
+      "cannot import \"{specifier}\" from {referrer}: the Workers built-in module \"{specifier}\" is not available here (\"cloudflare:workers\" is)"
     ),
     "http" | "https" | "data" | "jsr" | "npm" => format!(
       "cannot import \"{specifier}\" from {referrer}: workers import only their own files; bundle remote and package imports into the worker (esbuild, wrangler's bundler)"

@@ -57,6 +57,7 @@ impl Default for IsolateConfig {
 
 /// JS functions of our bootstrap, taken out of the global scope at creation.
 struct Internals {
+  prepare: v8::Global<v8::Function>,
   bind: v8::Global<v8::Function>,
   handle: v8::Global<v8::Function>,
   finish: v8::Global<v8::Function>,
@@ -422,6 +423,8 @@ impl Isolate {
         caller: self.config.services.clone(),
       });
     }
+    // The env first: top-level code may read it (`cloudflare:workers`).
+    self.call_prepare(&code, max_subrequests)?;
     let id = self
       .rt
       .load_main_es_module(&code.main)
@@ -465,22 +468,18 @@ impl Isolate {
       .rt
       .get_module_namespace(id)
       .map_err(|e| JsApiError::from_core(e, true))?;
-    self.call_bind(ns, &code, max_subrequests)?;
+    self.call_bind(ns, &code)?;
     self.stopper.memory.set_owner(&code.name);
     self.worker = Some(code);
     Ok(())
   }
 
-  fn call_bind(
-    &mut self,
-    ns: v8::Global<v8::Object>,
-    code: &WorkerCode,
-    max_subrequests: u32,
-  ) -> Result<(), JsApiError> {
+  /// Calls the bootstrap's `prepare()`: the worker's env, made before its
+  /// main module evaluates.
+  fn call_prepare(&mut self, code: &WorkerCode, max_subrequests: u32) -> Result<(), JsApiError> {
     deno_core::scope!(scope, &mut *self.rt);
     v8::tc_scope!(let tc, scope);
-    let bind = v8::Local::new(tc, &self.internals.bind);
-    let ns: v8::Local<v8::Value> = v8::Local::new(tc, ns).into();
+    let prepare = v8::Local::new(tc, &self.internals.prepare);
     let vars = v8::Object::new(tc);
     for (k, v) in &code.vars {
       let (Some(k), Some(v)) = (v8::String::new(tc, k), v8::String::new(tc, v)) else {
@@ -502,7 +501,7 @@ impl Isolate {
     let service_names: Vec<&String> = code.services.iter().map(|(n, _)| n).collect();
     let r2_names: Vec<&String> = code.r2.iter().map(|(n, _)| n).collect();
     let queue_names: Vec<&String> = code.queues.iter().map(|(n, _)| n).collect();
-    let mut arrays = Vec::with_capacity(5);
+    let mut args = vec![vars.into(), max, longest];
     for list in [kv_names, d1_names, service_names, r2_names, queue_names] {
       let array = v8::Array::new(tc, list.len() as i32);
       for (i, name) in list.into_iter().enumerate() {
@@ -511,27 +510,28 @@ impl Isolate {
         };
         array.set_index(tc, i as u32, name.into());
       }
-      arrays.push(array.into());
+      args.push(array.into());
     }
-    if bind
-      .call(
-        tc,
-        undefined,
-        &[
-          ns,
-          vars.into(),
-          max,
-          longest,
-          arrays[0],
-          arrays[1],
-          arrays[2],
-          arrays[3],
-          arrays[4],
-          v8::Boolean::new(tc, code.queue_consumer).into(),
-        ],
-      )
-      .is_none()
-    {
+    if prepare.call(tc, undefined, &args).is_none() {
+      if tc.has_terminated() {
+        return Err(JsApiError::Terminated);
+      }
+      let message = tc.exception().map(|e| e.to_rust_string_lossy(tc)).unwrap_or_default();
+      return Err(JsApiError::Load(message));
+    }
+    Ok(())
+  }
+
+  /// Calls the bootstrap's `bind()` with the main module's namespace: finds
+  /// the worker's handlers.
+  fn call_bind(&mut self, ns: v8::Global<v8::Object>, code: &WorkerCode) -> Result<(), JsApiError> {
+    deno_core::scope!(scope, &mut *self.rt);
+    v8::tc_scope!(let tc, scope);
+    let bind = v8::Local::new(tc, &self.internals.bind);
+    let ns: v8::Local<v8::Value> = v8::Local::new(tc, ns).into();
+    let undefined = v8::undefined(tc).into();
+    let consumer = v8::Boolean::new(tc, code.queue_consumer).into();
+    if bind.call(tc, undefined, &[ns, consumer]).is_none() {
       if tc.has_terminated() {
         return Err(JsApiError::Terminated);
       }
@@ -593,6 +593,7 @@ impl Isolate {
         url: &req.url,
         body_length,
         trigger: req.trigger.as_ref(),
+        entrypoint: req.entrypoint.as_deref(),
       },
     );
     (id, r)
@@ -721,13 +722,13 @@ fn take_internals(rt: &mut JsRuntime) -> Result<Internals, String> {
   deno_core::scope!(scope, rt);
   let obj = v8::Local::new(scope, value);
   let obj = v8::Local::<v8::Object>::try_from(obj).map_err(|_| "the snapshot lacks the edge bootstrap".to_string())?;
-  let mut funcs = Vec::with_capacity(5);
-  for name in ["init", "bind", "handle", "finish", "registerCryptoSymbols"] {
+  let mut funcs = Vec::with_capacity(6);
+  for name in ["init", "bind", "handle", "finish", "registerCryptoSymbols", "prepare"] {
     let key = v8::String::new(scope, name).ok_or("string")?;
     let f = obj.get(scope, key.into()).ok_or("missing")?;
     funcs.push(v8::Local::<v8::Function>::try_from(f).map_err(|_| format!("bootstrap lacks {name}()"))?);
   }
-  let (init, bind, handle, finish, register) = (funcs[0], funcs[1], funcs[2], funcs[3], funcs[4]);
+  let (init, bind, handle, finish, register, prepare) = (funcs[0], funcs[1], funcs[2], funcs[3], funcs[4], funcs[5]);
   v8::tc_scope!(let tc, scope);
   let undefined = v8::undefined(tc).into();
   if init.call(tc, undefined, &[]).is_none() {
@@ -735,6 +736,7 @@ fn take_internals(rt: &mut JsRuntime) -> Result<Internals, String> {
     return Err(format!("isolate init failed: {msg}"));
   }
   Ok(Internals {
+    prepare: v8::Global::new(tc, prepare),
     bind: v8::Global::new(tc, bind),
     handle: v8::Global::new(tc, handle),
     finish: v8::Global::new(tc, finish),

@@ -224,12 +224,16 @@ impl Queues {
 
 /// Another worker on a worker's `env` (`[[worker.services]]`, as
 /// wrangler's `services`): `env.<binding>.fetch(request)` runs the request
-/// through the worker named `service`, in process.
+/// through the worker named `service`, in process; any other method is an
+/// RPC call to its `WorkerEntrypoint`. `entrypoint` names a class its main
+/// module exports to call instead of the default export.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceBinding {
   pub binding: String,
   pub service: String,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub entrypoint: Option<String>,
 }
 
 /// A worker's bindings to stores and other workers, as its config or
@@ -315,11 +319,7 @@ pub fn check_bindings(
         .map(|b| ("queues.producers", &b.binding, b.queue.as_str())),
     );
   for (kind, binding, target) in all {
-    let ident = binding
-      .chars()
-      .enumerate()
-      .all(|(i, c)| c == '_' || c == '$' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-    if binding.is_empty() || binding.len() > 64 || !ident {
+    if !is_identifier(binding) {
       return Err(format!(
         "{kind}: binding {binding:?} is not a name (letters, digits, '_' and '$', at most 64)"
       ));
@@ -333,5 +333,26 @@ pub fn check_bindings(
       edge_storage::check_namespace(target).map_err(|e| format!("{kind}: {e}"))?;
     }
   }
+  for b in services {
+    if let Some(e) = &b.entrypoint {
+      if !is_identifier(e) || e == "default" {
+        return Err(format!(
+          "services: {}: entrypoint {e:?} is not the name of an export (letters, digits, '_' and '$', at most 64; leave it out for the default export)",
+          b.binding
+        ));
+      }
+    }
+  }
   Ok(())
+}
+
+/// A JS identifier of at most 64 ASCII characters (binding and export
+/// names).
+fn is_identifier(name: &str) -> bool {
+  !name.is_empty()
+    && name.len() <= 64
+    && name
+      .chars()
+      .enumerate()
+      .all(|(i, c)| c == '_' || c == '$' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
 }

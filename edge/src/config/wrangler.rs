@@ -123,6 +123,8 @@ struct R2 {
 struct Service {
   binding: String,
   service: String,
+  #[serde(default)]
+  entrypoint: Option<String>,
   #[serde(flatten)]
   other: BTreeMap<String, Value>,
 }
@@ -342,6 +344,7 @@ fn from_tree(mut tree: Value, dir: &Path, env: Option<&str>) -> Result<FromWrang
       ServiceBinding {
         binding: s.binding,
         service: s.service,
+        entrypoint: s.entrypoint,
       }
     })
     .collect();

@@ -329,6 +329,7 @@ async fn route_and_run(
     trigger: scheduled,
     cf: Some(conn.cf.clone()),
     chain: None,
+    entrypoint: None,
   };
   let lane = door.view.quarantine();
   let result = match lane {

@@ -85,6 +85,9 @@ struct MemberState {
   cancelled: bool,
 }
 
+// One per request, inside its Rc'd Member: boxing the request would cost
+// an allocation per request for no space saved.
+#[allow(clippy::large_enum_variant)]
 enum Stage {
   Queued(Option<JsRequest>),
   Waiting(PendingCall),

@@ -158,7 +158,13 @@ fn with_bindings(code: WorkerCode, config: &Config, b: Bindings<'_>) -> Result<W
   let services = b
     .services
     .iter()
-    .map(|s| (s.binding.clone(), s.service.clone()))
+    .map(|s| {
+      let target = js_api::ServiceTarget {
+        service: s.service.clone(),
+        entrypoint: s.entrypoint.clone(),
+      };
+      (s.binding.clone(), target)
+    })
     .collect();
   Ok(
     code

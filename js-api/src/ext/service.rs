@@ -79,10 +79,31 @@ impl ServiceChain {
   }
 }
 
+/// What a service binding calls: a worker, and optionally one of its
+/// named entrypoints (a `WorkerEntrypoint` class its main module exports).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceTarget {
+  pub service: String,
+  pub entrypoint: Option<String>,
+}
+
+/// The named entrypoint a service binding calls, carried on its
+/// `http::Request` as an extension (no client can set one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entrypoint(pub String);
+
+/// A service binding's RPC call (`env.NAME.method(...args)`), carried on
+/// its `http::Request` as an extension; the body is the arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RpcCall {
+  /// The method called.
+  pub method: String,
+}
+
 /// The service bindings of the isolate's worker: the callee's name, in the
 /// order the bindings are given to JS, and the node's caller.
 pub struct ServiceBindings {
-  pub services: Vec<String>,
+  pub services: Vec<ServiceTarget>,
   pub caller: Option<Arc<dyn ServiceCaller>>,
 }
 
@@ -178,7 +199,8 @@ fn refused(message: String) -> JsErrorBox {
 /// Starts `env.<binding>.fetch()` for binding number `index` made by
 /// request `id`: JS has checked the request and stamped its hop count; the
 /// body is `data` (whole) or the stream resource `resource` (of `length`
-/// bytes if known).
+/// bytes if known). `rpc` names the method of an RPC call (the body is
+/// its arguments).
 #[op2]
 #[serde]
 #[allow(clippy::too_many_arguments)]
@@ -192,8 +214,9 @@ pub fn op_edge_service_fetch(
   #[buffer] data: Option<JsBuffer>,
   #[smi] resource: Option<ResourceId>,
   length: f64,
+  #[string] rpc: Option<String>,
 ) -> Result<ServiceFetch, JsErrorBox> {
-  let (service, caller) = {
+  let (ServiceTarget { service, entrypoint }, caller) = {
     let b = state
       .try_borrow::<ServiceBindings>()
       .ok_or_else(|| refused("service binding: this worker has none".into()))?;
@@ -264,6 +287,12 @@ pub fn op_edge_service_fetch(
     req.headers_mut().insert(http::header::CONTENT_LENGTH, n.into());
   }
   req.extensions_mut().insert(chain);
+  if let Some(name) = entrypoint {
+    req.extensions_mut().insert(Entrypoint(name));
+  }
+  if let Some(method) = rpc {
+    req.extensions_mut().insert(RpcCall { method });
+  }
   let cancel = deno_core::CancelHandle::new_rc();
   let cancel_ = cancel.clone();
   let fut = async move {
