@@ -145,6 +145,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
       ..Default::default()
     },
     allow_private_network: false,
+    compatibility_flags: Vec::new(),
     modules: vec!["index.js".into(), "lib/busy.js".into()],
   };
   let d = engine.deploy(spec.clone()).await.expect("deployed");
@@ -226,6 +227,7 @@ async fn embedder_deploys_from_its_own_source_and_reads_back_cpu_and_ids() {
       ..Default::default()
     },
     allow_private_network: false,
+    compatibility_flags: Vec::new(),
     modules: vec!["index.js".into()],
   };
   engine.deploy(bad).await.expect("a spinning handler still loads");

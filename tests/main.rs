@@ -18,6 +18,7 @@ mod html;
 mod isolates;
 mod library;
 mod limits;
+mod node_compat;
 mod objects;
 mod operations;
 mod pool;

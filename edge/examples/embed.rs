@@ -46,6 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     secrets: Default::default(),
     limits: Default::default(),
     allow_private_network: false,
+    compatibility_flags: Vec::new(),
     modules: vec!["index.js".into()],
   };
   let deployed = engine.deploy(spec).await?;

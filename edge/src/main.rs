@@ -89,6 +89,9 @@ enum Command {
     /// .edge-state/ of the current folder.
     #[arg(long = "r2", value_parser = parse_r2)]
     r2: Vec<edge::R2Binding>,
+    /// A compatibility flag (repeatable): nodejs_compat, nodejs_als.
+    #[arg(long = "compatibility-flag", alias = "compatibility-flags")]
+    compatibility_flags: Vec<String>,
     /// Secrets for env from an env file (NAME=value lines). Default:
     /// .dev.vars in the current folder, else beside the main module, as
     /// wrangler reads it.
@@ -199,6 +202,7 @@ fn main() -> anyhow::Result<()> {
       kv,
       d1,
       r2,
+      compatibility_flags,
       env_file,
       threads,
       watch,
@@ -211,6 +215,7 @@ fn main() -> anyhow::Result<()> {
         host,
         vars,
         (kv, d1, r2),
+        compatibility_flags,
         env_file,
         threads,
         test_scheduled,
@@ -369,6 +374,7 @@ fn dev_config(
   host: std::net::IpAddr,
   vars: Vec<(String, String)>,
   (kv, d1, r2): (Vec<edge::KvBinding>, Vec<edge::D1Binding>, Vec<edge::R2Binding>),
+  compatibility_flags: Vec<String>,
   env_file: Option<PathBuf>,
   threads: Option<usize>,
   test_scheduled: bool,
@@ -428,6 +434,11 @@ fn dev_config(
   worker.kv.extend(kv);
   worker.d1.extend(d1);
   worker.r2.extend(r2);
+  for f in compatibility_flags {
+    if !worker.compatibility_flags.contains(&f) {
+      worker.compatibility_flags.push(f);
+    }
+  }
   worker.secrets_file = secrets_file;
   worker.allow_private_network = true;
   let config = Config {

@@ -20,6 +20,9 @@ import { openBatch, queueBinding, setQueueAdmission } from "ext:edge_runtime/que
 // Imports "cloudflare:workers" (so that it is in the snapshot for workers
 // to import).
 import { isEntrypointClass, rpcMethod, workersModule } from "ext:edge_runtime/entrypoints.js";
+// The Node built-ins workers with nodejs_compat import (in the snapshot).
+import "node:async_hooks";
+import "node:events";
 
 const {
   ObjectDefineProperties,
@@ -190,9 +193,12 @@ function keepLiveRequestsRoomy() {
   liveRequests.set(-2, undefined);
 }
 keepLiveRequestsRoomy();
+// The context is the request's number, or [number, stores] once an
+// AsyncLocalStorage holds a store (js/node_async_hooks.js).
 function currentRequest() {
-  const id = getAsyncContext();
-  return typeof id === "number" ? id : 0;
+  const c = getAsyncContext();
+  if (typeof c === "number") return c;
+  return c === undefined || c === null ? 0 : c[0];
 }
 
 // A request has ended for JS: its state goes, and the timers it left are

@@ -40,6 +40,42 @@ pub type D1Databases = Vec<(String, Arc<dyn edge_storage::SqlDatabase>)>;
 pub type R2Buckets = Vec<(String, Arc<dyn edge_storage::ObjectStore>)>;
 /// A worker's service bindings: the name on `env`, what it calls.
 pub type ServiceNames = Vec<(String, crate::ServiceTarget)>;
+/// Which Node built-ins a worker may import, from its
+/// `compatibility_flags` as on Workers: all that this runtime has
+/// (`nodejs_compat`), `node:async_hooks` only (`nodejs_als`), or none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodeCompat {
+  #[default]
+  None,
+  Als,
+  Full,
+}
+
+/// The Node built-ins this runtime has (js/node_*.js, in the snapshot).
+pub const NODE_BUILTINS: &[&str] = &["async_hooks", "events"];
+
+impl NodeCompat {
+  /// From a worker's compatibility flags (others are not about Node).
+  pub fn from_flags<S: AsRef<str>>(flags: &[S]) -> Self {
+    let has = |f: &str| flags.iter().any(|x| x.as_ref() == f);
+    if has("nodejs_compat") || has("nodejs_compat_v2") {
+      Self::Full
+    } else if has("nodejs_als") {
+      Self::Als
+    } else {
+      Self::None
+    }
+  }
+
+  fn allows(self, name: &str) -> bool {
+    match self {
+      Self::Full => NODE_BUILTINS.contains(&name),
+      Self::Als => name == "async_hooks",
+      Self::None => false,
+    }
+  }
+}
+
 /// A worker's queue producers: the name on `env`, the queue.
 pub type QueueProducers = Vec<(String, Arc<dyn edge_storage::MessageQueue>)>;
 
@@ -67,6 +103,8 @@ pub struct WorkerCode {
   pub queues: QueueProducers,
   /// Whether it consumes a queue (then its default export needs `queue()`).
   pub queue_consumer: bool,
+  /// The Node built-ins it may import (`compatibility_flags`).
+  pub node: NodeCompat,
   /// Module texts read so far and the V8 code cache made for them.
   cache: Mutex<HashMap<ModuleSpecifier, CachedModule>>,
   store: Option<Arc<dyn CodeCacheStore>>,
@@ -100,6 +138,7 @@ impl WorkerCode {
       services: Vec::new(),
       queues: Vec::new(),
       queue_consumer: false,
+      node: NodeCompat::None,
       cache: Mutex::new(HashMap::new()),
       store: None,
     }
@@ -132,6 +171,12 @@ impl WorkerCode {
   /// The same code with these queue producers (name on `env`, queue).
   pub fn with_queues(mut self, queues: QueueProducers) -> Self {
     self.queues = queues;
+    self
+  }
+
+  /// The same code with these Node built-ins importable.
+  pub fn with_node(mut self, node: NodeCompat) -> Self {
+    self.node = node;
     self
   }
 
@@ -206,9 +251,18 @@ impl ModuleLoader for WorkerLoader {
     _kind: ResolutionKind,
   ) -> Result<ModuleSpecifier, ModuleLoaderError> {
     let code = self.code()?;
-    // Built into the snapshot (js/workers.js): found there, never loaded.
+    // Built into the snapshot (js/workers.js, js/node_*.js): found there,
+    // never loaded.
     if specifier == WORKERS_MODULE {
       return Ok(ModuleSpecifier::parse(WORKERS_MODULE).expect("a URL"));
+    }
+    // `node:events`, and `events` too (as nodejs_compat_v2 allows).
+    let node_name = specifier.strip_prefix("node:").unwrap_or(specifier);
+    if code.node.allows(node_name) {
+      return Ok(ModuleSpecifier::parse(&format!("node:{node_name}")).expect("a URL"));
+    }
+    if specifier.starts_with("node:") {
+      return Err(JsErrorBox::type_error(refused_node(node_name, referrer, code.node)));
     }
     let is_relative = specifier.starts_with("./") || specifier.starts_with("../") || specifier.starts_with('/');
     let url = if is_relative {
@@ -307,14 +361,31 @@ impl WorkerLoader {
 /// waitUntil; js/workers.js).
 const WORKERS_MODULE: &str = "cloudflare:workers";
 
+/// Why the Node built-in `name` cannot be imported under `node`.
+fn refused_node(name: &str, referrer: &str, node: NodeCompat) -> String {
+  let have = NODE_BUILTINS
+    .iter()
+    .map(|n| format!("node:{n}"))
+    .collect::<Vec<_>>()
+    .join(", ");
+  if NODE_BUILTINS.contains(&name) {
+    format!(
+      "cannot import \"node:{name}\" from {referrer}: Node.js built-ins need compatibility_flags = [\"nodejs_compat\"] in the worker's config{}",
+      if name == "async_hooks" { " (or \"nodejs_als\")" } else { "" }
+    )
+  } else {
+    format!(
+      "cannot import \"node:{name}\" from {referrer}: the Node.js built-in \"{name}\" is not available here yet (there are {have}{}); bundle a polyfill meanwhile",
+      if node == NodeCompat::Full { "" } else { ", with compatibility_flags = [\"nodejs_compat\"]" }
+    )
+  }
+}
+
 /// Why `specifier` cannot be imported: a built-in this runtime does not
 /// have yet, a package (bundle it), or a URL.
 fn refused_import(specifier: &str, referrer: &str) -> String {
-  let (scheme, name) = specifier.split_once(':').unwrap_or(("", specifier));
+  let (scheme, _) = specifier.split_once(':').unwrap_or(("", specifier));
   match scheme {
-    "node" => format!(
-      "cannot import \"{specifier}\" from {referrer}: the Node.js built-in \"{name}\" is not available here yet (on Workers it needs compatibility_flags = [\"nodejs_compat\"]; bundle a polyfill meanwhile)"
-    ),
     "cloudflare" => format!(
       "cannot import \"{specifier}\" from {referrer}: the Workers built-in module \"{specifier}\" is not available here (\"cloudflare:workers\" is)"
     ),

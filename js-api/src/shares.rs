@@ -188,6 +188,21 @@ pub(crate) fn install(isolate: &mut v8::Isolate, context: v8::Global<v8::Context
   shares
 }
 
+/// The request number an async context names: the number itself, or the
+/// first element of the frozen `[number, stores]` pair the bootstrap makes
+/// once an AsyncLocalStorage holds a store (js/node_async_hooks.js); 0 for
+/// none.
+fn request_of(scope: &mut v8::PinScope, v: v8::Local<v8::Value>) -> u32 {
+  if let Ok(n) = v8::Local::<v8::Uint32>::try_from(v) {
+    return n.value();
+  }
+  v8::Local::<v8::Array>::try_from(v)
+    .ok()
+    .and_then(|a| a.get_index(scope, 0))
+    .and_then(|n| v8::Local::<v8::Uint32>::try_from(n).ok())
+    .map_or(0, |n| n.value())
+}
+
 unsafe extern "C" fn on_sample(ptr: v8::UnsafeRawIsolatePtr, data: *mut c_void) {
   // SAFETY: V8 calls this on the isolate's thread, inside its running JS,
   // with the isolate's own pointer; `Isolate` is a plain pointer wrapper
@@ -199,7 +214,7 @@ unsafe extern "C" fn on_sample(ptr: v8::UnsafeRawIsolatePtr, data: *mut c_void) 
   let id = {
     v8::scope_with_context!(let scope, &mut isolate, &shares.context);
     let v = scope.get_continuation_preserved_embedder_data();
-    v8::Local::<v8::Uint32>::try_from(v).map_or(0, |n| n.value())
+    request_of(scope, v)
   };
   if shares.sample(data as usize as u64, id, thread_cpu()) {
     isolate.terminate_execution();

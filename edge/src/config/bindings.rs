@@ -346,6 +346,21 @@ pub fn check_bindings(
   Ok(())
 }
 
+/// The compatibility flags edge acts on (Workers has many more; a config
+/// naming one edge does not know is refused rather than half-honoured).
+pub const COMPATIBILITY_FLAGS: &[&str] = &["nodejs_compat", "nodejs_compat_v2", "nodejs_als"];
+
+/// Checks a worker's `compatibility_flags`.
+pub fn check_compatibility_flags(flags: &[String]) -> Result<(), String> {
+  match flags.iter().find(|f| !COMPATIBILITY_FLAGS.contains(&f.as_str())) {
+    Some(f) => Err(format!(
+      "compatibility_flags: {f:?} is not a flag edge knows (it knows {})",
+      COMPATIBILITY_FLAGS.join(", ")
+    )),
+    None => Ok(()),
+  }
+}
+
 /// A JS identifier of at most 64 ASCII characters (binding and export
 /// names).
 fn is_identifier(name: &str) -> bool {

@@ -439,6 +439,10 @@ pub struct WorkerConfig {
   /// Let `fetch()` reach loopback and private addresses.
   #[serde(default)]
   pub allow_private_network: bool,
+  /// Workers' compatibility flags edge acts on: `nodejs_compat` (the Node
+  /// built-ins edge has), `nodejs_als` (`node:async_hooks` only).
+  #[serde(default)]
+  pub compatibility_flags: Vec<String>,
   /// This worker's own limits (fields not set come from `[limits]`).
   #[serde(default)]
   pub limits: LimitsConfig,
@@ -525,6 +529,9 @@ impl Config {
       next.secrets = std::mem::take(&mut w.secrets);
       next.secrets_file = w.secrets_file.take();
       next.allow_private_network = w.allow_private_network;
+      if !w.compatibility_flags.is_empty() {
+        next.compatibility_flags = std::mem::take(&mut w.compatibility_flags);
+      }
       next.wrangler = Some(file);
       next.wrangler_env = w.wrangler_env.take();
       *w = next;
@@ -769,6 +776,8 @@ impl Config {
       check_bindings(&w.vars, &secrets, w.bindings()).map_err(|m| self.invalid(field("bindings"), m))?;
       w.triggers.schedules().map_err(|m| self.invalid(field("triggers"), m))?;
       w.queues.check().map_err(|m| self.invalid(field("queues"), m))?;
+      bindings::check_compatibility_flags(&w.compatibility_flags)
+        .map_err(|m| self.invalid(field("compatibility_flags"), m))?;
     }
     // A service the config names must be one of its workers, unless the
     // admin API may deploy it later (a call to a worker not deployed

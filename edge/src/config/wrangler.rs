@@ -267,13 +267,23 @@ fn from_tree(mut tree: Value, dir: &Path, env: Option<&str>) -> Result<FromWrang
     .main
     .ok_or("main: a worker needs its main module (bundle it first if wrangler builds it)")?;
   let main = dir.join(main);
+  let mut compatibility_flags = Vec::new();
   for f in &w.compatibility_flags {
-    notes.push(match f.as_str() {
+    match f.as_str() {
       "nodejs_compat" | "nodejs_compat_v2" => {
-        format!("compatibility_flags: {f:?}: edge has no Node built-ins yet; imports of node:* fail")
+        notes.push(format!(
+          "compatibility_flags: {f:?}: edge has {} of the Node built-ins; imports of the others fail",
+          js_api::NODE_BUILTINS
+            .iter()
+            .map(|n| format!("node:{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+        ));
+        compatibility_flags.push(f.clone());
       }
-      _ => format!("compatibility_flags: {f:?}: ignored"),
-    });
+      "nodejs_als" => compatibility_flags.push(f.clone()),
+      _ => notes.push(format!("compatibility_flags: {f:?}: ignored")),
+    }
   }
   let mut vars = BTreeMap::new();
   for (k, v) in w.vars {
@@ -399,6 +409,7 @@ fn from_tree(mut tree: Value, dir: &Path, env: Option<&str>) -> Result<FromWrang
       },
       queues,
       limits,
+      compatibility_flags,
       ..Default::default()
     },
     notes,

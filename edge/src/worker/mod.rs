@@ -83,6 +83,8 @@ pub struct WorkerSpec {
   pub secrets: Secrets,
   pub limits: LimitsConfig,
   pub allow_private_network: bool,
+  /// `nodejs_compat`, `nodejs_als` (edge.toml's `compatibility_flags`).
+  pub compatibility_flags: Vec<String>,
   /// Module paths, for listings.
   pub modules: Vec<String>,
 }
@@ -104,6 +106,7 @@ impl WorkerSpec {
     }
     check_bindings(&self.vars, &self.secrets.0, self.bindings())?;
     self.queues.check()?;
+    crate::config::check_compatibility_flags(&self.compatibility_flags)?;
     self.triggers.schedules().map(|_| ())
   }
 
@@ -275,7 +278,8 @@ impl Worker {
         root: root.to_path_buf(),
       }),
       env_strings(&w.vars, &secrets),
-    );
+    )
+    .with_node(js_api::NodeCompat::from_flags(&w.compatibility_flags));
     let mut code = with_bindings(code, config, w.bindings()).map_err(|(field, m)| invalid_at(field, m))?;
     let consumers = consumers(config, &w.queues).map_err(|m| invalid_at("queues", m))?;
     code.queue_consumer = !consumers.is_empty();
@@ -312,7 +316,8 @@ impl Worker {
       main,
       Box::new(source::SharedSource(spec.source.clone())),
       env_strings(&spec.vars, &spec.secrets.0),
-    );
+    )
+    .with_node(js_api::NodeCompat::from_flags(&spec.compatibility_flags));
     let mut code = with_bindings(code, config, spec.bindings()).map_err(|(_, m)| m)?;
     let consumers = consumers(config, &spec.queues)?;
     code.queue_consumer = !consumers.is_empty();

@@ -51,6 +51,9 @@ pub struct UploadMeta {
   pub limits: LimitsConfig,
   #[serde(default)]
   pub allow_private_network: bool,
+  /// `["nodejs_compat"]`, as in Cloudflare's upload metadata.
+  #[serde(default, skip_serializing_if = "Vec::is_empty")]
+  pub compatibility_flags: Vec<String>,
 }
 
 /// What one upload may hold: modules (count and bytes in all) and vars
@@ -183,6 +186,7 @@ impl Upload {
       secrets: self.meta.secrets.clone(),
       limits: self.meta.limits.clone(),
       allow_private_network: self.meta.allow_private_network,
+      compatibility_flags: self.meta.compatibility_flags.clone(),
     })
   }
 }
