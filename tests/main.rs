@@ -30,5 +30,6 @@ mod storage;
 mod store;
 mod streaming;
 mod tls;
+mod typescript;
 mod webcrypto;
 mod workers_api;

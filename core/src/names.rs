@@ -13,12 +13,14 @@ pub const MAX_MODULE_PATH: usize = 512;
 pub const MAX_MODULE_NAME: usize = 255;
 
 /// A relative path of `/`-separated plain names ending in .js, .mjs,
-/// .json or .wasm.
+/// .ts, .mts, .cts, .json, .wasm or .map.
 pub fn check_module_path(p: &str) -> Result<(), String> {
   if p.len() > MAX_MODULE_PATH {
     return Err(format!("a module path of {} bytes: at most {MAX_MODULE_PATH}", p.len()));
   }
-  let ok_ext = [".js", ".mjs", ".json", ".wasm"].iter().any(|e| p.ends_with(e));
+  let ok_ext = [".js", ".mjs", ".ts", ".mts", ".cts", ".json", ".wasm", ".map"]
+    .iter()
+    .any(|e| p.ends_with(e));
   let ok_parts = !p.is_empty()
     && p.split('/').all(|part| {
       !part.is_empty()
@@ -33,7 +35,7 @@ pub fn check_module_path(p: &str) -> Result<(), String> {
     Ok(())
   } else {
     Err(format!(
-      "{p:?}: a module path is relative, of letters, digits, '-', '_' and '.', and ends in .js, .mjs, .json or .wasm"
+      "{p:?}: a module path is relative, of letters, digits, '-', '_' and '.', and ends in .js, .mjs, .ts, .mts, .cts, .json, .wasm or .map (a source map)"
     ))
   }
 }
@@ -54,7 +56,15 @@ mod tests {
 
   #[test]
   fn module_paths() {
-    for ok in ["index.js", "lib/a.mjs", "data.json", "m/x.wasm", "a.b.js"] {
+    for ok in [
+      "index.js",
+      "lib/a.mjs",
+      "data.json",
+      "m/x.wasm",
+      "a.b.js",
+      "src/index.ts",
+      "index.js.map",
+    ] {
       assert!(check_module_path(ok).is_ok(), "{ok}");
     }
     for bad in [
@@ -64,7 +74,7 @@ mod tests {
       "a/../b.js",
       "./a.js",
       "a//b.js",
-      "a.ts",
+      "a.tsx",
       "a b.js",
       "a\\b.js",
       "lib/",

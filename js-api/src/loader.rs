@@ -112,6 +112,9 @@ pub struct WorkerCode {
 
 #[derive(Clone)]
 struct CachedModule {
+  /// Where it was found: the URL asked for, or the file an import without
+  /// an extension (or of `x.js` for `x.ts`) meant.
+  found: ModuleSpecifier,
   bytes: Arc<[u8]>,
   text: Option<Arc<str>>,
   hash: u64,
@@ -190,28 +193,79 @@ impl WorkerCode {
     if let Some(m) = self.cache.lock().expect("module cache").get(url) {
       return Ok(m.clone());
     }
-    let bytes = self.source.read(url)?;
-    let text = if url.path().ends_with(".wasm") {
+    let (found, bytes) = self.find(url)?;
+    let path = found.path();
+    let text = if path.ends_with(".wasm") {
       None
     } else {
-      let s = std::str::from_utf8(&bytes).map_err(|_| format!("{url} is not UTF-8 text"))?;
-      Some(Arc::<str>::from(s))
+      let s = std::str::from_utf8(&bytes).map_err(|_| format!("{found} is not UTF-8 text"))?;
+      // TypeScript is compiled once per worker version, here.
+      let s = match edge_ts::is_typescript(path) {
+        true => Arc::<str>::from(edge_ts::compile(found.as_str(), s, edge_ts::COMPILE_TIMEOUT)?),
+        false => Arc::<str>::from(s),
+      };
+      Some(s)
     };
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
+    match &text {
+      Some(t) => t.hash(&mut h),
+      None => bytes.hash(&mut h),
+    }
     let hash = h.finish();
     let code_cache = match (&text, &self.store) {
       (Some(_), Some(store)) => store.get(hash).map(Arc::from),
       _ => None,
     };
     let m = CachedModule {
+      found,
       bytes,
       text,
       hash,
       code_cache,
     };
-    self.cache.lock().expect("module cache").insert(url.clone(), m.clone());
+    let mut cache = self.cache.lock().expect("module cache");
+    if m.found != *url {
+      // V8 names the module by where it was found (its code cache too).
+      cache.insert(m.found.clone(), m.clone());
+    }
+    cache.insert(url.clone(), m.clone());
     Ok(m)
+  }
+
+  /// The file `url` names, as a bundler resolves it: the file itself, else
+  /// for an import without an extension `x.ts`, `x.js`, `x.mjs`,
+  /// `x/index.ts`, `x/index.js`, and for `x.js` (`x.mjs`) the TypeScript
+  /// `x.ts` (`x.mts`) it is compiled from, as TypeScript's own imports say.
+  fn find(&self, url: &ModuleSpecifier) -> Result<(ModuleSpecifier, Arc<[u8]>), String> {
+    let first = match self.source.read(url) {
+      Ok(bytes) => return Ok((url.clone(), bytes)),
+      Err(e) => e,
+    };
+    let path = url.path();
+    let last = path.rsplit('/').next().unwrap_or("");
+    let candidates: Vec<String> = if let Some(stem) = path.strip_suffix(".js") {
+      vec![format!("{stem}.ts")]
+    } else if let Some(stem) = path.strip_suffix(".mjs") {
+      vec![format!("{stem}.mts")]
+    } else if !last.contains('.') && !last.is_empty() {
+      [".ts", ".js", ".mjs", "/index.ts", "/index.js"]
+        .iter()
+        .map(|e| format!("{path}{e}"))
+        .collect()
+    } else {
+      Vec::new()
+    };
+    for c in candidates {
+      let mut alt = url.clone();
+      alt.set_path(&c);
+      if !alt.as_str().starts_with(self.root.as_str()) {
+        continue;
+      }
+      if let Ok(bytes) = self.source.read(&alt) {
+        return Ok((alt, bytes));
+      }
+    }
+    Err(first)
   }
 
   fn store_code_cache(&self, url: &ModuleSpecifier, hash: u64, data: &[u8]) {
@@ -293,6 +347,24 @@ impl ModuleLoader for WorkerLoader {
     ModuleLoadResponse::Sync(self.load_sync(url, &options.requested_module_type))
   }
 
+  /// A bundle's `//# sourceMappingURL=index.js.map`: read from the
+  /// worker's own files (inline maps deno_core decodes itself), so stack
+  /// traces name the sources the bundle was built from.
+  fn load_external_source_map(&self, source_map_url: &str) -> Option<Cow<'_, [u8]>> {
+    let code = self.code().ok()?;
+    let url = ModuleSpecifier::parse(source_map_url).ok()?;
+    if !url.as_str().starts_with(code.root.as_str()) {
+      return None;
+    }
+    code.source.read(&url).ok().map(|b| Cow::Owned(b.to_vec()))
+  }
+
+  /// A source a map names is named in stack traces whether or not it was
+  /// deployed with the bundle (it is what the author wrote).
+  fn source_map_source_exists(&self, _source_url: &str) -> Option<bool> {
+    Some(true)
+  }
+
   fn code_cache_ready(
     &self,
     url: ModuleSpecifier,
@@ -353,7 +425,13 @@ impl WorkerLoader {
       hash: m.hash,
       data: m.code_cache.as_ref().map(|c| Cow::Owned(c.to_vec())),
     });
-    Ok(deno_core::ModuleSource::new(module_type, source_code, url, cache))
+    Ok(deno_core::ModuleSource::new_with_redirect(
+      module_type,
+      source_code,
+      url,
+      &m.found,
+      cache,
+    ))
   }
 }
 
