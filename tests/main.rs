@@ -10,6 +10,7 @@ mod concurrency;
 mod config;
 mod conformance;
 mod cron;
+mod deploy_cli;
 mod entrypoints;
 mod fetch;
 mod front_door;

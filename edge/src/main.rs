@@ -28,6 +28,9 @@ use std::time::Duration;
 #[path = "main/supervisor.rs"]
 mod supervisor;
 
+#[path = "main/deploy.rs"]
+mod deploy;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use edge::config::{Config, Listen, WorkerConfig};
@@ -107,6 +110,31 @@ enum Command {
     /// wrangler dev --test-scheduled).
     #[arg(long)]
     test_scheduled: bool,
+  },
+  /// Upload a worker to a node's admin API (as wrangler deploy).
+  Deploy {
+    /// The worker's wrangler config (or a folder holding one), or its main
+    /// module; the module files of its folder are uploaded.
+    target: PathBuf,
+    /// The node's admin API, http://host:port.
+    #[arg(long)]
+    admin: String,
+    /// A file holding the admin token (default: EDGE_ADMIN_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The worker's name (over the wrangler config's).
+    #[arg(long)]
+    name: Option<String>,
+    /// A host the worker serves (repeatable; over the wrangler config's).
+    #[arg(long = "route")]
+    routes: Vec<String>,
+    /// The wrangler config's [env.<name>] to use.
+    #[arg(long = "env")]
+    wrangler_env: Option<String>,
+    /// Check everything on the node (code loaded in an isolate), change
+    /// nothing.
+    #[arg(long)]
+    dry_run: bool,
   },
 }
 
@@ -192,6 +220,25 @@ fn main() -> anyhow::Result<()> {
   edge::internals::pool::set_release_freed(release_freed);
   let _log = edge::internals::logging::init(cli.log_format);
   let (source, watch) = match cli.command {
+    Command::Deploy {
+      target,
+      admin,
+      token_file,
+      name,
+      routes,
+      wrangler_env,
+      dry_run,
+    } => {
+      return deploy::run(deploy::DeployArgs {
+        target,
+        admin,
+        token_file,
+        name,
+        routes,
+        wrangler_env,
+        dry_run,
+      })
+    }
     Command::Serve { config, threads, watch } => (Source::File { path: config, threads }, watch),
     Command::Dev {
       main,

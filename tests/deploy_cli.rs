@@ -1,0 +1,81 @@
+//! `edge deploy`: a wrangler project (TypeScript, a nested import) uploaded
+//! to a running node's admin API by the real binary, then served; a dry
+//! run of a broken worker refused with the node's reason and a failing
+//! exit.
+
+use crate::support::{Fixture, H1, TOKEN};
+
+fn edge(args: &[&str]) -> std::process::Output {
+  std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+    .args(args)
+    .output()
+    .expect("running edge")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_deploy_uploads_a_wrangler_project_that_then_serves() {
+  let f = Fixture::new();
+  f.file("admin.token", format!("{TOKEN}\n"));
+  f.file(
+    "shop/wrangler.toml",
+    "name = \"shop\"\nmain = \"src/index.ts\"\ncompatibility_flags = [\"nodejs_compat\"]\nroutes = [\"shop.example/*\"]\n[vars]\nCURRENCY = \"EUR\"\n",
+  );
+  f.file(
+    "shop/src/index.ts",
+    "import { price } from \"./lib/price\";\nimport { EventEmitter } from \"node:events\";\n\
+     export default { fetch(_req: Request, env: { CURRENCY: string }): Response {\n\
+       return new Response(`${price(2)} ${env.CURRENCY} ${typeof EventEmitter}`);\n} };\n",
+  );
+  f.file(
+    "shop/src/lib/price.ts",
+    "export const price = (n: number): string => (n * 1.5).toFixed(2);\n",
+  );
+  // Not uploaded: dependencies (bundle them) and dot folders.
+  f.file("shop/node_modules/left-pad/index.js", "throw new Error('not me');\n");
+  f.file("shop/.wrangler/state.js", "throw new Error('not me either');\n");
+  let toml = "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n";
+  let e = f.start(toml);
+  let admin = format!("http://{}", e.admin_addr().unwrap());
+  let token = f.path("admin.token").display().to_string();
+  let project = f.path("shop").display().to_string();
+  let out = edge(&["deploy", &project, "--admin", &admin, "--token-file", &token]);
+  let (stdout, stderr) = (
+    String::from_utf8_lossy(&out.stdout),
+    String::from_utf8_lossy(&out.stderr),
+  );
+  assert!(out.status.success(), "{stdout}\n{stderr}");
+  assert!(stderr.contains("deploying shop (2 modules"), "{stderr}");
+  let got = H1::connect(e.http_addr().unwrap()).await.get("shop.example", "/").await;
+  assert_eq!((got.status, got.body.as_str()), (200, "3.00 EUR function"));
+
+  // A dry run of a broken version: refused, nothing changed.
+  f.file(
+    "shop/src/lib/price.ts",
+    "export const price = (n: number): string => ;\n",
+  );
+  let out = edge(&[
+    "deploy",
+    &project,
+    "--admin",
+    &admin,
+    "--token-file",
+    &token,
+    "--dry-run",
+  ]);
+  let (stdout, stderr) = (
+    String::from_utf8_lossy(&out.stdout),
+    String::from_utf8_lossy(&out.stderr),
+  );
+  assert!(!out.status.success());
+  assert!(stdout.contains("price.ts:1:"), "{stdout}");
+  assert!(stderr.contains("the node refused the upload"), "{stderr}");
+  let got = H1::connect(e.http_addr().unwrap()).await.get("shop.example", "/").await;
+  assert_eq!(got.body, "3.00 EUR function");
+
+  // A wrong token is the node's 401, said so.
+  f.file("wrong.token", "nope\n");
+  let wrong = f.path("wrong.token").display().to_string();
+  let out = edge(&["deploy", &project, "--admin", &admin, "--token-file", &wrong]);
+  assert!(!out.status.success());
+  assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
