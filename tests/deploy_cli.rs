@@ -79,3 +79,48 @@ async fn edge_deploy_uploads_a_wrangler_project_that_then_serves() {
   assert!(!out.status.success());
   assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }
+
+#[test]
+fn edge_check_evaluates_workers_and_serves_nothing() {
+  let f = Fixture::new();
+  f.file(
+    "good.ts",
+    "export default { fetch(): Response { return new Response('ok'); } };\n",
+  );
+  f.file(
+    "bad.js",
+    "const a = 1;\nundefinedFunction();\nexport default { fetch() {} };\n",
+  );
+  // The port is taken: a check binds nothing, so it does not matter.
+  let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+  let port = taken.local_addr().unwrap().port();
+  let toml = |main: &str| {
+    format!(
+      "[listen]\nhttp = \"127.0.0.1:{port}\"\n[[worker]]\nname = \"good\"\nmain = \"good.ts\"\n\
+       [[worker]]\nname = \"other\"\nmain = \"{main}\"\n[worker.triggers]\ncrons = [\"* * * * *\"]\n"
+    )
+  };
+  f.file("edge.toml", toml("bad.js"));
+  let config = f.path("edge.toml").display().to_string();
+  let out = edge(&["check", "--config", &config]);
+  let stderr = String::from_utf8_lossy(&out.stderr);
+  assert!(!out.status.success());
+  assert!(
+    stderr.contains("worker \"other\"") && stderr.contains("bad.js:2:"),
+    "{stderr}"
+  );
+  f.file("edge.toml", toml("good.ts"));
+  let out = edge(&["check", "--config", &config]);
+  assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+  assert_eq!(
+    String::from_utf8_lossy(&out.stdout).trim(),
+    "ok: 2 workers loaded and evaluated"
+  );
+  // One worker, by its main module.
+  let out = edge(&["check", &f.path("good.ts").display().to_string()]);
+  assert_eq!(
+    String::from_utf8_lossy(&out.stdout).trim(),
+    "ok: 1 worker loaded and evaluated"
+  );
+  drop(taken);
+}

@@ -42,9 +42,28 @@ pub struct EngineBuilder {
   console: Option<Arc<dyn ConsoleOutput>>,
   supervisor: Option<std::os::unix::net::UnixStream>,
   cron_clock: CronClock,
+  /// Only load and evaluate the workers (`edge check`).
+  checking: bool,
 }
 
 impl EngineBuilder {
+  /// Loads and evaluates every worker of the config as a start does, and
+  /// serves nothing: no listeners, no admin API, no cron or queue runs, no
+  /// uploads of a data directory (which it leaves as it is). The number of
+  /// workers checked, or the first that fails, named with its file and
+  /// line. What `edge check` runs.
+  pub fn check(mut self) -> Result<usize, StartError> {
+    self.checking = true;
+    self.listeners = None;
+    self.admin = None;
+    self.config.runtime.check_at_start = true;
+    self.config.admin.data_dir = None;
+    let engine = Engine::start_with(self)?;
+    let n = engine.view.router().workers().count();
+    engine.shutdown();
+    Ok(n)
+  }
+
   /// The clock cron triggers are read on (default: real time; tests speed
   /// it up).
   pub fn cron_clock(mut self, clock: CronClock) -> Self {
@@ -183,6 +202,7 @@ impl Engine {
       console: None,
       supervisor: None,
       cron_clock: CronClock::real(),
+      checking: false,
     }
   }
 
@@ -206,6 +226,7 @@ impl Engine {
       console,
       supervisor,
       cron_clock,
+      checking,
     } = b;
     let listeners = listeners.unwrap_or_default();
     config.validate()?;
@@ -282,6 +303,20 @@ impl Engine {
     if let Err(e) = checked {
       executors.join();
       return Err(e);
+    }
+    if checking {
+      let deployer = Arc::new(Deployer::new(deployments, None, view.clone(), executors.clone()));
+      return Ok(Self {
+        dispatch,
+        view,
+        executors,
+        deployer,
+        admin: None,
+        cron: None,
+        queues: None,
+        http_addr,
+        https_addr,
+      });
     }
     let cron =
       CronRunner::start(view.clone(), dispatch.clone(), config_storage_dir, cron_clock).map_err(StartError::Threads)?;

@@ -111,6 +111,19 @@ enum Command {
     #[arg(long)]
     test_scheduled: bool,
   },
+  /// Load and evaluate workers as a start would, serving nothing: the
+  /// workers of a config file, or one worker (a wrangler config, its
+  /// folder, or a main module). Exit 1 naming the first that fails.
+  Check {
+    /// A config file (edge.toml).
+    #[arg(long, short, conflicts_with = "target")]
+    config: Option<PathBuf>,
+    /// One worker: its wrangler config (or folder), or its main module.
+    target: Option<PathBuf>,
+    /// The wrangler config's [env.<name>] to use.
+    #[arg(long = "env")]
+    wrangler_env: Option<String>,
+  },
   /// Upload a worker to a node's admin API (as wrangler deploy).
   Deploy {
     /// The worker's wrangler config (or a folder holding one), or its main
@@ -239,6 +252,11 @@ fn main() -> anyhow::Result<()> {
         dry_run,
       })
     }
+    Command::Check {
+      config,
+      target,
+      wrangler_env,
+    } => return check(config, target, wrangler_env.as_deref()),
     Command::Serve { config, threads, watch } => (Source::File { path: config, threads }, watch),
     Command::Dev {
       main,
@@ -411,6 +429,31 @@ async fn reload(engine: &Engine, source: &Source) -> Option<Config> {
       None
     }
   }
+}
+
+/// `edge check`: the workers of `config`, or the one worker `target`.
+fn check(config: Option<PathBuf>, target: Option<PathBuf>, wrangler_env: Option<&str>) -> anyhow::Result<()> {
+  let config = match (config, target) {
+    (Some(path), _) => Config::load(&path)?,
+    (None, Some(target)) => dev_config(
+      &target,
+      wrangler_env,
+      0,
+      std::net::Ipv4Addr::LOCALHOST.into(),
+      Vec::new(),
+      Default::default(),
+      Vec::new(),
+      None,
+      Some(1),
+      false,
+    )?,
+    (None, None) => {
+      anyhow::bail!("edge check needs --config FILE or a worker (wrangler config, folder or main module)")
+    }
+  };
+  let n = Engine::builder(config).check()?;
+  println!("ok: {n} worker{} loaded and evaluated", if n == 1 { "" } else { "s" });
+  Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
