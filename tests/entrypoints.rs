@@ -295,3 +295,51 @@ async fn the_example_bank_calls_its_accounts_over_rpc() {
   let got = c.get("bank.test", "/audit").await;
   assert_eq!(got.body, r#"{"path":"/audit","accounts":["ada"]}"#);
 }
+
+/// A WorkerEntrypoint class's scheduled() and queue() are its handlers too,
+/// each on an instance of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_entrypoint_class_takes_cron_runs_and_queue_batches() {
+  let f = Fixture::new();
+  f.file(
+    "jobs.js",
+    r#"
+import { WorkerEntrypoint } from "cloudflare:workers";
+export default class Jobs extends WorkerEntrypoint {
+  async scheduled(controller) {
+    await this.env.KV.put("cron", controller.cron);
+  }
+  // A class field: found on the instance, not the prototype.
+  queue = async (batch) => {
+    for (const m of batch.messages) await this.env.KV.put(`job-${m.body.n}`, "done");
+  };
+  async fetch(req) {
+    const url = new URL(req.url);
+    if (url.pathname === "/send") {
+      await this.env.JOBS.send({ n: 7 });
+      return new Response("sent");
+    }
+    return new Response(`${await this.env.KV.get("cron")} ${await this.env.KV.get("job-7")}`);
+  }
+}
+"#,
+  );
+  let toml = "[listen]\nhttp = \"127.0.0.1:0\"\n[storage]\ndir = \"state\"\n[[worker]]\nname = \"jobs\"\nmain = \"jobs.js\"\n\
+    routes = [\"jobs.test\"]\nkv = [{ binding = \"KV\" }]\nqueues.producers = [{ binding = \"JOBS\", queue = \"jobs\" }]\n\
+    [[worker.queues.consumers]]\nqueue = \"jobs\"\nmax_batch_timeout = 0\n";
+  let mut config = f.config(toml).unwrap();
+  config.test_scheduled = true;
+  let e = edge::Engine::start(config).unwrap();
+  let mut c = H1::connect(e.http_addr().unwrap()).await;
+  assert_eq!(c.get("jobs.test", "/__scheduled?cron=5+4+*+*+*").await.status, 200);
+  assert_eq!(c.get("jobs.test", "/send").await.body, "sent");
+  let mut seen = String::new();
+  for _ in 0..100 {
+    seen = c.get("jobs.test", "/").await.body;
+    if seen == "5 4 * * * done" {
+      break;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+  }
+  assert_eq!(seen, "5 4 * * * done");
+}
