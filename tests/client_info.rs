@@ -101,3 +101,91 @@ async fn request_cf_over_tls_and_http2() {
   assert_eq!(v["cf"].get("colo"), None, "no colo configured");
   assert_eq!(v["proto"], "https");
 }
+
+/// Geo fields from MaxMind-format databases (written here in the format's
+/// own layout), for the peer or for the client a trusted proxy names, one
+/// lookup per client in a row on a connection.
+#[tokio::test]
+async fn request_cf_geo_fields_come_from_maxmind_databases() {
+  use crate::support::mmdb::{map, s, write, V};
+  let f = Fixture::new();
+  f.file("w.js", SHOW);
+  let berlin = map(vec![
+    ("city", map(vec![("names", map(vec![("en", s("Berlin"))]))])),
+    ("continent", map(vec![("code", s("EU"))])),
+    (
+      "country",
+      map(vec![("iso_code", s("DE")), ("is_in_european_union", V::Bool(true))]),
+    ),
+    (
+      "location",
+      map(vec![
+        ("latitude", V::F64(52.5)),
+        ("longitude", V::F64(13.4)),
+        ("time_zone", s("Europe/Berlin")),
+      ]),
+    ),
+    ("postal", map(vec![("code", s("10115"))])),
+    (
+      "subdivisions",
+      V::Arr(vec![map(vec![
+        ("iso_code", s("BE")),
+        ("names", map(vec![("en", s("Land Berlin"))])),
+      ])]),
+    ),
+  ]);
+  let london = map(vec![
+    ("country", map(vec![("iso_code", s("GB"))])),
+    ("continent", map(vec![("code", s("EU"))])),
+  ]);
+  f.file(
+    "city.mmdb",
+    write(
+      "GeoLite2-City",
+      vec![([127, 0, 0, 0], 8, berlin), ([81, 2, 69, 0], 24, london)],
+    ),
+  );
+  let asn = map(vec![
+    ("autonomous_system_number", V::U32(3320)),
+    ("autonomous_system_organization", s("Deutsche Telekom AG")),
+  ]);
+  f.file("asn.mmdb", write("GeoLite2-ASN", vec![([127, 0, 0, 0], 8, asn)]));
+  let e = f.start(&toml(
+    "geoip = \"city.mmdb\"\ngeoip_asn = \"asn.mmdb\"\ntrusted_proxies = [\"127.0.0.1/32\"]",
+  ));
+  let addr = e.http_addr().unwrap();
+  let v = show(addr, &[]).await;
+  assert_eq!(
+    v["cf"],
+    serde_json::json!({
+      "colo": "TST", "httpProtocol": "HTTP/1.1", "edgeRequestKeepAliveStatus": 1,
+      "country": "DE", "isEUCountry": "1", "continent": "EU", "city": "Berlin", "postalCode": "10115",
+      "region": "Land Berlin", "regionCode": "BE", "latitude": "52.5", "longitude": "13.4",
+      "timezone": "Europe/Berlin", "asn": 3320, "asOrganization": "Deutsche Telekom AG",
+    })
+  );
+  // The client a trusted proxy names is looked up, not the proxy.
+  let v = show(addr, &[("cf-connecting-ip", "81.2.69.142")]).await;
+  assert_eq!(
+    (v["cf"]["country"].as_str(), v["cf"].get("isEUCountry")),
+    (Some("GB"), None)
+  );
+  assert!(
+    v["cf"].get("asn").is_none() && v["cf"].get("city").is_none(),
+    "{}",
+    v["cf"]
+  );
+  // An address no network covers has no geo fields.
+  let v = show(addr, &[("cf-connecting-ip", "192.0.2.1")]).await;
+  assert!(v["cf"].get("country").is_none(), "{}", v["cf"]);
+  // A file that is no database stops the start, naming the field.
+  f.file("junk.mmdb", "not a database");
+  let err = edge::Engine::start(f.config(&toml("geoip = \"junk.mmdb\"")).unwrap())
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+  assert!(
+    err.contains("server.geoip") && err.contains("not a MaxMind database"),
+    "{err}"
+  );
+}

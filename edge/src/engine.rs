@@ -279,9 +279,15 @@ impl Engine {
     let test_scheduled = config.test_scheduled;
     let origin = config.origin.clone();
     let check_at_start = config.runtime.check_at_start;
+    let geo = crate::front::geo::Geo::open(
+      config.server.geoip.as_ref().map(|p| config.resolve(p)).as_deref(),
+      config.server.geoip_asn.as_ref().map(|p| config.resolve(p)).as_deref(),
+    )
+    .map_err(|m| config.invalid("server.geoip", m))?;
     let client = crate::front::client::ClientSettings {
       colo: config.server.colo.clone(),
       trusted: config.server.trusted_proxies().unwrap_or_default(),
+      geo: geo.map(Arc::new),
     };
     let deployments = Deployments::load(config, tls_stamp, data_dir.as_deref().map(|d| (d, tidy)), &stats)?;
     let mut view = ServingView::new(deployments.router(), certs, stats.clone(), access_log, dev, door);

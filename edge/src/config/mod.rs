@@ -176,6 +176,12 @@ pub struct ServerConfig {
   /// `CF-Connecting-IP` and `X-Forwarded-For` name the client; from any
   /// other peer those headers are replaced.
   pub trusted_proxies: Vec<String>,
+  /// A MaxMind-format City or Country database (GeoLite2-City.mmdb),
+  /// relative to the config: `request.cf.country`, `city`, `latitude`, ...
+  /// Read at start.
+  pub geoip: Option<PathBuf>,
+  /// A MaxMind-format ASN database: `request.cf.asn`, `asOrganization`.
+  pub geoip_asn: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -197,6 +203,8 @@ impl Default for ServerConfig {
       encode_bytes_per_s: 64 << 20,
       colo: None,
       trusted_proxies: Vec::new(),
+      geoip: None,
+      geoip_asn: None,
     }
   }
 }
@@ -558,7 +566,8 @@ impl Config {
     }
   }
 
-  fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+  /// An error in field `field` of this config.
+  pub fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
       file: self.origin.clone(),
       field: field.into(),

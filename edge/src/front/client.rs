@@ -19,6 +19,8 @@ pub struct ClientSettings {
   pub colo: Option<String>,
   /// Proxies whose forwarded headers are believed.
   pub trusted: Vec<Cidr>,
+  /// Geo databases for `request.cf`'s geo fields.
+  pub geo: Option<Arc<super::geo::Geo>>,
 }
 
 /// What TLS a connection negotiated.
@@ -78,10 +80,22 @@ const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
+/// `request.cf` of a request from `client`: the connection's, with the geo
+/// fields of the client's address when databases are configured.
+pub fn cf_with_geo(conn_cf: &Arc<str>, client: IpAddr, settings: &ClientSettings) -> Arc<str> {
+  let Some(geo) = &settings.geo else {
+    return conn_cf.clone();
+  };
+  let mut cf: serde_json::Map<String, serde_json::Value> = serde_json::from_str(conn_cf).unwrap_or_default();
+  geo.fill(client, &mut cf);
+  Arc::from(serde_json::Value::Object(cf).to_string())
+}
+
 /// Sets the forwarded headers on a request from `peer`: the client's
 /// address (its own claim only from a trusted proxy), the chain of
-/// proxies with the peer added, and the scheme.
-pub fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, tls: bool, settings: &ClientSettings) {
+/// proxies with the peer added, and the scheme. Returns the client's
+/// address.
+pub fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, tls: bool, settings: &ClientSettings) -> IpAddr {
   let peer_ip = canonical(peer.ip());
   let chain: Option<String> = {
     let mut all = headers.get_all(&FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok());
@@ -110,6 +124,7 @@ pub fn forwarded(headers: &mut HeaderMap, peer: SocketAddr, tls: bool, settings:
     let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
     headers.insert(FORWARDED_PROTO, proto);
   }
+  client
 }
 
 /// An IPv4 address as itself, not v4-mapped.

@@ -48,6 +48,28 @@ struct Conn {
   activity: Rc<Activity>,
   /// `request.cf` of its requests (JSON).
   cf: Arc<str>,
+  /// With geo databases: the last client address seen (the peer, or what
+  /// a trusted proxy said) and its `request.cf`.
+  geo_cf: std::cell::RefCell<Option<(std::net::IpAddr, Arc<str>)>>,
+}
+
+impl Conn {
+  /// `request.cf` of a request from `client`, looked up once per client a
+  /// connection carries in a row.
+  fn cf_for(&self, client: std::net::IpAddr, settings: &super::client::ClientSettings) -> Arc<str> {
+    if settings.geo.is_none() {
+      return self.cf.clone();
+    }
+    let mut last = self.geo_cf.borrow_mut();
+    if let Some((ip, cf)) = &*last {
+      if *ip == client {
+        return cf.clone();
+      }
+    }
+    let cf = super::client::cf_with_geo(&self.cf, client, settings);
+    *last = Some((client, cf.clone()));
+    cf
+  }
 }
 
 /// Serves one accepted connection; `_slot` holds its place under the caps.
@@ -59,6 +81,7 @@ pub async fn serve_tcp(door: Rc<FrontDoor>, tcp: TcpStream, peer: SocketAddr, tl
       peer,
       activity: activity.clone(),
       cf: super::client::cf_json(&door.view.client, false, None),
+      geo_cf: Default::default(),
     };
     let mut io = Watched::new(tcp, activity, door.view.door.send_timeout, door.view.stats.clone());
     if door.view.door.strict_lines {
@@ -86,6 +109,7 @@ pub async fn serve_tcp(door: Rc<FrontDoor>, tcp: TcpStream, peer: SocketAddr, tl
         peer,
         activity: activity.clone(),
         cf: super::client::cf_json(&door.view.client, acc.h2, Some(acc.tls)),
+        geo_cf: Default::default(),
       };
       let mut io = Watched::new(acc.stream, activity, door.view.door.send_timeout, stats);
       if door.view.door.strict_lines && !acc.h2 {
@@ -320,14 +344,14 @@ async fn route_and_run(
     true => Some(js_api::Trigger::Scheduled(dev_scheduled(parts.uri.query()))),
     false => None,
   };
-  super::client::forwarded(&mut parts.headers, conn.peer, conn.tls.is_some(), &door.view.client);
+  let client = super::client::forwarded(&mut parts.headers, conn.peer, conn.tls.is_some(), &door.view.client);
   let req = JsRequest {
     method: parts.method,
     url,
     headers: parts.headers,
     body,
     trigger: scheduled,
-    cf: Some(conn.cf.clone()),
+    cf: Some(conn.cf_for(client, &door.view.client)),
     chain: None,
     entrypoint: None,
   };

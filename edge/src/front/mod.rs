@@ -4,6 +4,7 @@
 
 pub mod accept;
 pub mod client;
+pub mod geo;
 pub mod guard;
 pub mod head;
 pub mod http;
