@@ -342,4 +342,14 @@ export default class Jobs extends WorkerEntrypoint {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
   }
   assert_eq!(seen, "5 4 * * * done");
+  // Requests from inside the node (the queue's delivery) write access
+  // lines too.
+  let logs = crate::support::logs();
+  assert!(
+    logs.lines().any(|l| l.contains("access")
+      && l.contains("worker=\"jobs\"")
+      && l.contains("path=/__queue?queue=jobs")
+      && l.contains("status=200")),
+    "no access line for the delivery"
+  );
 }

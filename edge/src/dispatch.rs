@@ -2,7 +2,9 @@
 //! door: an embedder's ([`crate::Engine::handle_with`]) and a service
 //! binding's (`env.AUTH.fetch()` in a worker). Both go to the executor that
 //! owns the worker, as a job, and come back with the response, its body
-//! able to cross threads.
+//! able to cross threads. Each writes an access line as the front door's
+//! (host and path as the request names them: `http://<worker>/__queue`,
+//! `http://rpc.invalid/<method>`); `bytes` counts only a whole body.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +24,7 @@ use crate::exec::jobs::{Failed, Handled, Job, RequestJob};
 use crate::front::head::MAX_HOPS;
 use crate::front::view::ServingView;
 use crate::limits::{LimitHit, Phase};
+use crate::obs::logging::AccessLine;
 use crate::threads::Executors;
 
 /// What a caller knows of a request it hands in.
@@ -80,7 +83,18 @@ impl Dispatch {
     let Some(w) = self.view.router().by_name(worker).cloned() else {
       return Err(fail(RequestError::NoWorker { name: worker.into() }));
     };
+    let started = std::time::Instant::now();
     let (mut parts, body) = req.into_parts();
+    // For the access line: the request as the worker sees it.
+    let line = self.view.access_log.then(|| {
+      let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+      (
+        parts.method.clone(),
+        parts.uri.host().unwrap_or("-").to_string(),
+        path,
+        w.name.clone(),
+      )
+    });
     let (body, body_over) = match crate::exec::body::request_body(Box::pin(body), w.limits.request_body_bytes) {
       Ok(b) => b,
       Err(e) => {
@@ -126,13 +140,38 @@ impl Dispatch {
     if !executors.is_some_and(|e| e.send_to(worker, job)) {
       return Err(fail(RequestError::ShuttingDown));
     }
-    rx.await.unwrap_or_else(|_| Err(fail(RequestError::ShuttingDown)))
+    let result = rx.await.unwrap_or_else(|_| Err(fail(RequestError::ShuttingDown)));
+    if let Some((method, host, path, name)) = line {
+      let (status, cpu, cold, bytes, request_id) = match &result {
+        Ok(h) => (
+          h.response.status(),
+          h.cpu,
+          h.cold,
+          http_body::Body::size_hint(h.response.body()).exact().unwrap_or(0),
+          h.request_id,
+        ),
+        Err(f) => (f.error.status(), f.cpu, f.cold, 0, f.request_id),
+      };
+      AccessLine {
+        request_id,
+        peer: ctx.peer,
+        host,
+        worker: Some(name),
+        method,
+        path,
+        status: status.as_u16(),
+        wall: started.elapsed(),
+        cpu,
+        cold,
+      }
+      .emit(bytes);
+    }
+    result
   }
 }
 
 /// A service binding's request: run like any other request of the callee
-/// (its own limits and counters; requests from inside the node write no
-/// access line, only the front door does); a failure that is an answer
+/// (its own limits, counters and access line); a failure that is an answer
 /// over HTTP (the callee threw, hit a limit, a loop) is the same answer
 /// here. The callee is asked for no content coding (the caller reads the
 /// body as it would a decoded `fetch()` answer).

@@ -1,7 +1,8 @@
 //! Cron triggers: a thread that, at each minute, runs the `scheduled()` of
 //! every worker with a cron matching that minute (UTC), through
 //! [`Dispatch`] like any other request of the worker (its limits and
-//! counters; like every request from inside the node, no access line). Each run is claimed first in the storage folder's
+//! counters, and an access line as `Dispatch` writes for every request from
+//! inside the node). Each run is claimed first in the storage folder's
 //! `cron.sqlite3` (worker, cron, minute): one process of a node fires it
 //! (the supervisor's children share the folder), and a restart within the
 //! minute does not fire it again. A minute missed (the node was down) is

@@ -1,7 +1,8 @@
 //! Queue consumers: a thread that, every [`POLL`], hands each consumed
 //! queue's waiting messages to its worker's `queue()` through [`Dispatch`]
 //! like any other request of the worker (its limits and counters; like
-//! every request from inside the node, it writes no access line). A batch goes once `max_batch_size` messages wait or the oldest
+//! every request from inside the node, an access line). A batch goes once
+//! `max_batch_size` messages wait or the oldest
 //! has waited `max_batch_timeout`; one batch per consumer is in flight.
 //! Messages are leased, not taken (`edge_storage::queues`): the worker's
 //! answer acks or retries each; a delivery that fails (threw, hit a
