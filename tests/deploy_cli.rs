@@ -124,3 +124,27 @@ fn edge_check_evaluates_workers_and_serves_nothing() {
   );
   drop(taken);
 }
+
+#[test]
+fn edge_init_makes_a_project_that_checks_and_never_overwrites() {
+  let f = Fixture::new();
+  let dir = f.path("My App");
+  let dir_s = dir.display().to_string();
+  let out = edge(&["init", &dir_s]);
+  assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+  let wrangler = std::fs::read_to_string(dir.join("wrangler.toml")).unwrap();
+  assert!(
+    wrangler.starts_with("name = \"my-app\"\nmain = \"src/index.ts\""),
+    "{wrangler}"
+  );
+  let out = edge(&["check", &dir_s]);
+  assert_eq!(
+    String::from_utf8_lossy(&out.stdout).trim(),
+    "ok: 1 worker loaded and evaluated",
+    "{}",
+    String::from_utf8_lossy(&out.stderr)
+  );
+  let again = edge(&["init", &dir_s]);
+  assert!(!again.status.success());
+  assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+}

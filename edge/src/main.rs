@@ -31,6 +31,9 @@ mod supervisor;
 #[path = "main/deploy.rs"]
 mod deploy;
 
+#[path = "main/init.rs"]
+mod init;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use edge::config::{Config, Listen, WorkerConfig};
@@ -123,6 +126,15 @@ enum Command {
     /// The wrangler config's [env.<name>] to use.
     #[arg(long = "env")]
     wrangler_env: Option<String>,
+  },
+  /// Make a new worker project (wrangler.toml, src/index.ts) in a folder.
+  Init {
+    /// The folder (made if missing; default: the current one).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// The worker's name (default: the folder's).
+    #[arg(long)]
+    name: Option<String>,
   },
   /// Upload a worker to a node's admin API (as wrangler deploy).
   Deploy {
@@ -252,6 +264,7 @@ fn main() -> anyhow::Result<()> {
         dry_run,
       })
     }
+    Command::Init { dir, name } => return init::run(&dir, name.as_deref()),
     Command::Check {
       config,
       target,
