@@ -148,3 +148,87 @@ fn edge_init_makes_a_project_that_checks_and_never_overwrites() {
   assert!(!again.status.success());
   assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
 }
+
+/// `edge tail` follows a worker's requests and console lines, live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_tail_shows_requests_and_console_lines_as_they_happen() {
+  let f = Fixture::new();
+  f.file("admin.token", format!("{TOKEN}\n"));
+  f.file(
+    "talk.js",
+    "export default { fetch(req) { console.log('saw', new URL(req.url).pathname); return new Response('hi'); } };",
+  );
+  let toml = "[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n\
+    [[worker]]\nname = \"talk\"\nmain = \"talk.js\"\nroutes = [\"talk.test\"]\n";
+  let e = f.start(toml);
+  let admin = format!("http://{}", e.admin_addr().unwrap());
+  let token = f.path("admin.token").display().to_string();
+  let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+    .args([
+      "tail",
+      "talk",
+      "--admin",
+      &admin,
+      "--token-file",
+      &token,
+      "--format",
+      "json",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+  let stdout = child.stdout.take().unwrap();
+  let (tx, rx) = std::sync::mpsc::channel::<String>();
+  std::thread::spawn(move || {
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+      if tx.send(line).is_err() {
+        break;
+      }
+    }
+  });
+  // Requests until the tail has seen one (it may connect after the first).
+  let addr = e.http_addr().unwrap();
+  let mut lines = Vec::new();
+  for i in 0..100 {
+    assert_eq!(
+      H1::connect(addr).await.get("talk.test", &format!("/n{i}")).await.body,
+      "hi"
+    );
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(50)) {
+      lines.push(l);
+    }
+    if lines.iter().any(|l| l.contains("\"type\":\"request\"")) {
+      break;
+    }
+  }
+  let _ = child.kill();
+  let _ = child.wait();
+  let console: serde_json::Value = serde_json::from_str(
+    lines
+      .iter()
+      .find(|l| l.contains("\"type\":\"console\""))
+      .expect("a console line"),
+  )
+  .unwrap();
+  assert_eq!(console["level"], "log");
+  assert!(console["message"].as_str().unwrap().starts_with("saw /n"), "{console}");
+  let request: serde_json::Value =
+    serde_json::from_str(lines.iter().find(|l| l.contains("\"type\":\"request\"")).unwrap()).unwrap();
+  assert_eq!(
+    (request["method"].as_str(), request["status"].as_u64()),
+    (Some("GET"), Some(200))
+  );
+  assert!(
+    request["url"].as_str().unwrap().starts_with("http://talk.test/n"),
+    "{request}"
+  );
+  // An unknown worker is the node's 404, said so.
+  let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+    .args(["tail", "ghost", "--admin", &admin, "--token-file", &token])
+    .output()
+    .unwrap();
+  assert!(!out.status.success());
+  assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}

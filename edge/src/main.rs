@@ -34,6 +34,9 @@ mod deploy;
 #[path = "main/init.rs"]
 mod init;
 
+#[path = "main/tail.rs"]
+mod tail;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use edge::config::{Config, Listen, WorkerConfig};
@@ -135,6 +138,22 @@ enum Command {
     /// The worker's name (default: the folder's).
     #[arg(long)]
     name: Option<String>,
+  },
+  /// Follow a worker's requests and console lines on a node (as wrangler
+  /// tail).
+  Tail {
+    /// The worker's name.
+    name: String,
+    /// The node's admin API, http://host:port.
+    #[arg(long)]
+    admin: String,
+    /// A file holding the admin token (default: EDGE_ADMIN_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// `json`: the node's JSON lines as they come; `pretty` (default): a
+    /// line each for people.
+    #[arg(long, default_value = "pretty")]
+    format: String,
   },
   /// Upload a worker to a node's admin API (as wrangler deploy).
   Deploy {
@@ -265,6 +284,12 @@ fn main() -> anyhow::Result<()> {
       })
     }
     Command::Init { dir, name } => return init::run(&dir, name.as_deref()),
+    Command::Tail {
+      name,
+      admin,
+      token_file,
+      format,
+    } => return tail::run(&name, &admin, token_file, format == "json"),
     Command::Check {
       config,
       target,

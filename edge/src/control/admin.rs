@@ -11,9 +11,14 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
+use http_body::Frame;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::broadcast;
 
 use super::api::{self, text, Reply};
 use super::background::Background;
@@ -98,7 +103,53 @@ struct Api {
   token: Arc<[u8]>,
 }
 
-async fn serve(api: Arc<Api>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+/// An answer of the admin listener: whole, or a tail's stream of lines.
+type Answer = http::Response<BoxBody<Bytes, Infallible>>;
+
+async fn serve(api: Arc<Api>, req: Request<Incoming>) -> Result<Answer, Infallible> {
+  Ok(match tail_of(&req) {
+    Some(name) if authorized(&req, &api.token) => match &api.control {
+      Control::Deploys { stats, .. } => tail(stats, &name),
+      Control::Relayed(_) => text(
+        StatusCode::NOT_IMPLEMENTED,
+        "501 Not Implemented: tails are served with runtime.processes = 1\n",
+      )
+      .map(BodyExt::boxed),
+    },
+    _ => answer(&api, req).await.map(BodyExt::boxed),
+  })
+}
+
+/// The worker of `GET /workers/{name}/tail`.
+fn tail_of(req: &Request<Incoming>) -> Option<String> {
+  let name = req.uri().path().strip_prefix("/workers/")?.strip_suffix("/tail")?;
+  (req.method() == http::Method::GET && !name.is_empty() && !name.contains('/')).then(|| name.to_string())
+}
+
+/// A worker's live tail as JSON lines (`obs::tail`), until the client
+/// goes; a line `{"type":"lagged","missed":N}` where it fell behind.
+fn tail(stats: &Stats, name: &str) -> Answer {
+  let Some(worker) = stats.workers.get(name).map(|w| w.clone()) else {
+    return text(StatusCode::NOT_FOUND, "404 Not Found: no such worker\n").map(BodyExt::boxed);
+  };
+  let rx = worker.tail.subscribe();
+  let lines = futures::stream::unfold(rx, |mut rx| async move {
+    let line = match rx.recv().await {
+      Ok(line) => format!("{line}\n"),
+      Err(broadcast::error::RecvError::Lagged(n)) => format!("{{\"type\":\"lagged\",\"missed\":{n}}}\n"),
+      Err(broadcast::error::RecvError::Closed) => return None,
+    };
+    Some((Ok::<_, Infallible>(Frame::data(Bytes::from(line))), rx))
+  });
+  let mut res = http::Response::new(StreamBody::new(lines).boxed());
+  res.headers_mut().insert(
+    http::header::CONTENT_TYPE,
+    HeaderValue::from_static("application/x-ndjson"),
+  );
+  res
+}
+
+async fn answer(api: &Api, req: Request<Incoming>) -> Reply {
   if !authorized(&req, &api.token) {
     let mut res = text(
       StatusCode::UNAUTHORIZED,
@@ -107,12 +158,12 @@ async fn serve(api: Arc<Api>, req: Request<Incoming>) -> Result<Reply, Infallibl
     res
       .headers_mut()
       .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    return Ok(res);
+    return res;
   }
-  Ok(match &api.control {
+  match &api.control {
     Control::Deploys { deployer, stats } => api::route(deployer, stats, req).await,
     Control::Relayed(relay) => relay.route(req).await,
-  })
+  }
 }
 
 /// The bearer token, compared in constant time (only its length can leak).

@@ -7,6 +7,8 @@
 //!   part (JSON: `main_module`, `routes`, `vars`, `limits`,
 //!   `allow_private_network`) and one part per module, named by its path.
 //! - `GET /workers`, `GET /workers/{name}`, `DELETE /workers/{name}`.
+//! - `GET /workers/{name}/tail`: a live stream of JSON lines (served by
+//!   `admin.rs` itself, from `obs::tail`).
 //! - `GET /metrics`: Prometheus text format.
 //!
 //! A query `?dry_run` on `PUT` or `DELETE` checks everything (the upload,

@@ -62,8 +62,23 @@ impl ThreadContext {
     limit: Option<LimitKind>,
     wall: Duration,
     info: &RunInfo,
+    what: Option<&(http::Method, String)>,
   ) {
     worker.stats.finished(status, limit, wall, info.cpu);
+    worker.stats.tail.publish(|| {
+      serde_json::json!({
+        "type": "request",
+        "time": crate::obs::tail::now_ms(),
+        "request_id": request_id.to_string(),
+        "method": what.map(|(m, _)| m.as_str()),
+        "url": what.map(|(_, u)| u.as_str()),
+        "status": status.as_u16(),
+        "limit": limit.map(|l| l.as_str()),
+        "wall_ms": wall.as_secs_f64() * 1e3,
+        "cpu_ms": info.cpu.as_secs_f64() * 1e3,
+        "start": if info.cold { "cold" } else { "warm" },
+      })
+    });
     if let Some(o) = &self.observer {
       o.finished(&Outcome {
         worker: &worker.name,

@@ -81,6 +81,11 @@ pub fn run_job(ctx: &Rc<ThreadContext>, job: Job) {
         let started = std::time::Instant::now();
         let request_id = request_id.unwrap_or_else(|| ctx.next_request_id());
         let mut info = RunInfo::default();
+        let what = worker
+          .stats
+          .tail
+          .listening()
+          .then(|| (req.method.clone(), req.url.clone()));
         let res = super::invoke::run(&ctx, &worker, req, body_over, request_id, deadline, &mut info).await;
         // The embedder maps errors itself; they are counted and logged.
         let (status, limit) = match &res {
@@ -90,7 +95,15 @@ pub fn run_job(ctx: &Rc<ThreadContext>, job: Job) {
             (e.status(), e.limit_kind())
           }
         };
-        ctx.finished(&worker, request_id, status, limit, started.elapsed(), &info);
+        ctx.finished(
+          &worker,
+          request_id,
+          status,
+          limit,
+          started.elapsed(),
+          &info,
+          what.as_ref(),
+        );
         let out = match res {
           Ok(r) => Ok(Handled {
             response: r.map(EdgeBody::into_send),

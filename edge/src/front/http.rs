@@ -200,8 +200,27 @@ async fn handle(door: Rc<FrontDoor>, conn: Rc<Conn>, req: Request<Incoming>) -> 
   };
   let mut info = RunInfo::default();
   let mut worker: Option<Arc<Worker>> = None;
-  let result = route_and_run(&door, &conn, req, request_id, started, &mut info, &mut worker).await;
-  let mut res = finish(&door, result, worker.as_deref(), started, &info, request_id);
+  let mut what = None;
+  let result = route_and_run(
+    &door,
+    &conn,
+    req,
+    request_id,
+    started,
+    &mut info,
+    &mut worker,
+    &mut what,
+  )
+  .await;
+  let mut res = finish(
+    &door,
+    result,
+    worker.as_deref(),
+    started,
+    &info,
+    request_id,
+    what.as_ref(),
+  );
   // The id the worker's console lines and the server's log carry.
   res.headers_mut().insert(EDGE_REQUEST_ID, request_id_header(request_id));
   if access {
@@ -231,6 +250,7 @@ fn finish(
   started: Instant,
   info: &RunInfo,
   request_id: RequestId,
+  what: Option<&(http::Method, String)>,
 ) -> Response<EdgeBody> {
   let (res, limit) = match result {
     Ok(res) => (res, None),
@@ -244,7 +264,7 @@ fn finish(
   if let Some(w) = worker.filter(|_| !info.forwarded) {
     door
       .ctx
-      .finished(w, request_id, res.status(), limit, started.elapsed(), info);
+      .finished(w, request_id, res.status(), limit, started.elapsed(), info, what);
   }
   res
 }
@@ -293,6 +313,7 @@ fn request_authority(uri: &http::Uri, headers: &http::HeaderMap) -> Result<Autho
   }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn route_and_run(
   door: &FrontDoor,
   conn: &Conn,
@@ -301,6 +322,7 @@ async fn route_and_run(
   started: Instant,
   info: &mut RunInfo,
   routed: &mut Option<Arc<Worker>>,
+  what: &mut Option<(http::Method, String)>,
 ) -> Result<Response<EdgeBody>, RequestError> {
   let (mut parts, body) = req.into_parts();
   let head = super::head::check(&parts, &door.view.door)?;
@@ -333,6 +355,9 @@ async fn route_and_run(
   url.push_str(scheme);
   authority.write_url_host(&mut url);
   url.push_str(path);
+  if worker.stats.tail.listening() {
+    *what = Some((parts.method.clone(), url.clone()));
+  }
   let limits = &door.view.door;
   let (body, slow) = MinRate::new(body, limits.min_body_rate, limits.body_rate_grace, started);
   let (body, over) = request_body(body, worker.limits.request_body_bytes).map_err(|_| RequestError::Limit {

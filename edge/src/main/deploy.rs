@@ -218,7 +218,7 @@ fn rand_u64() -> u64 {
 }
 
 /// The admin token: from `--token-file`, else `EDGE_ADMIN_TOKEN`.
-fn token(file: Option<&Path>) -> anyhow::Result<String> {
+pub fn token(file: Option<&Path>) -> anyhow::Result<String> {
   let t = match file {
     Some(f) => std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?,
     None => {
@@ -226,6 +226,23 @@ fn token(file: Option<&Path>) -> anyhow::Result<String> {
     }
   };
   Ok(t.trim().to_string())
+}
+
+/// An HTTP/1.1 connection to the admin API at `admin` (http://host:port),
+/// and the Host header to send.
+pub async fn connect(admin: &str) -> anyhow::Result<(hyper::client::conn::http1::SendRequest<Full<Bytes>>, String)> {
+  let url = url::Url::parse(admin).with_context(|| format!("--admin {admin}"))?;
+  if url.scheme() != "http" {
+    bail!("--admin {admin}: the admin API is plain HTTP (http://host:port); reach a remote one through a tunnel");
+  }
+  let host = url.host_str().context("--admin needs a host")?;
+  let port = url.port_or_known_default().unwrap_or(80);
+  let tcp = tokio::net::TcpStream::connect((host, port))
+    .await
+    .with_context(|| format!("connecting to {host}:{port}"))?;
+  let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+  tokio::spawn(conn);
+  Ok((send, format!("{host}:{port}")))
 }
 
 /// `PUT admin + path` over HTTP/1.1; the status and the body as text.
@@ -236,19 +253,9 @@ async fn put(
   content_type: String,
   body: Vec<u8>,
 ) -> anyhow::Result<(http::StatusCode, String)> {
-  let url = url::Url::parse(admin).with_context(|| format!("--admin {admin}"))?;
-  if url.scheme() != "http" {
-    bail!("--admin {admin}: the admin API is plain HTTP (http://host:port); reach a remote one through a tunnel");
-  }
-  let host = url.host_str().context("--admin needs a host")?;
-  let port = url.port_or_known_default().unwrap_or(80);
-  let tcp = tokio::net::TcpStream::connect((host, port))
-    .await
-    .with_context(|| format!("connecting to {host}:{port}"))?;
-  let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
-  tokio::spawn(conn);
+  let (mut send, host) = connect(admin).await?;
   let req = http::Request::put(path)
-    .header(http::header::HOST, format!("{host}:{port}"))
+    .header(http::header::HOST, host)
     .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
     .header(http::header::CONTENT_TYPE, content_type)
     .body(Full::new(Bytes::from(body)))?;

@@ -88,6 +88,16 @@ impl LogSink for ConsoleSink {
       ),
       Verdict::Pass => {}
     }
+    self.stats.worker(worker).tail.publish(|| {
+      let level_name = ["debug", "log", "warn", "error"][level.min(3) as usize];
+      serde_json::json!({
+        "type": "console",
+        "time": super::tail::now_ms(),
+        "request_id": request_id.to_string(),
+        "level": level_name,
+        "message": &*message,
+      })
+    });
     if let Some(out) = &self.output {
       let level = match level {
         0 => ConsoleLevel::Debug,

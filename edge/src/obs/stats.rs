@@ -138,6 +138,8 @@ pub struct WorkerStats {
   pub heap_bytes: Gauge,
   /// `console.*` lines dropped by the rate limit.
   pub console_dropped: Counter,
+  /// Its live tail (requests and console lines).
+  pub tail: super::tail::Tail,
   /// Module code caches read from `runtime.code_cache_dir` and written to it.
   pub code_cache_read: Counter,
   pub code_cache_written: Counter,
