@@ -54,6 +54,7 @@ impl ThreadContext {
 
   /// Counts a request its worker answered (the one place: front door and
   /// embedders alike) and tells the embedder's observer.
+  #[allow(clippy::too_many_arguments)]
   pub fn finished(
     &self,
     worker: &Worker,
