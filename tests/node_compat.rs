@@ -169,7 +169,7 @@ fn node_imports_need_the_flag_and_name_what_is_missing() {
   let buffer = start("buffer.js", "[\"nodejs_compat\"]");
   assert!(
     buffer
-      .contains("the Node.js built-in \"buffer\" is not available here yet (there are node:async_hooks, node:events)"),
+      .contains("the Node.js built-in \"buffer\" is not available here yet (there are node:async_hooks, node:events, node:process)"),
     "{buffer}"
   );
   let unknown = start("als.js", "[\"streams_enable_constructors\"]");
@@ -177,4 +177,42 @@ fn node_imports_need_the_flag_and_name_what_is_missing() {
     unknown.contains("\"streams_enable_constructors\" is not a flag edge knows"),
     "{unknown}"
   );
+}
+
+/// `process` with nodejs_compat: a global and `node:process`, its env the
+/// worker's text vars and secrets; no global without the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_env_and_next_tick_with_nodejs_compat() {
+  let f = Fixture::new();
+  f.file(
+    "p.js",
+    r#"
+import proc, { env } from "node:process";
+export default { async fetch() {
+  const order = [];
+  await new Promise((done) => { process.nextTick((x) => { order.push(x); done(); }, "tick"); order.push("sync"); });
+  let exit;
+  try { process.exit(1); } catch (e) { exit = e.constructor.name; }
+  return new Response(`${process.env.NAME} ${env.TOKEN} ${proc === process} ${order.join(",")} ${exit} ${typeof process.version}`);
+} };
+"#,
+  );
+  f.file(
+    "plain.js",
+    "export default { fetch() { return new Response(typeof process); } };",
+  );
+  f.file("secrets.env", "TOKEN=s3cret\n");
+  let e = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"p\"\nmain = \"p.js\"\nroutes = [\"p.test\"]\n\
+     compatibility_flags = [\"nodejs_compat\"]\nvars = { NAME = \"edge\" }\nsecrets_file = \"secrets.env\"\n\
+     [[worker]]\nname = \"plain\"\nmain = \"plain.js\"\nroutes = [\"plain.test\"]\n",
+  );
+  let mut c = H1::connect(e.http_addr().unwrap()).await;
+  let got = c.get("p.test", "/").await;
+  assert_eq!(
+    got.body, "edge s3cret true sync,tick TypeError undefined",
+    "{}",
+    got.body
+  );
+  assert_eq!(c.get("plain.test", "/").await.body, "undefined");
 }

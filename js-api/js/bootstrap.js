@@ -23,6 +23,7 @@ import { isEntrypointClass, rpcMethod, workersModule } from "ext:edge_runtime/en
 // The Node built-ins workers with nodejs_compat import (in the snapshot).
 import "node:async_hooks";
 import "node:events";
+import nodeProcess, { setProcessEnv } from "node:process";
 
 const {
   ObjectDefineProperties,
@@ -1162,8 +1163,14 @@ setCacheZone(() => {
 // env (also `env` of `cloudflare:workers`). `vars` are the worker's vars;
 // `kv`, `d1`, `services`, `r2` and `queues` the names of its KV, D1,
 // service, R2 and queue bindings, in the order of the isolate's tables.
-function prepare(vars, maxSubrequests, longest = undefined, kv = [], d1 = [], services = [], r2 = [], queues = []) {
+// `nodeCompat`: the worker has nodejs_compat (a `process` global, its env
+// the text vars and secrets).
+function prepare(vars, maxSubrequests, longest = undefined, kv = [], d1 = [], services = [], r2 = [], queues = [], nodeCompat = false) {
   subrequestLimit = maxSubrequests;
+  if (nodeCompat) {
+    setProcessEnv(vars);
+    ObjectDefineProperty(globalThis, "process", { value: nodeProcess, writable: true, configurable: true });
+  }
   if (longest !== undefined) setLongestArray(longest);
   const bindings = { ...vars };
   for (let i = 0; i < kv.length; i++) bindings[kv[i]] = kvNamespace(i);

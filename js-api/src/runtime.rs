@@ -512,6 +512,7 @@ impl Isolate {
       }
       args.push(array.into());
     }
+    args.push(v8::Boolean::new(tc, code.node == crate::NodeCompat::Full).into());
     if prepare.call(tc, undefined, &args).is_none() {
       if tc.has_terminated() {
         return Err(JsApiError::Terminated);
