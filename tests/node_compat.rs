@@ -146,8 +146,8 @@ async fn node_events_emit_in_order_with_once_and_on() {
 fn node_imports_need_the_flag_and_name_what_is_missing() {
   let f = fixture();
   f.file(
-    "buffer.js",
-    "import { Buffer } from 'node:buffer';\nexport default { fetch() { return new Response('') } };",
+    "fs.js",
+    "import { readFile } from 'node:fs';\nexport default { fetch() { return new Response('') } };",
   );
   let start = |main: &str, flags: &str| {
     let toml = format!(
@@ -166,11 +166,12 @@ fn node_imports_need_the_flag_and_name_what_is_missing() {
   // nodejs_als gives async_hooks only.
   let als_only = start("events.js", "[\"nodejs_als\"]");
   assert!(als_only.contains("\"node:events\""), "{als_only}");
-  let buffer = start("buffer.js", "[\"nodejs_compat\"]");
+  let fs = start("fs.js", "[\"nodejs_compat\"]");
   assert!(
-    buffer
-      .contains("the Node.js built-in \"buffer\" is not available here yet (there are node:async_hooks, node:events, node:process)"),
-    "{buffer}"
+    fs.contains(
+      "the Node.js built-in \"fs\" is not available here yet (there are node:async_hooks, node:buffer, node:events, node:process)"
+    ),
+    "{fs}"
   );
   let unknown = start("als.js", "[\"streams_enable_constructors\"]");
   assert!(
@@ -215,4 +216,77 @@ export default { async fetch() {
     got.body
   );
   assert_eq!(c.get("plain.test", "/").await.body, "undefined");
+}
+
+/// `node:buffer` (and the `Buffer` global) with nodejs_compat: encodings
+/// both ways, views that share memory, integers and floats, concat,
+/// compare, JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffer_encodes_slices_and_reads_as_node_does() {
+  let f = Fixture::new();
+  f.file(
+    "b.js",
+    r#"
+import { Buffer as B } from "node:buffer";
+export default { fetch() {
+  const out = [];
+  const b = Buffer.from("héllo wörld", "utf8");
+  out.push(B === Buffer, b instanceof Uint8Array, b.length, b.toString("hex"), b.toString("base64"));
+  out.push(Buffer.from("aGk/Pz4+", "base64").toString(), Buffer.from("aGk_Pz4-", "base64url").toString(), Buffer.from("aGk", "base64").toString());
+  out.push(Buffer.from("68656c6c6fzz", "hex").toString("latin1"), Buffer.from("ÿA", "latin1").toString("hex"));
+  out.push(Buffer.from("hi", "utf16le").toString("hex"), Buffer.from([104, 105]).toString("ucs2").length);
+  const s = b.slice(0, 1); s[0] = 72; out.push(b.toString("utf8", 0, 5));
+  const n = Buffer.alloc(16);
+  n.writeUInt32BE(0xdeadbeef, 0); n.writeInt16LE(-2, 4); n.writeDoubleLE(1.5, 8);
+  out.push(n.readUInt32BE(0).toString(16), n.readInt16LE(4), n.readDoubleLE(8), n.readUint8(0), n.readBigUInt64LE(8) > 0n);
+  try { n.readUInt32LE(14); } catch (e) { out.push(e.name); }
+  out.push(Buffer.concat([Buffer.from("a"), Buffer.from("bc")]).toString(), Buffer.compare(Buffer.from("a"), Buffer.from("b")));
+  out.push(JSON.stringify(Buffer.from("ab")), Buffer.from({ type: "Buffer", data: [99] }).toString());
+  out.push(Buffer.byteLength("wörld"), Buffer.alloc(3, "ab").toString(), b.indexOf("wö"), b.includes("zz"), Buffer.isBuffer(b), Buffer.isEncoding("binary"));
+  try { Buffer.from("x", "klingon"); } catch (e) { out.push(e.message); }
+  return new Response(out.join("|"));
+} };
+"#,
+  );
+  let e = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"b\"\nmain = \"b.js\"\nroutes = [\"b.test\"]\ncompatibility_flags = [\"nodejs_compat\"]\n",
+  );
+  let got = H1::connect(e.http_addr().unwrap()).await.get("b.test", "/").await;
+  assert_eq!(
+    got.body.split('|').collect::<Vec<_>>(),
+    [
+      "true",
+      "true",
+      "13",
+      "68c3a96c6c6f2077c3b6726c64",
+      "aMOpbGxvIHfDtnJsZA==",
+      "hi??>>",
+      "hi??>>",
+      "hi",
+      "hello",
+      "ff41",
+      "68006900",
+      "1",
+      "Héll",
+      "deadbeef",
+      "-2",
+      "1.5",
+      "222",
+      "true",
+      "RangeError",
+      "abc",
+      "-1",
+      r#"{"type":"Buffer","data":[97,98]}"#,
+      "c",
+      "6",
+      "aba",
+      "7",
+      "false",
+      "true",
+      "true",
+      "Unknown encoding: klingon",
+    ],
+    "{}",
+    got.body
+  );
 }

@@ -24,6 +24,7 @@ import { isEntrypointClass, rpcMethod, workersModule } from "ext:edge_runtime/en
 import "node:async_hooks";
 import "node:events";
 import nodeProcess, { setProcessEnv } from "node:process";
+import { Buffer as NodeBuffer } from "node:buffer";
 
 const {
   ObjectDefineProperties,
@@ -1170,6 +1171,7 @@ function prepare(vars, maxSubrequests, longest = undefined, kv = [], d1 = [], se
   if (nodeCompat) {
     setProcessEnv(vars);
     ObjectDefineProperty(globalThis, "process", { value: nodeProcess, writable: true, configurable: true });
+    ObjectDefineProperty(globalThis, "Buffer", { value: NodeBuffer, writable: true, configurable: true });
   }
   if (longest !== undefined) setLongestArray(longest);
   const bindings = { ...vars };
