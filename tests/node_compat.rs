@@ -169,7 +169,7 @@ fn node_imports_need_the_flag_and_name_what_is_missing() {
   let fs = start("fs.js", "[\"nodejs_compat\"]");
   assert!(
     fs.contains(
-      "the Node.js built-in \"fs\" is not available here yet (there are node:async_hooks, node:buffer, node:events, node:process)"
+      "the Node.js built-in \"fs\" is not available here yet (there are node:async_hooks, node:buffer, node:events, node:path, node:process)"
     ),
     "{fs}"
   );
@@ -285,6 +285,59 @@ export default { fetch() {
       "true",
       "true",
       "Unknown encoding: klingon",
+    ],
+    "{}",
+    got.body
+  );
+}
+
+/// `node:path`: Node's POSIX answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_path_answers_as_node_posix_does() {
+  let f = Fixture::new();
+  f.file(
+    "p.js",
+    r#"
+import path, { join, posix } from "node:path";
+export default { fetch() {
+  const out = [
+    join("/a/b", "../c", "./d/"), path.normalize("a//b/../../../c"), path.normalize("/../x/."), path.normalize(""),
+    path.resolve("a", "/b", "c/../d"), path.resolve("x"), path.relative("/a/b/c", "/a/d"), path.relative("/a", "/a"),
+    path.dirname("/a/b/"), path.dirname("a"), path.dirname("/a"), path.basename("/a/b.txt", ".txt"), path.basename("/a/b/"),
+    path.extname("x/.bashrc"), path.extname("a.tar.gz"), JSON.stringify(path.parse("/home/u/file.txt")),
+    path.format({ dir: "/x", name: "f", ext: "js" }), String(path.isAbsolute("/a")), posix === path, path.sep,
+  ];
+  return new Response(out.join("|"));
+} };
+"#,
+  );
+  let e = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"p\"\nmain = \"p.js\"\nroutes = [\"p.test\"]\ncompatibility_flags = [\"nodejs_compat\"]\n",
+  );
+  let got = H1::connect(e.http_addr().unwrap()).await.get("p.test", "/").await;
+  assert_eq!(
+    got.body.split('|').collect::<Vec<_>>(),
+    [
+      "/a/c/d/",
+      "../c",
+      "/x",
+      ".",
+      "/b/d",
+      "/x",
+      "../../d",
+      "",
+      "/a",
+      ".",
+      "/",
+      "b",
+      "b",
+      "",
+      ".gz",
+      r#"{"root":"/","dir":"/home/u","base":"file.txt","ext":".txt","name":"file"}"#,
+      "/x/f.js",
+      "true",
+      "true",
+      "/",
     ],
     "{}",
     got.body

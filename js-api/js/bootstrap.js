@@ -25,6 +25,7 @@ import "node:async_hooks";
 import "node:events";
 import nodeProcess, { setProcessEnv } from "node:process";
 import { Buffer as NodeBuffer } from "node:buffer";
+import "node:path";
 
 const {
   ObjectDefineProperties,
