@@ -169,7 +169,7 @@ fn node_imports_need_the_flag_and_name_what_is_missing() {
   let fs = start("fs.js", "[\"nodejs_compat\"]");
   assert!(
     fs.contains(
-      "the Node.js built-in \"fs\" is not available here yet (there are node:async_hooks, node:buffer, node:events, node:path, node:process)"
+      "the Node.js built-in \"fs\" is not available here yet (there are node:async_hooks, node:buffer, node:events, node:path, node:process, node:util)"
     ),
     "{fs}"
   );
@@ -338,6 +338,51 @@ export default { fetch() {
       "true",
       "true",
       "/",
+    ],
+    "{}",
+    got.body
+  );
+}
+
+/// `node:util`: format, inspect, promisify, callbackify, inherits, types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_util_formats_and_promisifies() {
+  let f = Fixture::new();
+  f.file(
+    "u.js",
+    r#"
+import util, { format, promisify, callbackify, inherits, types, inspect } from "node:util";
+export default { async fetch() {
+  const out = [format("%s=%d %j", "n", 42, { a: 1 }), inspect({ a: [1, 2] })];
+  const later = (x, cb) => setTimeout(() => cb(null, x * 2), 1);
+  out.push(String(await promisify(later)(21)));
+  const fail = (cb) => cb(new RangeError("no"));
+  try { await promisify(fail)(); } catch (e) { out.push(e.name); }
+  const cbd = await new Promise((r) => callbackify(async (x) => x + 1)(1, (err, v) => r(`${err} ${v}`)));
+  out.push(cbd);
+  function A() {} function B() {} inherits(B, A);
+  out.push(String(new B() instanceof A), String(types.isDate(new Date())), String(types.isPromise(Promise.resolve())));
+  out.push(String(util.TextEncoder === TextEncoder));
+  return new Response(out.join("|"));
+} };
+"#,
+  );
+  let e = f.start(
+    "[listen]\nhttp = \"127.0.0.1:0\"\n[[worker]]\nname = \"u\"\nmain = \"u.js\"\nroutes = [\"u.test\"]\ncompatibility_flags = [\"nodejs_compat\"]\n",
+  );
+  let got = H1::connect(e.http_addr().unwrap()).await.get("u.test", "/").await;
+  assert_eq!(
+    got.body.split('|').collect::<Vec<_>>(),
+    [
+      "n=42 {\"a\":1}",
+      "{ a: [ 1, 2 ] }",
+      "42",
+      "RangeError",
+      "null 2",
+      "true",
+      "true",
+      "true",
+      "true"
     ],
     "{}",
     got.body

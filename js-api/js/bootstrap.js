@@ -26,6 +26,7 @@ import "node:events";
 import nodeProcess, { setProcessEnv } from "node:process";
 import { Buffer as NodeBuffer } from "node:buffer";
 import "node:path";
+import "node:util";
 
 const {
   ObjectDefineProperties,

@@ -52,7 +52,7 @@ pub enum NodeCompat {
 }
 
 /// The Node built-ins this runtime has (js/node_*.js, in the snapshot).
-pub const NODE_BUILTINS: &[&str] = &["async_hooks", "buffer", "events", "path", "process"];
+pub const NODE_BUILTINS: &[&str] = &["async_hooks", "buffer", "events", "path", "process", "util"];
 
 impl NodeCompat {
   /// From a worker's compatibility flags (others are not about Node).

@@ -81,5 +81,5 @@ deno_core::extension!(
     json::op_edge_json_constants,
   ],
   esm_entry_point = "ext:edge_runtime/bootstrap.js",
-  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js", "d1.js", "cache.js", "service.js", "r2.js", "html.js", "queue.js", "entrypoints.js", "cloudflare:workers" = "workers.js", "node:async_hooks" = "node_async_hooks.js", "node:events" = "node_events.js", "node:process" = "node_process.js", "node:buffer" = "node_buffer.js", "node:path" = "node_path.js"],
+  esm = [dir "js", "bootstrap.js", "json.js", "guards.js", "compression.js", "webcrypto.js", "kv.js", "d1.js", "cache.js", "service.js", "r2.js", "html.js", "queue.js", "entrypoints.js", "cloudflare:workers" = "workers.js", "node:async_hooks" = "node_async_hooks.js", "node:events" = "node_events.js", "node:process" = "node_process.js", "node:buffer" = "node_buffer.js", "node:path" = "node_path.js", "node:util" = "node_util.js"],
 );
