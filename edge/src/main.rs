@@ -346,6 +346,18 @@ fn main() -> anyhow::Result<()> {
     }
   }
   let drain_timeout = Duration::from_secs(config.server.drain_timeout_s);
+  // The signals are this process's before it says it listens: one sent as
+  // soon as the "listening" line shows must not meet the default action
+  // (which ends the process without a drain).
+  let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+  let (mut term, mut int, mut hup) = {
+    let _in = rt.enter();
+    (
+      signal(SignalKind::terminate())?,
+      signal(SignalKind::interrupt())?,
+      signal(SignalKind::hangup())?,
+    )
+  };
   let mut stamp = source.stamp(&config);
   let mut last = config.clone();
   let engine = match inherited {
@@ -380,11 +392,7 @@ fn main() -> anyhow::Result<()> {
   if let Some(a) = engine.admin_addr() {
     tracing::info!("admin API on http://{a}");
   }
-  let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
   let drained = rt.block_on(async {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut health = tokio::time::interval(Duration::from_millis(100));
     loop {
