@@ -58,6 +58,16 @@ pub struct Watch<'a> {
 /// Runs the supervisor until SIGTERM/SIGINT and the children's drain.
 pub fn run(config: &Config, config_path: &Path, threads: Option<usize>, watch: Option<Watch>) -> anyhow::Result<()> {
   let n = config.runtime.processes;
+  // The signals are ours before anything is said or started (see main.rs).
+  let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+  let (mut term, mut int, mut hup) = {
+    let _in = rt.enter();
+    (
+      signal(SignalKind::terminate())?,
+      signal(SignalKind::interrupt())?,
+      signal(SignalKind::hangup())?,
+    )
+  };
   let http = config.listen.http.map(std::net::TcpListener::bind).transpose()?;
   let https = config.listen.https.map(std::net::TcpListener::bind).transpose()?;
   if let Some(l) = &http {
@@ -146,11 +156,7 @@ pub fn run(config: &Config, config_path: &Path, threads: Option<usize>, watch: O
     });
   }
   let drain = Duration::from_secs(config.server.drain_timeout_s);
-  let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
   rt.block_on(async {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(LOOK_EVERY);
     let mut watch_tick = tokio::time::interval(Duration::from_millis(500));
     // The workers' folders of the config last read, and their stamp.
