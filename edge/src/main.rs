@@ -156,30 +156,24 @@ enum Command {
     format: String,
   },
   /// Upload a worker to a node's admin API (as wrangler deploy).
-  Deploy {
-    /// The worker's wrangler config (or a folder holding one), or its main
-    /// module; the module files of its folder are uploaded.
-    target: PathBuf,
-    /// The node's admin API, http://host:port.
-    #[arg(long)]
-    admin: String,
-    /// A file holding the admin token (default: EDGE_ADMIN_TOKEN).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// The worker's name (over the wrangler config's).
-    #[arg(long)]
-    name: Option<String>,
-    /// A host the worker serves (repeatable; over the wrangler config's).
-    #[arg(long = "route")]
-    routes: Vec<String>,
-    /// The wrangler config's [env.<name>] to use.
-    #[arg(long = "env")]
-    wrangler_env: Option<String>,
-    /// Check everything on the node (code loaded in an isolate), change
-    /// nothing.
-    #[arg(long)]
-    dry_run: bool,
-  },
+  Deploy(deploy::DeployArgs),
+}
+
+/// SIGTERM, SIGINT and SIGHUP, taken from their default actions now (on
+/// `rt`'s signal driver).
+fn signals(
+  rt: &tokio::runtime::Runtime,
+) -> std::io::Result<(
+  tokio::signal::unix::Signal,
+  tokio::signal::unix::Signal,
+  tokio::signal::unix::Signal,
+)> {
+  let _in = rt.enter();
+  Ok((
+    signal(SignalKind::terminate())?,
+    signal(SignalKind::interrupt())?,
+    signal(SignalKind::hangup())?,
+  ))
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -264,25 +258,7 @@ fn main() -> anyhow::Result<()> {
   edge::internals::pool::set_release_freed(release_freed);
   let _log = edge::internals::logging::init(cli.log_format);
   let (source, watch) = match cli.command {
-    Command::Deploy {
-      target,
-      admin,
-      token_file,
-      name,
-      routes,
-      wrangler_env,
-      dry_run,
-    } => {
-      return deploy::run(deploy::DeployArgs {
-        target,
-        admin,
-        token_file,
-        name,
-        routes,
-        wrangler_env,
-        dry_run,
-      })
-    }
+    Command::Deploy(args) => return deploy::run(args),
     Command::Init { dir, name } => return init::run(&dir, name.as_deref()),
     Command::Tail {
       name,
@@ -350,14 +326,7 @@ fn main() -> anyhow::Result<()> {
   // soon as the "listening" line shows must not meet the default action
   // (which ends the process without a drain).
   let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-  let (mut term, mut int, mut hup) = {
-    let _in = rt.enter();
-    (
-      signal(SignalKind::terminate())?,
-      signal(SignalKind::interrupt())?,
-      signal(SignalKind::hangup())?,
-    )
-  };
+  let (mut term, mut int, mut hup) = signals(&rt)?;
   let mut stamp = source.stamp(&config);
   let mut last = config.clone();
   let engine = match inherited {

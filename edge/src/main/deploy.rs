@@ -14,13 +14,29 @@ use edge::UploadMeta;
 use http_body_util::{BodyExt, Full};
 
 /// What `edge deploy` was asked.
+#[derive(clap::Args)]
 pub struct DeployArgs {
+  /// The worker's wrangler config (or a folder holding one), or its main
+  /// module; the module files of its folder are uploaded.
   pub target: PathBuf,
+  /// The node's admin API, http://host:port.
+  #[arg(long)]
   pub admin: String,
+  /// A file holding the admin token (default: EDGE_ADMIN_TOKEN).
+  #[arg(long)]
   pub token_file: Option<PathBuf>,
+  /// The worker's name (over the wrangler config's).
+  #[arg(long)]
   pub name: Option<String>,
+  /// A host the worker serves (repeatable; over the wrangler config's).
+  #[arg(long = "route")]
   pub routes: Vec<String>,
+  /// The wrangler config's [env.<name>] to use.
+  #[arg(long = "env")]
   pub wrangler_env: Option<String>,
+  /// Check everything on the node (code loaded in an isolate), change
+  /// nothing.
+  #[arg(long)]
   pub dry_run: bool,
 }
 

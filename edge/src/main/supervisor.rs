@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use edge::config::Config;
 use edge::internals::admin::Relay;
-use tokio::signal::unix::{signal, SignalKind};
 
 /// The fds a child finds its listeners at (plain HTTP, TLS).
 const HTTP_FD: i32 = 3;
@@ -60,14 +59,7 @@ pub fn run(config: &Config, config_path: &Path, threads: Option<usize>, watch: O
   let n = config.runtime.processes;
   // The signals are ours before anything is said or started (see main.rs).
   let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-  let (mut term, mut int, mut hup) = {
-    let _in = rt.enter();
-    (
-      signal(SignalKind::terminate())?,
-      signal(SignalKind::interrupt())?,
-      signal(SignalKind::hangup())?,
-    )
-  };
+  let (mut term, mut int, mut hup) = super::signals(&rt)?;
   let http = config.listen.http.map(std::net::TcpListener::bind).transpose()?;
   let https = config.listen.https.map(std::net::TcpListener::bind).transpose()?;
   if let Some(l) = &http {
