@@ -132,14 +132,14 @@ fn tail(stats: &Stats, name: &str) -> Answer {
   let Some(worker) = stats.workers.get(name).map(|w| w.clone()) else {
     return text(StatusCode::NOT_FOUND, "404 Not Found: no such worker\n").map(BodyExt::boxed);
   };
-  let rx = worker.tail.subscribe();
-  let lines = futures::stream::unfold(rx, |mut rx| async move {
-    let line = match rx.recv().await {
+  let listener = worker.tail.subscribe();
+  let lines = futures::stream::unfold(listener, |mut l| async move {
+    let line = match l.rx.recv().await {
       Ok(line) => format!("{line}\n"),
       Err(broadcast::error::RecvError::Lagged(n)) => format!("{{\"type\":\"lagged\",\"missed\":{n}}}\n"),
       Err(broadcast::error::RecvError::Closed) => return None,
     };
-    Some((Ok::<_, Infallible>(Frame::data(Bytes::from(line))), rx))
+    Some((Ok::<_, Infallible>(Frame::data(Bytes::from(line))), l))
   });
   let mut res = http::Response::new(StreamBody::new(lines).boxed());
   res.headers_mut().insert(
