@@ -56,6 +56,7 @@ impl EngineBuilder {
     self.checking = true;
     self.listeners = None;
     self.admin = None;
+    self.supervisor = None;
     self.config.runtime.check_at_start = true;
     self.config.admin.data_dir = None;
     let engine = Engine::start_with(self)?;
@@ -310,23 +311,15 @@ impl Engine {
       executors.join();
       return Err(e);
     }
-    if checking {
-      let deployer = Arc::new(Deployer::new(deployments, None, view.clone(), executors.clone()));
-      return Ok(Self {
-        dispatch,
-        view,
-        executors,
-        deployer,
-        admin: None,
-        cron: None,
-        queues: None,
-        http_addr,
-        https_addr,
-      });
-    }
-    let cron =
-      CronRunner::start(view.clone(), dispatch.clone(), config_storage_dir, cron_clock).map_err(StartError::Threads)?;
-    let queues = QueueRunner::start(view.clone(), dispatch.clone()).map_err(StartError::Threads)?;
+    // A check (`edge check`) fires no cron and delivers no queue message.
+    let (cron, queues) = if checking {
+      (None, None)
+    } else {
+      let cron = CronRunner::start(view.clone(), dispatch.clone(), config_storage_dir, cron_clock)
+        .map_err(StartError::Threads)?;
+      let queues = QueueRunner::start(view.clone(), dispatch.clone()).map_err(StartError::Threads)?;
+      (Some(cron), Some(queues))
+    };
     let writes = if supervisor.is_some() { None } else { data_dir };
     let deployer = Arc::new(Deployer::new(deployments, writes, view.clone(), executors.clone()));
     if let Some(link) = supervisor {
@@ -344,8 +337,8 @@ impl Engine {
       executors,
       deployer,
       admin,
-      cron: Some(cron),
-      queues: Some(queues),
+      cron,
+      queues,
       http_addr,
       https_addr,
     })

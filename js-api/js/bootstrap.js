@@ -1029,32 +1029,38 @@ function handleScheduled(reqId, href, cron, scheduledTime) {
 // ctx)` runs on it, and the answer is each message's decision as JSON
 // (status 500 and the error too if queue() threw).
 function handleQueue(reqId, method, href, bodyLength) {
+  if (handlerEntry === null) {
+    return errorTuple(new TypeError(
+      "The worker has no queue handler: export default { async queue(batch, env, ctx) { ... } }",
+    ));
+  }
+  return answerWholeBody(reqId, method, href, bodyLength, async (buf, ctx) => {
+    const { batch, decisions } = openBatch(buf);
+    let error = null;
+    try {
+      if ((await runHandler(handlerEntry, "queue", batch, ctx)) === NO_HANDLER) {
+        throw new TypeError("The worker has no queue handler: its default export has no queue()");
+      }
+    } catch (err) {
+      error = err;
+    }
+    const body = JSONStringify({
+      decisions: decisions(error !== null),
+      error: error === null ? null : String(error?.stack ?? error),
+    });
+    return new ResponseCtor(body, { status: error === null ? 200 : 500 });
+  });
+}
+
+// A request answered once its whole body is read: `answer(bytes, ctx)`
+// makes the Response (queue deliveries, RPC calls).
+function answerWholeBody(reqId, method, href, bodyLength, answer) {
   const state = openRequest(reqId, href);
   let result;
   try {
-    if (handlerEntry === null) {
-      throw new TypeError(
-        "The worker has no queue handler: export default { async queue(batch, env, ctx) { ... } }",
-      );
-    }
     const req = makeRequest(reqId, method, href, bodyLength, state);
     const ctx = new ExecutionContext(state);
-    result = PromisePrototypeThen(req.arrayBuffer(), async (buf) => {
-      const { batch, decisions } = openBatch(buf);
-      let error = null;
-      try {
-        if ((await runHandler(handlerEntry, "queue", batch, ctx)) === NO_HANDLER) {
-          throw new TypeError("The worker has no queue handler: its default export has no queue()");
-        }
-      } catch (err) {
-        error = err;
-      }
-      const body = JSONStringify({
-        decisions: decisions(error !== null),
-        error: error === null ? null : String(error?.stack ?? error),
-      });
-      return new ResponseCtor(body, { status: error === null ? 200 : 500 });
-    });
+    result = PromisePrototypeThen(req.arrayBuffer(), (buf) => answer(buf, ctx));
   } catch (err) {
     dropRequest(reqId);
     return errorTuple(err);
@@ -1069,46 +1075,36 @@ function handleQueue(reqId, method, href, bodyLength) {
 // WorkerEntrypoint takes calls, as on Workers; each call gets its own
 // instance.
 function handleRpc(reqId, method, href, bodyLength, entrypoint, name) {
-  const state = openRequest(reqId, href);
-  let result;
-  try {
-    const req = makeRequest(reqId, method, href, bodyLength, state);
-    const ctx = new ExecutionContext(state);
-    result = PromisePrototypeThen(req.arrayBuffer(), async (buf) => {
-      let value;
-      let failed = false;
-      try {
-        const entry = entryOf(entrypoint);
-        if (!isEntrypointClass(entry)) {
-          throw new TypeError(
-            "The worker's default export is not a class that extends WorkerEntrypoint: only such a class takes RPC calls",
-          );
-        }
-        const args = core.deserialize(new Uint8Array(buf), { forStorage: true });
-        const instance = new entry(ctx, workerEnv);
-        value = await ReflectApply(rpcMethod(instance, name), instance, args);
-      } catch (err) {
-        value = err;
-        failed = true;
-      }
-      let bytes;
-      try {
-        bytes = core.serialize(value, { forStorage: true });
-      } catch (err) {
-        const what = failed ? "thrown by" : "returned by";
-        failed = true;
-        bytes = core.serialize(
-          new TypeError(`The value ${what} ${name}() cannot be sent over RPC: ${err?.message ?? err}`),
-          { forStorage: true },
+  return answerWholeBody(reqId, method, href, bodyLength, async (buf, ctx) => {
+    let value;
+    let failed = false;
+    try {
+      const entry = entryOf(entrypoint);
+      if (!isEntrypointClass(entry)) {
+        throw new TypeError(
+          "The worker's default export is not a class that extends WorkerEntrypoint: only such a class takes RPC calls",
         );
       }
-      return new ResponseCtor(bytes, { status: failed ? 500 : 200, headers: { "edge-rpc": failed ? "error" : "value" } });
-    });
-  } catch (err) {
-    dropRequest(reqId);
-    return errorTuple(err);
-  }
-  return settleResult(result, state, reqId);
+      const args = core.deserialize(new Uint8Array(buf), { forStorage: true });
+      const instance = new entry(ctx, workerEnv);
+      value = await ReflectApply(rpcMethod(instance, name), instance, args);
+    } catch (err) {
+      value = err;
+      failed = true;
+    }
+    let bytes;
+    try {
+      bytes = core.serialize(value, { forStorage: true });
+    } catch (err) {
+      const what = failed ? "thrown by" : "returned by";
+      failed = true;
+      bytes = core.serialize(
+        new TypeError(`The value ${what} ${name}() cannot be sent over RPC: ${err?.message ?? err}`),
+        { forStorage: true },
+      );
+    }
+    return new ResponseCtor(bytes, { status: failed ? 500 : 200, headers: { "edge-rpc": failed ? "error" : "value" } });
+  });
 }
 
 // Called by Rust when a request has ended (answered, and its body and

@@ -32,8 +32,8 @@ pub use ext::service::{
 };
 pub use ext::{hops_of, LogSink, WorkerLogContext, HOP_HEADER, MAX_LOG_LINE};
 pub use loader::{
-  CodeCacheStore, D1Databases, KvNamespaces, ModuleSource, NodeCompat, QueueProducers, R2Buckets, ServiceNames,
-  WorkerCode, NODE_BUILTINS,
+  node_builtins_list, CodeCacheStore, D1Databases, KvNamespaces, ModuleSource, NodeCompat, QueueProducers, R2Buckets,
+  ServiceNames, WorkerCode, NODE_BUILTINS,
 };
 pub use net::NetPolicy;
 pub use runtime::{Isolate, IsolateConfig, IsolateStopper, DEFAULT_HEAP_SLACK};

@@ -54,6 +54,15 @@ pub enum NodeCompat {
 /// The Node built-ins this runtime has (js/node_*.js, in the snapshot).
 pub const NODE_BUILTINS: &[&str] = &["async_hooks", "buffer", "events", "path", "process", "util"];
 
+/// [`NODE_BUILTINS`] as they are imported: `node:async_hooks, ...`.
+pub fn node_builtins_list() -> String {
+  NODE_BUILTINS
+    .iter()
+    .map(|n| format!("node:{n}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 impl NodeCompat {
   /// From a worker's compatibility flags (others are not about Node).
   pub fn from_flags<S: AsRef<str>>(flags: &[S]) -> Self {
@@ -441,11 +450,6 @@ const WORKERS_MODULE: &str = "cloudflare:workers";
 
 /// Why the Node built-in `name` cannot be imported under `node`.
 fn refused_node(name: &str, referrer: &str, node: NodeCompat) -> String {
-  let have = NODE_BUILTINS
-    .iter()
-    .map(|n| format!("node:{n}"))
-    .collect::<Vec<_>>()
-    .join(", ");
   if NODE_BUILTINS.contains(&name) {
     format!(
       "cannot import \"node:{name}\" from {referrer}: Node.js built-ins need compatibility_flags = [\"nodejs_compat\"] in the worker's config{}",
@@ -453,7 +457,8 @@ fn refused_node(name: &str, referrer: &str, node: NodeCompat) -> String {
     )
   } else {
     format!(
-      "cannot import \"node:{name}\" from {referrer}: the Node.js built-in \"{name}\" is not available here yet (there are {have}{}); bundle a polyfill meanwhile",
+      "cannot import \"node:{name}\" from {referrer}: the Node.js built-in \"{name}\" is not available here yet (there are {}{}); bundle a polyfill meanwhile",
+      node_builtins_list(),
       if node == NodeCompat::Full { "" } else { ", with compatibility_flags = [\"nodejs_compat\"]" }
     )
   }

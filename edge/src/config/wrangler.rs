@@ -269,21 +269,17 @@ fn from_tree(mut tree: Value, dir: &Path, env: Option<&str>) -> Result<FromWrang
   let main = dir.join(main);
   let mut compatibility_flags = Vec::new();
   for f in &w.compatibility_flags {
-    match f.as_str() {
-      "nodejs_compat" | "nodejs_compat_v2" => {
-        notes.push(format!(
-          "compatibility_flags: {f:?}: edge has {} of the Node built-ins; imports of the others fail",
-          js_api::NODE_BUILTINS
-            .iter()
-            .map(|n| format!("node:{n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-        ));
-        compatibility_flags.push(f.clone());
-      }
-      "nodejs_als" => compatibility_flags.push(f.clone()),
-      _ => notes.push(format!("compatibility_flags: {f:?}: ignored")),
+    if !super::COMPATIBILITY_FLAGS.contains(&f.as_str()) {
+      notes.push(format!("compatibility_flags: {f:?}: ignored"));
+      continue;
     }
+    if js_api::NodeCompat::from_flags(std::slice::from_ref(f)) == js_api::NodeCompat::Full {
+      notes.push(format!(
+        "compatibility_flags: {f:?}: edge has {} of the Node built-ins; imports of the others fail",
+        js_api::node_builtins_list()
+      ));
+    }
+    compatibility_flags.push(f.clone());
   }
   let mut vars = BTreeMap::new();
   for (k, v) in w.vars {

@@ -77,7 +77,8 @@ impl LogSink for ConsoleSink {
     let worker = &*ctx.worker;
     let request_id = RequestId(ctx.request_id);
     let message = cut_line(message, self.limits.line_bytes);
-    match self.stats.worker(worker).console_line(&self.limits, message.len()) {
+    let stats = self.stats.worker(worker);
+    match stats.console_line(&self.limits, message.len()) {
       Verdict::Drop => return,
       Verdict::PassAfterDropping(n) => tracing::warn!(
         target: "worker",
@@ -88,7 +89,7 @@ impl LogSink for ConsoleSink {
       ),
       Verdict::Pass => {}
     }
-    self.stats.worker(worker).tail.publish(|| {
+    stats.tail.publish(|| {
       let level_name = ["debug", "log", "warn", "error"][level.min(3) as usize];
       serde_json::json!({
         "type": "console",
